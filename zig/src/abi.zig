@@ -1,0 +1,175 @@
+//! The C ABI shared with TypeScript (`ffi/abi.ts` mirrors every offset here).
+//! Every struct is `extern` and its size is checked at comptime, so a field added on
+//! one side without the other fails the build instead of corrupting memory.
+
+const std = @import("std");
+
+/// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
+/// TypeScript loader refuses a library whose version differs.
+pub const abi_version: u32 = 1;
+
+pub const slots_max: u32 = 1 << 16;
+pub const listeners_max: u32 = 64;
+pub const fd_actions_max: u32 = 64;
+pub const none: u32 = 0xffff_ffff;
+
+/// One child-side descriptor action: what `target` is in the child.
+pub const FdKind = enum(u32) {
+    /// The child keeps the host's descriptor `target` as it is (stdin/out/err only).
+    inherit = 0,
+    /// `/dev/null`, opened read-write in the child.
+    devnull = 1,
+    /// A new pipe; the child reads (`pipe_to_child`) or writes (`pipe_from_child`) its end
+    /// and the host end is returned in `out_fd`.
+    pipe_to_child = 2,
+    pipe_from_child = 3,
+    /// The host's descriptor `fd`, duplicated onto `target`.
+    dup = 4,
+    /// The file at `path_off`, opened in the child with `open_flags` and `mode`.
+    file = 5,
+    /// `target` is closed in the child.
+    close = 6,
+};
+
+pub const FdAction = extern struct {
+    target: i32,
+    kind: FdKind,
+    fd: i32,
+    open_flags: u32,
+    mode: u32,
+    path_off: u32,
+    /// Output: the host's end of a pipe, or -1.
+    out_fd: i32,
+    reserved: u32,
+};
+
+pub const flag_setsid: u32 = 1 << 0;
+pub const flag_setpgid: u32 = 1 << 1;
+pub const flag_umask: u32 = 1 << 2;
+pub const flag_uid: u32 = 1 << 3;
+pub const flag_gid: u32 = 1 << 4;
+pub const flag_groups: u32 = 1 << 5;
+/// `inherit_fds_off` lists descriptors (u32 each) that stay open across exec.
+pub const flag_inherit_fds: u32 = 1 << 6;
+
+/// Where a spawn failed; mirrored by `SpawnStep` in `ffi/abi.ts`.
+pub const Step = enum(u32) {
+    none = 0,
+    request = 1,
+    pipe = 2,
+    clone = 3,
+    fd_dup = 4,
+    fd_open = 5,
+    chdir = 6,
+    setsid = 7,
+    setpgid = 8,
+    umask = 9,
+    rlimit = 10,
+    setgroups = 11,
+    setgid = 12,
+    setuid = 13,
+    signals = 14,
+    close_range = 15,
+    execve = 16,
+    reaper = 17,
+    slots = 18,
+    pdeathsig = 19,
+    priority = 20,
+};
+
+/// The spawn request: one buffer that TypeScript fills and passes by a single pointer.
+/// Layout of the buffer: [Request][FdAction * fd_count][pointer area][string blob].
+/// Offsets are relative to the start of the buffer.
+pub const Request = extern struct {
+    // Input.
+    buffer_len: u32,
+    argc: u32,
+    envc: u32,
+    fd_count: u32,
+    flags: u32,
+    listener: u32,
+    /// Strings: argv[0..argc] then env[0..envc], each NUL-terminated, starting here.
+    strings_off: u32,
+    strings_len: u32,
+    /// The program to execute (`execvp` rules: no slash means look in `search_path_off`).
+    file_off: u32,
+    /// The PATH list to search, or `none`.
+    search_path_off: u32,
+    /// The working directory, or `none` for the host's.
+    cwd_off: u32,
+    /// Room for argc + 1 + envc + 1 pointers, filled by the library.
+    pointers_off: u32,
+    /// Signal sent to the child by the reaper when the host exits (0: none).
+    kill_on_exit_signal: i32,
+    /// Signal the kernel sends the child if the reaper dies (0: none).
+    pdeath_signal: i32,
+    pgid: i32,
+    umask: u32,
+    uid: u32,
+    gid: u32,
+    groups_off: u32,
+    groups_count: u32,
+    inherit_fds_off: u32,
+    inherit_fds_count: u32,
+    /// Signals (bit n-1 for signal n) the child starts with ignored; all others default.
+    ignore_mask: u64,
+
+    // Output.
+    pid: i32,
+    pidfd: i32,
+    slot: u32,
+    generation: u32,
+    err_errno: i32,
+    err_step: Step,
+    /// Which fd action failed (index), or `none`.
+    err_index: u32,
+    reserved: u32,
+};
+
+/// What `ph_drain`, `ph_peek` and `ph_wait_sync` report about one child.
+pub const ExitRecord = extern struct {
+    slot: u32,
+    generation: u32,
+    pid: i32,
+    kind: ExitKind,
+    /// Exit code (`exited`) or signal number (`killed`, `dumped`).
+    value: i32,
+    reserved: u32,
+    user_cpu_us: u64,
+    system_cpu_us: u64,
+    max_rss_kib: u64,
+};
+
+pub const ExitKind = enum(i32) {
+    running = 0,
+    exited = 1,
+    killed = 2,
+    dumped = 3,
+    /// The reaper died before it could collect the status.
+    lost = -1,
+    _,
+};
+
+/// Library-wide facts TypeScript reads once (`ph_info`).
+pub const Info = extern struct {
+    abi_version: u32,
+    slots_max: u32,
+    reaper_pid: i32,
+    /// 1 when children are created with clone3, 2 legacy clone, 0 not yet known.
+    clone_mode: u32,
+    /// 1 when pidfds are available.
+    pidfd: u32,
+    reapers_started: u32,
+    slots_in_use: u32,
+    reserved: u32,
+};
+
+comptime {
+    std.debug.assert(@sizeOf(FdAction) == 32);
+    std.debug.assert(@sizeOf(Request) == 128);
+    std.debug.assert(@sizeOf(ExitRecord) == 48);
+    std.debug.assert(@sizeOf(Info) == 32);
+    std.debug.assert(@offsetOf(Request, "ignore_mask") == 88);
+    std.debug.assert(@offsetOf(Request, "pid") == 96);
+    std.debug.assert(@offsetOf(ExitRecord, "user_cpu_us") == 24);
+}

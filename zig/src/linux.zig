@@ -1,0 +1,1094 @@
+//! Linux backend: the invisible reaper of DESIGN.md.
+//!
+//! One reaper process per host, created with clone(CLONE_VM|CLONE_FS|CLONE_FILES, exit_signal 0):
+//! it shares our memory and fd table but is its own thread group, so its children are not the
+//! host's children and it never execs, so it stays invisible itself. Every global below is
+//! therefore shared between the host's threads and the reaper. Who writes what:
+//!   - `g.lock` (futex mutex) serialises host threads (the JS thread, Workers); the reaper never
+//!     takes it, so a host thread can never block the reaper.
+//!   - the reaper alone writes slot results, listener ring heads and the pid table;
+//!   - the owner of a listener alone advances that ring's tail.
+
+const std = @import("std");
+const abi = @import("abi.zig");
+const sys = @import("sys.zig");
+const pid_table = @import("pid_table.zig");
+
+const assert = std.debug.assert;
+
+const SlotState = struct {
+    const free: u32 = 0;
+    const reserved: u32 = 1;
+    const running: u32 = 2;
+    const exited: u32 = 3;
+};
+
+const Slot = extern struct {
+    state: u32,
+    generation: u32,
+    pid: i32,
+    pidfd: i32,
+    listener: u32,
+    kill_on_exit_signal: i32,
+    kind: abi.ExitKind,
+    value: i32,
+    user_cpu_us: u64,
+    system_cpu_us: u64,
+    max_rss_kib: u64,
+};
+
+const Listener = struct {
+    in_use: bool = false,
+    read_fd: i32 = -1,
+    write_fd: i32 = -1,
+    /// 1 while a wake-up byte may be unread; lets the reaper write one byte per batch.
+    wake_pending: u32 = 0,
+    /// Written by the producer (the reaper) only.
+    head: u32 = 0,
+    /// Written by the owner only.
+    tail: u32 = 0,
+    /// `slots_max` entries: a slot is pushed once per life and freed only when drained,
+    /// so the ring can never hold more than `slots_max` entries.
+    ring: [*]u32 = undefined,
+};
+
+/// The host's attributes as the reaper got them at its creation; a child gets the host's
+/// attributes as they are at spawn time, so spawn compares against these and applies changes.
+const Attributes = struct {
+    rlimits: [sys.rlimit_count]sys.Rlimit = undefined,
+    uids: [3]u32 = undefined,
+    gids: [3]u32 = undefined,
+    groups_count: u32 = 0,
+    groups: [groups_max]u32 = undefined,
+    priority: i32 = 0,
+};
+const groups_max = 256;
+
+/// Everything the vfork child needs, prepared by the host thread, read by the child.
+const ChildPlan = struct {
+    request: *abi.Request,
+    base: [*]u8,
+    argv: [*]const ?[*:0]const u8,
+    envp: [*]const ?[*:0]const u8,
+    file: [*:0]const u8,
+    actions: []abi.FdAction,
+    rlimit_mask: u32 = 0,
+    rlimits: [sys.rlimit_count]sys.Rlimit = undefined,
+    set_groups: ?[]const u32 = null,
+    set_gid: ?[3]u32 = null,
+    set_uid: ?[3]u32 = null,
+    set_priority: ?i32 = null,
+    reaper_pid: i32 = 0,
+    // Output, written by the child before it exits on failure.
+    err_errno: i32 = 0,
+    err_step: abi.Step = .none,
+    err_index: u32 = abi.none,
+};
+
+const State = struct {
+    lock: u32 = 0,
+    /// The pid that set this state up; a forked copy of the host must not use it.
+    init_pid: i32 = 0,
+    host_pid: i32 = 0,
+    reaper_pid: i32 = 0,
+    reapers_started: u32 = 0,
+    reaper_ready: u32 = 0,
+    reaper_setup_errno: i32 = 0,
+    request_efd: i32 = -1,
+    host_pidfd: i32 = -1,
+    signal_fd: i32 = -1,
+    epoll_fd: i32 = -1,
+    /// 0 unknown, 1 clone3, 2 legacy clone (remembered after ENOSYS/EPERM).
+    clone_mode: u32 = 0,
+    /// 0 unknown, 1 pidfds work, 2 no pidfds (remembered after EINVAL).
+    pidfd_mode: u32 = 0,
+    plan: ?*ChildPlan = null,
+    request_done: u32 = 0,
+    slots: [*]Slot = undefined,
+    free_stack: [*]u32 = undefined,
+    free_top: u32 = 0,
+    next_unused: u32 = 0,
+    slots_in_use: u32 = 0,
+    listeners: [abi.listeners_max]Listener = [_]Listener{.{}} ** abi.listeners_max,
+    table: pid_table.Table = undefined,
+    reaper_stack: usize = 0,
+    child_stack: usize = 0,
+    attributes: Attributes = .{},
+    memory_ready: bool = false,
+};
+
+var g: State = .{};
+
+const reaper_stack_len = 256 * 1024;
+const child_stack_len = 128 * 1024;
+const guard_len = 4096;
+/// A host thread waiting for the reaper re-checks that it is alive this often.
+const liveness_check_ms = 100;
+
+// ---------------------------------------------------------------------------------------------
+// The futex mutex (three states: 0 free, 1 locked, 2 locked with waiters).
+
+fn lock(word: *u32) void {
+    if (@cmpxchgStrong(u32, word, 0, 1, .acquire, .monotonic) == null) return;
+    while (@atomicRmw(u32, word, .Xchg, 2, .acquire) != 0) {
+        _ = sys.futex_wait(word, 2, -1);
+    }
+}
+
+fn unlock(word: *u32) void {
+    if (@atomicRmw(u32, word, .Xchg, 0, .release) == 2) {
+        _ = sys.futex_wake(word, 1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory: mmap'd once, sized by the limits in abi.zig; pages are touched only as used.
+
+fn map(len: usize) ?usize {
+    const rc = sys.mmap(len, sys.PROT_READ | sys.PROT_WRITE);
+    if (sys.errno(rc) != 0) return null;
+    return rc;
+}
+
+fn map_stack(len: usize) ?usize {
+    const base = map(len + guard_len) orelse return null;
+    _ = sys.mprotect(base, guard_len, 0);
+    return base + guard_len + len;
+}
+
+fn setup_memory() i32 {
+    if (g.memory_ready) return 0;
+    const slots = map(@sizeOf(Slot) * abi.slots_max) orelse return -sys.E.NOMEM;
+    const free_stack = map(@sizeOf(u32) * abi.slots_max) orelse return -sys.E.NOMEM;
+    const table = map(pid_table.Table.bytes) orelse return -sys.E.NOMEM;
+    const reaper_top = map_stack(reaper_stack_len) orelse return -sys.E.NOMEM;
+    const child_top = map_stack(child_stack_len) orelse return -sys.E.NOMEM;
+    g.slots = @ptrFromInt(slots);
+    g.free_stack = @ptrFromInt(free_stack);
+    g.table = pid_table.Table.init(@ptrFromInt(table));
+    g.reaper_stack = reaper_top;
+    g.child_stack = child_top;
+    g.memory_ready = true;
+    return 0;
+}
+
+/// After fork() without exec the copy sees our globals but the reaper is its parent's: forget
+/// it all (fds are the parent's too, closed on purpose: the copy must never talk to that reaper).
+fn reset_after_fork() void {
+    for (&g.listeners) |*l| {
+        if (!l.in_use) continue;
+        _ = sys.close(l.read_fd);
+        _ = sys.close(l.write_fd);
+    }
+    inline for (.{ g.request_efd, g.host_pidfd, g.signal_fd, g.epoll_fd }) |fd| {
+        if (fd >= 0) _ = sys.close(fd);
+    }
+    const memory_ready = g.memory_ready;
+    const slots = g.slots;
+    const free_stack = g.free_stack;
+    const table = g.table;
+    const reaper_stack = g.reaper_stack;
+    const child_stack = g.child_stack;
+    g = .{};
+    if (memory_ready) {
+        g.slots = slots;
+        g.free_stack = free_stack;
+        g.table = table;
+        g.table.clear();
+        g.reaper_stack = reaper_stack;
+        g.child_stack = child_stack;
+        g.memory_ready = true;
+    }
+    // g.lock is zero again: the copy has one thread, nobody else can hold it.
+}
+
+fn ensure_process() void {
+    const pid = sys.getpid();
+    if (g.init_pid == pid) return;
+    if (g.init_pid != 0) reset_after_fork();
+    g.init_pid = pid;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slots.
+
+fn slot_alloc() ?u32 {
+    if (g.free_top > 0) {
+        g.free_top -= 1;
+        return g.free_stack[g.free_top];
+    }
+    if (g.next_unused < abi.slots_max) {
+        const index = g.next_unused;
+        g.next_unused += 1;
+        g.slots[index] = std.mem.zeroes(Slot);
+        return index;
+    }
+    return null;
+}
+
+fn slot_free(index: u32) void {
+    assert(index < g.next_unused);
+    const slot = &g.slots[index];
+    slot.generation +%= 1;
+    @atomicStore(u32, &slot.state, SlotState.free, .release);
+    g.free_stack[g.free_top] = index;
+    g.free_top += 1;
+    assert(g.free_top <= abi.slots_max);
+}
+
+fn slot_record(index: u32, out: *abi.ExitRecord) void {
+    const slot = &g.slots[index];
+    out.* = .{
+        .slot = index,
+        .generation = slot.generation,
+        .pid = slot.pid,
+        .kind = slot.kind,
+        .value = slot.value,
+        .reserved = 0,
+        .user_cpu_us = slot.user_cpu_us,
+        .system_cpu_us = slot.system_cpu_us,
+        .max_rss_kib = slot.max_rss_kib,
+    };
+}
+
+/// Publishes an exit: status first, then the state (release), then the owner's ring.
+/// Called by the reaper, or by a host thread holding `g.lock` once the reaper is dead.
+fn slot_publish(index: u32) void {
+    const slot = &g.slots[index];
+    @atomicStore(u32, &slot.state, SlotState.exited, .release);
+    _ = sys.futex_wake(&slot.state, std.math.maxInt(i32));
+    const l = &g.listeners[slot.listener];
+    if (!l.in_use) return;
+    const head = @atomicLoad(u32, &l.head, .monotonic);
+    assert(head -% @atomicLoad(u32, &l.tail, .acquire) < abi.slots_max);
+    l.ring[head % abi.slots_max] = index;
+    @atomicStore(u32, &l.head, head +% 1, .release);
+    if (@atomicRmw(u32, &l.wake_pending, .Xchg, 1, .acq_rel) == 0) {
+        const byte: u8 = 1;
+        // The write end is non-blocking; EAGAIN means unread bytes already wake the reader.
+        _ = sys.write(l.write_fd, @ptrCast(&byte), 1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listeners: one per JavaScript realm (the main thread, each Worker).
+
+pub fn listener_open(nonblocking_read: bool) i32 {
+    lock(&g.lock);
+    defer unlock(&g.lock);
+    ensure_process();
+    const index = for (&g.listeners, 0..) |*l, i| {
+        if (!l.in_use) break i;
+    } else return -sys.E.MFILE;
+    const l = &g.listeners[index];
+    if (!ring_mapped[index]) {
+        const ring = map(@sizeOf(u32) * abi.slots_max) orelse return -sys.E.NOMEM;
+        l.ring = @ptrFromInt(ring);
+        ring_mapped[index] = true;
+    }
+    var fds: [2]i32 = undefined;
+    const rc = sys.pipe2(&fds, sys.O.CLOEXEC);
+    if (sys.errno(rc) != 0) return -sys.errno(rc);
+    const read_fd = move_above_stdio(fds[0]) catch |e| {
+        _ = sys.close(fds[1]);
+        return -@as(i32, @intFromError(e));
+    };
+    const write_fd = move_above_stdio(fds[1]) catch |e| {
+        _ = sys.close(read_fd);
+        return -@as(i32, @intFromError(e));
+    };
+    _ = sys.fcntl(write_fd, sys.F.SETFL, sys.O.NONBLOCK);
+    if (nonblocking_read) _ = sys.fcntl(read_fd, sys.F.SETFL, sys.O.NONBLOCK);
+    l.read_fd = read_fd;
+    l.write_fd = write_fd;
+    l.head = 0;
+    l.tail = 0;
+    l.wake_pending = 0;
+    l.in_use = true;
+    return @intCast(index);
+}
+var ring_mapped = [_]bool{false} ** abi.listeners_max;
+
+/// Our descriptors never take 0, 1 or 2: a host with stdio closed would otherwise have its
+/// next "stdout" be our pipe.
+fn move_above_stdio(fd: i32) error{ EMFILE, EBADF }!i32 {
+    if (fd > 2) return fd;
+    const rc = sys.fcntl(fd, sys.F.DUPFD_CLOEXEC, 3);
+    _ = sys.close(fd);
+    if (sys.errno(rc) != 0) return error.EMFILE;
+    return sys.int(rc);
+}
+
+pub fn listener_fd(index: u32) i32 {
+    if (index >= abi.listeners_max or !g.listeners[index].in_use) return -sys.E.BADF;
+    return g.listeners[index].read_fd;
+}
+
+pub fn listener_close(index: u32) i32 {
+    lock(&g.lock);
+    defer unlock(&g.lock);
+    if (index >= abi.listeners_max or !g.listeners[index].in_use) return -sys.E.BADF;
+    const l = &g.listeners[index];
+    l.in_use = false;
+    _ = sys.close(l.read_fd);
+    _ = sys.close(l.write_fd);
+    l.read_fd = -1;
+    l.write_fd = -1;
+    return 0;
+}
+
+/// Copies up to `out.len` exits of this listener's children and frees their slots.
+pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
+    if (index >= abi.listeners_max or !g.listeners[index].in_use) return -sys.E.BADF;
+    const l = &g.listeners[index];
+    // Cleared before reading the ring: an exit published after this point writes a new byte.
+    @atomicStore(u32, &l.wake_pending, 0, .seq_cst);
+    const head = @atomicLoad(u32, &l.head, .acquire);
+    var tail = l.tail;
+    if (tail == head) return 0;
+    lock(&g.lock);
+    defer unlock(&g.lock);
+    var count: usize = 0;
+    while (tail != head and count < out.len) : (count += 1) {
+        const slot_index = l.ring[tail % abi.slots_max];
+        slot_record(slot_index, &out[count]);
+        slot_free(slot_index);
+        g.slots_in_use -= 1;
+        tail +%= 1;
+    }
+    @atomicStore(u32, &l.tail, tail, .release);
+    if (tail != head) {
+        // More than `out` could hold: make sure the reader comes back.
+        @atomicStore(u32, &l.wake_pending, 1, .seq_cst);
+        const byte: u8 = 1;
+        _ = sys.write(l.write_fd, @ptrCast(&byte), 1);
+    }
+    return @intCast(count);
+}
+
+/// 1 and the record when the slot's child has exited, 0 while it runs, -ESTALE for a slot
+/// that was drained (its record was delivered through `drain`).
+pub fn peek(index: u32, generation: u32, out: *abi.ExitRecord) i32 {
+    if (index >= abi.slots_max) return -sys.E.INVAL;
+    const slot = &g.slots[index];
+    const state = @atomicLoad(u32, &slot.state, .acquire);
+    if (slot.generation != generation or state == SlotState.free) return -sys.E.STALE;
+    if (state != SlotState.exited) return 0;
+    slot_record(index, out);
+    return 1;
+}
+
+/// Blocks the calling thread until the child exits or `timeout_ms` passes (negative: forever).
+pub fn wait_sync(index: u32, generation: u32, out: *abi.ExitRecord, timeout_ms: i32) i32 {
+    const start_ns = sys.clock_monotonic_ns();
+    while (true) {
+        const rc = peek(index, generation, out);
+        if (rc != 0) return rc;
+        var wait_ms: i32 = liveness_check_ms;
+        if (timeout_ms >= 0) {
+            const elapsed_ms: i64 = @intCast((sys.clock_monotonic_ns() - start_ns) / 1_000_000);
+            if (elapsed_ms >= timeout_ms) return 0;
+            wait_ms = @intCast(@min(@as(i64, wait_ms), timeout_ms - elapsed_ms));
+        }
+        _ = sys.futex_wait(&g.slots[index].state, SlotState.running, wait_ms);
+        if (@atomicLoad(u32, &g.slots[index].state, .acquire) == SlotState.running) {
+            _ = check_reaper();
+        }
+    }
+}
+
+/// Sends `sig` to a running child: through its pidfd, or (no pidfds) by pid, which is safe
+/// because only the reaper reaps and a pid it has not reaped cannot be reused.
+pub fn signal(index: u32, generation: u32, sig: i32) i32 {
+    if (index >= abi.slots_max) return -sys.E.INVAL;
+    const slot = &g.slots[index];
+    if (slot.generation != generation) return -sys.E.STALE;
+    if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) return -sys.E.SRCH;
+    if (slot.pidfd >= 0) return -sys.errno(sys.pidfd_send_signal(slot.pidfd, sig));
+    return signal_by_pid(index, sig);
+}
+
+fn signal_by_pid(index: u32, sig: i32) i32 {
+    // The reaper peeks with WNOWAIT and takes this lock before it reaps (see reap_all), so a
+    // pid seen running under the lock is still ours.
+    const slot = &g.slots[index];
+    lock(&signal_lock);
+    defer unlock(&signal_lock);
+    if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) return -sys.E.SRCH;
+    return -sys.errno(sys.kill(slot.pid, sig));
+}
+var signal_lock: u32 = 0;
+
+// ---------------------------------------------------------------------------------------------
+// The reaper's lifetime, seen from the host.
+
+fn reaper_alive_locked() bool {
+    if (g.reaper_pid == 0) return false;
+    var info = std.mem.zeroes(sys.SigInfo);
+    const rc = sys.waitid(sys.P.PID, g.reaper_pid, &info, sys.W.EXITED | sys.W.NOHANG | sys.W.ALL, null);
+    if (sys.errno(rc) == 0 and info.pid == 0) return true;
+    // Reaped now (or already, by someone's waitpid(-1, __WALL)): the reaper is gone.
+    reaper_died_locked();
+    return false;
+}
+
+/// Every child still running is reported `lost` to its owner; the next spawn starts a new
+/// reaper. The orphans were re-parented by the kernel; their pidfds stay valid.
+fn reaper_died_locked() void {
+    g.reaper_pid = 0;
+    var index: u32 = 0;
+    while (index < g.next_unused) : (index += 1) {
+        const slot = &g.slots[index];
+        if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) continue;
+        slot.kind = .lost;
+        slot.value = 0;
+        slot_publish(index);
+    }
+    inline for (.{ &g.request_efd, &g.host_pidfd, &g.signal_fd, &g.epoll_fd }) |fd| {
+        if (fd.* >= 0) _ = sys.close(fd.*);
+        fd.* = -1;
+    }
+}
+
+/// 1 if the reaper had died (its children were reported lost), else 0.
+pub fn check_reaper() i32 {
+    lock(&g.lock);
+    defer unlock(&g.lock);
+    ensure_process();
+    if (g.reaper_pid == 0) return 0;
+    return if (reaper_alive_locked()) 0 else 1;
+}
+
+fn ensure_reaper_locked() i32 {
+    if (reaper_alive_locked()) return 0;
+    const rc = setup_memory();
+    if (rc < 0) return rc;
+    return start_reaper_locked();
+}
+
+fn start_reaper_locked() i32 {
+    g.table.clear();
+    g.host_pid = sys.getpid();
+    var rc = sys.eventfd();
+    if (sys.errno(rc) != 0) return -sys.errno(rc);
+    g.request_efd = move_above_stdio(sys.int(rc)) catch return -sys.E.MFILE;
+    rc = sys.pidfd_open(g.host_pid);
+    g.host_pidfd = if (sys.errno(rc) == 0) (move_above_stdio(sys.int(rc)) catch -1) else -1;
+    snapshot_attributes(&g.attributes);
+    @atomicStore(u32, &g.reaper_ready, 0, .release);
+    g.reaper_setup_errno = 0;
+
+    // The reaper starts with every signal blocked and resets all dispositions to default
+    // itself, so a host handler never runs on the reaper's stack.
+    const all: u64 = ~@as(u64, 0);
+    var old: u64 = 0;
+    _ = sys.rt_sigprocmask(sys.SIG.SETMASK, &all, &old);
+    var parent_tid: i32 = 0;
+    rc = sys.clone(reaper_main, g.reaper_stack, sys.CLONE.VM | sys.CLONE.FS | sys.CLONE.FILES | sys.CLONE.SYSVSEM, 0, &parent_tid);
+    _ = sys.rt_sigprocmask(sys.SIG.SETMASK, &old, null);
+    if (sys.errno(rc) != 0) {
+        const e = sys.errno(rc);
+        reaper_died_locked();
+        return -e;
+    }
+    g.reaper_pid = sys.int(rc);
+    g.reapers_started += 1;
+    while (@atomicLoad(u32, &g.reaper_ready, .acquire) == 0) {
+        _ = sys.futex_wait(&g.reaper_ready, 0, liveness_check_ms);
+        if (@atomicLoad(u32, &g.reaper_ready, .acquire) == 0 and !reaper_alive_locked()) {
+            return -sys.E.CHILD;
+        }
+    }
+    if (g.reaper_setup_errno != 0) {
+        const e = g.reaper_setup_errno;
+        _ = reaper_alive_locked();
+        return -e;
+    }
+    return 0;
+}
+
+fn snapshot_attributes(a: *Attributes) void {
+    var resource: u32 = 0;
+    while (resource < sys.rlimit_count) : (resource += 1) {
+        _ = sys.prlimit(0, resource, null, &a.rlimits[resource]);
+    }
+    _ = sys.getresuid(&a.uids);
+    _ = sys.getresgid(&a.gids);
+    const rc = sys.getgroups(&a.groups);
+    a.groups_count = if (sys.errno(rc) == 0) @intCast(rc) else 0;
+    a.priority = sys.int(sys.getpriority());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reaper itself. Runs on its own stack in its own process; shares `g` with the host.
+
+const event_request: u64 = 0;
+const event_signal: u64 = 1;
+const event_host: u64 = 2;
+/// Without a host pidfd the reaper notices the host's exit by its parent changing.
+const parent_poll_ms = 50;
+
+fn reaper_main(_: usize) callconv(.c) u8 {
+    var act = sys.KSigaction{ .handler = sys.SIG.DFL, .flags = 0, .restorer = 0, .mask = 0 };
+    var sig: u32 = 1;
+    while (sig <= sys.SIG.max) : (sig += 1) {
+        if (sig == sys.SIG.KILL or sig == sys.SIG.STOP) continue;
+        _ = sys.rt_sigaction(sig, &act, null);
+    }
+    // signalfd readiness in epoll belongs to the process that registers it: do it here.
+    const sigchld: u64 = 1 << (sys.SIG.CHLD - 1);
+    var rc = sys.signalfd(&sigchld);
+    if (sys.errno(rc) == 0) {
+        g.signal_fd = sys.int(rc);
+        rc = sys.epoll_create();
+    }
+    if (sys.errno(rc) == 0) {
+        g.epoll_fd = sys.int(rc);
+        rc = sys.epoll_add(g.epoll_fd, g.signal_fd, event_signal);
+    }
+    if (sys.errno(rc) == 0) rc = sys.epoll_add(g.epoll_fd, g.request_efd, event_request);
+    if (sys.errno(rc) == 0 and g.host_pidfd >= 0) rc = sys.epoll_add(g.epoll_fd, g.host_pidfd, event_host);
+    g.reaper_setup_errno = sys.errno(rc);
+    @atomicStore(u32, &g.reaper_ready, 1, .release);
+    _ = sys.futex_wake(&g.reaper_ready, 1);
+    if (g.reaper_setup_errno != 0) sys.exit(1);
+
+    var events: [8]sys.EpollEvent = undefined;
+    const timeout_ms: i32 = if (g.host_pidfd >= 0) -1 else parent_poll_ms;
+    while (true) {
+        rc = sys.epoll_wait(g.epoll_fd, &events, timeout_ms);
+        if (sys.errno(rc) != 0) continue;
+        for (events[0..@intCast(rc)]) |event| {
+            switch (event.data) {
+                event_request => serve_request(),
+                event_signal => {
+                    var buf: [128 * 4]u8 = undefined;
+                    _ = sys.read(g.signal_fd, &buf, buf.len);
+                    reap_all();
+                },
+                event_host => host_exited(),
+                else => unreachable,
+            }
+        }
+        if (g.host_pidfd < 0 and sys.getppid() != g.host_pid) host_exited();
+    }
+}
+
+fn host_exited() noreturn {
+    var index: u32 = 0;
+    while (index < g.next_unused) : (index += 1) {
+        const slot = &g.slots[index];
+        if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) continue;
+        if (slot.kill_on_exit_signal == 0) continue;
+        if (slot.pidfd >= 0) {
+            _ = sys.pidfd_send_signal(slot.pidfd, slot.kill_on_exit_signal);
+        } else {
+            _ = sys.kill(slot.pid, slot.kill_on_exit_signal);
+        }
+    }
+    sys.exit_group(0);
+}
+
+fn reap_all() void {
+    const peek_first = g.pidfd_mode == 2;
+    while (true) {
+        var info = std.mem.zeroes(sys.SigInfo);
+        var usage = std.mem.zeroes(sys.Rusage);
+        if (peek_first) {
+            const rc = sys.waitid(sys.P.ALL, 0, &info, sys.W.EXITED | sys.W.NOHANG | sys.W.NOWAIT, null);
+            if (sys.errno(rc) != 0 or info.pid == 0) return;
+            lock(&signal_lock);
+            _ = sys.waitid(sys.P.PID, info.pid, &info, sys.W.EXITED, &usage);
+            record_exit(&info, &usage);
+            unlock(&signal_lock);
+        } else {
+            const rc = sys.waitid(sys.P.ALL, 0, &info, sys.W.EXITED | sys.W.NOHANG, &usage);
+            if (sys.errno(rc) != 0 or info.pid == 0) return;
+            record_exit(&info, &usage);
+        }
+    }
+}
+
+fn record_exit(info: *const sys.SigInfo, usage: *const sys.Rusage) void {
+    const index = g.table.remove(info.pid) orelse return;
+    const slot = &g.slots[index];
+    assert(slot.pid == info.pid);
+    slot.kind = switch (info.code) {
+        sys.CLD.EXITED => .exited,
+        sys.CLD.KILLED => .killed,
+        sys.CLD.DUMPED => .dumped,
+        else => @enumFromInt(info.code),
+    };
+    slot.value = info.status;
+    slot.user_cpu_us = micros(usage.utime);
+    slot.system_cpu_us = micros(usage.stime);
+    slot.max_rss_kib = @intCast(@max(usage.maxrss, 0));
+    slot_publish(index);
+}
+
+fn micros(t: sys.Timeval) u64 {
+    return @intCast(@max(t.sec * 1_000_000 + t.usec, 0));
+}
+
+fn serve_request() void {
+    var counter: u64 = 0;
+    _ = sys.read(g.request_efd, @ptrCast(&counter), 8);
+    const plan = g.plan orelse return;
+    const request = plan.request;
+    spawn_child(plan);
+    if (request.err_errno == 0) {
+        const slot = &g.slots[request.slot];
+        slot.pid = request.pid;
+        slot.pidfd = request.pidfd;
+        g.table.insert(request.pid, request.slot);
+        @atomicStore(u32, &slot.state, SlotState.running, .release);
+    }
+    g.plan = null;
+    @atomicStore(u32, &g.request_done, 1, .release);
+    _ = sys.futex_wake(&g.request_done, 1);
+}
+
+fn spawn_child(plan: *ChildPlan) void {
+    const request = plan.request;
+    plan.reaper_pid = sys.getpid();
+    var pidfd: i32 = -1;
+    var rc: usize = 0;
+    while (true) {
+        const want_pidfd = g.pidfd_mode != 2;
+        const flags: u64 = sys.CLONE.VM | sys.CLONE.VFORK | @as(u64, if (want_pidfd) sys.CLONE.PIDFD else 0);
+        pidfd = -1;
+        if (g.clone_mode != 2) {
+            const args = sys.CloneArgs{
+                .flags = flags,
+                .pidfd = @intFromPtr(&pidfd),
+                .exit_signal = sys.SIG.CHLD,
+                .stack = g.child_stack - child_stack_len,
+                .stack_size = child_stack_len,
+            };
+            rc = sys.clone3(&args, @sizeOf(sys.CloneArgs), child_main, @intFromPtr(plan));
+            const e = sys.errno(rc);
+            if (e == sys.E.NOSYS or e == sys.E.PERM) {
+                // Old kernel, or a seccomp profile that refuses clone3: remember, use clone.
+                g.clone_mode = 2;
+                continue;
+            }
+            if (e == 0) g.clone_mode = 1;
+        } else {
+            rc = sys.clone(child_main, g.child_stack, @intCast(flags | sys.SIG.CHLD), @intFromPtr(plan), &pidfd);
+        }
+        if (sys.errno(rc) == sys.E.INVAL and want_pidfd) {
+            // Kernel without CLONE_PIDFD: the reaper still hides children and signals by pid.
+            g.pidfd_mode = 2;
+            continue;
+        }
+        if (sys.errno(rc) == 0 and want_pidfd) g.pidfd_mode = 1;
+        break;
+    }
+    if (sys.errno(rc) != 0) {
+        request.err_errno = sys.errno(rc);
+        request.err_step = .clone;
+        return;
+    }
+    const pid = sys.int(rc);
+    if (plan.err_errno != 0) {
+        // CLONE_VFORK: the child has exited already; collect it so no zombie is left.
+        var info = std.mem.zeroes(sys.SigInfo);
+        _ = sys.waitid(sys.P.PID, pid, &info, sys.W.EXITED, null);
+        if (pidfd >= 0) _ = sys.close(pidfd);
+        request.err_errno = plan.err_errno;
+        request.err_step = plan.err_step;
+        request.err_index = plan.err_index;
+        return;
+    }
+    request.pid = pid;
+    request.pidfd = if (g.pidfd_mode == 1) pidfd else -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The vfork child: raw syscalls only, on `g.child_stack`, sharing memory with the reaper.
+
+fn child_fail(plan: *ChildPlan, step: abi.Step, rc: usize, index: u32) noreturn {
+    plan.err_errno = sys.errno(rc);
+    if (plan.err_errno == 0) plan.err_errno = sys.E.INVAL;
+    plan.err_step = step;
+    plan.err_index = index;
+    sys.exit(127);
+}
+
+fn check(plan: *ChildPlan, step: abi.Step, rc: usize) void {
+    if (sys.errno(rc) != 0) child_fail(plan, step, rc, abi.none);
+}
+
+fn child_main(arg: usize) callconv(.c) u8 {
+    const plan: *ChildPlan = @ptrFromInt(arg);
+    const request = plan.request;
+
+    // Dispositions are default (the reaper reset its table); ignore what was asked.
+    if (request.ignore_mask != 0) {
+        const ignore = sys.KSigaction{ .handler = sys.SIG.IGN, .flags = 0, .restorer = 0, .mask = 0 };
+        var sig: u32 = 1;
+        while (sig <= sys.SIG.max) : (sig += 1) {
+            if (request.ignore_mask & (@as(u64, 1) << @intCast(sig - 1)) == 0) continue;
+            if (sig == sys.SIG.KILL or sig == sys.SIG.STOP) continue;
+            check(plan, .signals, sys.rt_sigaction(sig, &ignore, null));
+        }
+    }
+    if (request.pdeath_signal != 0) {
+        check(plan, .pdeathsig, sys.prctl(sys.PR_SET_PDEATHSIG, @intCast(request.pdeath_signal)));
+        // The reaper may have died before the prctl took effect.
+        if (sys.getppid() != plan.reaper_pid) child_fail(plan, .pdeathsig, @bitCast(@as(isize, -sys.E.SRCH)), abi.none);
+    }
+    if (request.flags & abi.flag_setsid != 0) check(plan, .setsid, sys.setsid());
+    if (request.flags & abi.flag_setpgid != 0) check(plan, .setpgid, sys.setpgid(0, request.pgid));
+
+    var resource: u32 = 0;
+    while (resource < sys.rlimit_count) : (resource += 1) {
+        if (plan.rlimit_mask & (@as(u32, 1) << @intCast(resource)) == 0) continue;
+        check(plan, .rlimit, sys.prlimit(0, resource, &plan.rlimits[resource], null));
+    }
+    if (plan.set_priority) |priority| check(plan, .priority, sys.setpriority(priority));
+
+    child_fds(plan);
+
+    if (request.flags & abi.flag_umask != 0) _ = sys.umask(request.umask);
+    if (request.cwd_off != abi.none) check(plan, .chdir, sys.chdir(cstr(plan.base, request.cwd_off)));
+
+    // Credentials last: opening files and chdir above happen with the host's rights.
+    if (plan.set_groups) |groups| check(plan, .setgroups, sys.setgroups(groups));
+    if (plan.set_gid) |ids| check(plan, .setgid, sys.setresgid(ids[0], ids[1], ids[2]));
+    if (plan.set_uid) |ids| check(plan, .setuid, sys.setresuid(ids[0], ids[1], ids[2]));
+
+    const empty: u64 = 0;
+    check(plan, .signals, sys.rt_sigprocmask(sys.SIG.SETMASK, &empty, null));
+    child_exec(plan);
+}
+
+fn cstr(base: [*]u8, offset: u32) [*:0]const u8 {
+    return @ptrCast(base + offset);
+}
+
+/// Applies the fd plan so that no source is clobbered by an earlier target: every source is
+/// first copied above all targets (close-on-exec), then everything >= 3 is marked
+/// close-on-exec, then each copy is dup'd onto its target (which clears close-on-exec).
+fn child_fds(plan: *ChildPlan) void {
+    const request = plan.request;
+    var max_target: i32 = 2;
+    for (plan.actions) |action| max_target = @max(max_target, action.target);
+    const floor: usize = @intCast(max_target + 1);
+
+    var temps: [abi.fd_actions_max]i32 = undefined;
+    for (plan.actions, 0..) |action, i| {
+        const index: u32 = @intCast(i);
+        temps[i] = -1;
+        const rc: usize = switch (action.kind) {
+            .inherit => continue,
+            .close => continue,
+            .devnull => sys.openat("/dev/null", sys.O.RDWR | sys.O.CLOEXEC, 0),
+            .file => sys.openat(cstr(plan.base, action.path_off), action.open_flags | sys.O.CLOEXEC, action.mode),
+            .dup, .pipe_to_child, .pipe_from_child => sys.fcntl(action.fd, sys.F.DUPFD_CLOEXEC, floor),
+        };
+        if (sys.errno(rc) != 0) {
+            const step: abi.Step = if (action.kind == .file or action.kind == .devnull) .fd_open else .fd_dup;
+            child_fail(plan, step, rc, index);
+        }
+        temps[i] = sys.int(rc);
+        if (temps[i] < floor) {
+            // open() returned a low number: lift it above the targets.
+            const lifted = sys.fcntl(temps[i], sys.F.DUPFD_CLOEXEC, floor);
+            if (sys.errno(lifted) != 0) child_fail(plan, .fd_dup, lifted, index);
+            temps[i] = sys.int(lifted);
+        }
+    }
+
+    const rc = sys.close_range(3, std.math.maxInt(u32), sys.CLOSE_RANGE_CLOEXEC);
+    if (sys.errno(rc) != 0 and sys.errno(rc) != sys.E.NOSYS and sys.errno(rc) != sys.E.INVAL) {
+        child_fail(plan, .close_range, rc, abi.none);
+    }
+    if (request.flags & abi.flag_inherit_fds != 0) {
+        const list: [*]align(1) const u32 = @ptrCast(plan.base + request.inherit_fds_off);
+        for (list[0..request.inherit_fds_count], 0..) |fd, i| {
+            const cleared = sys.fcntl(@intCast(fd), sys.F.SETFD, 0);
+            if (sys.errno(cleared) != 0) child_fail(plan, .fd_dup, cleared, @intCast(i));
+        }
+    }
+
+    for (plan.actions, 0..) |action, i| {
+        const index: u32 = @intCast(i);
+        switch (action.kind) {
+            .inherit => {
+                // A closed (or close-on-exec, so not really shared) stdio descriptor becomes
+                // /dev/null, so the child always starts with valid 0, 1 and 2.
+                if (action.target > 2) continue;
+                const flags = sys.fcntl(action.target, sys.F.GETFD, 0);
+                if (sys.errno(flags) == 0 and flags & 1 == 0) continue;
+                const null_fd = sys.openat("/dev/null", sys.O.RDWR | sys.O.CLOEXEC, 0);
+                if (sys.errno(null_fd) != 0) child_fail(plan, .fd_open, null_fd, index);
+                const duped = sys.dup3(sys.int(null_fd), action.target, 0);
+                if (sys.errno(duped) != 0) child_fail(plan, .fd_dup, duped, index);
+            },
+            .close => _ = sys.close(action.target),
+            else => {
+                const duped = sys.dup3(temps[i], action.target, 0);
+                if (sys.errno(duped) != 0) child_fail(plan, .fd_dup, duped, index);
+            },
+        }
+    }
+}
+
+/// execve, or with no slash in the name, every PATH entry like execvp (but ENOEXEC is
+/// reported, never retried through /bin/sh).
+fn child_exec(plan: *ChildPlan) noreturn {
+    const request = plan.request;
+    const file = std.mem.span(plan.file);
+    if (std.mem.indexOfScalar(u8, file, '/') != null or request.search_path_off == abi.none) {
+        const rc = sys.execve(plan.file, plan.argv, plan.envp);
+        child_fail(plan, .execve, rc, abi.none);
+    }
+    const search = std.mem.span(cstr(plan.base, request.search_path_off));
+    var buffer: [4096 + 256]u8 = undefined;
+    var saw_eacces = false;
+    var last_errno: i32 = sys.E.NOENT;
+    var rest = search;
+    var entries: u32 = 0;
+    while (entries < 4096) : (entries += 1) {
+        const end = std.mem.indexOfScalar(u8, rest, ':') orelse rest.len;
+        var dir = rest[0..end];
+        if (dir.len == 0) dir = ".";
+        if (dir.len + 1 + file.len + 1 <= buffer.len) {
+            @memcpy(buffer[0..dir.len], dir);
+            buffer[dir.len] = '/';
+            @memcpy(buffer[dir.len + 1 ..][0..file.len], file);
+            buffer[dir.len + 1 + file.len] = 0;
+            const rc = sys.execve(@ptrCast(&buffer), plan.argv, plan.envp);
+            const e = sys.errno(rc);
+            switch (e) {
+                sys.E.ACCES => saw_eacces = true,
+                sys.E.NOENT, sys.E.NOTDIR, sys.E.LOOP, sys.E.STALE, sys.E.NODEV, sys.E.TIMEDOUT, sys.E.NAMETOOLONG => {},
+                else => {
+                    last_errno = e;
+                    break;
+                },
+            }
+        }
+        if (end == rest.len) break;
+        rest = rest[end + 1 ..];
+    }
+    if (last_errno == sys.E.NOENT and saw_eacces) last_errno = sys.E.ACCES;
+    child_fail(plan, .execve, @bitCast(@as(isize, -last_errno)), abi.none);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Spawn, seen from the host thread.
+
+pub fn spawn(request: *abi.Request, len: usize) i32 {
+    request.pid = -1;
+    request.pidfd = -1;
+    request.slot = abi.none;
+    request.generation = 0;
+    request.err_errno = 0;
+    request.err_step = .none;
+    request.err_index = abi.none;
+    var plan: ChildPlan = undefined;
+    if (prepare_plan(request, len, &plan)) |e| return fail(request, .request, e);
+
+    lock(&g.lock);
+    defer unlock(&g.lock);
+    ensure_process();
+    if (request.listener >= abi.listeners_max or !g.listeners[request.listener].in_use) {
+        return fail(request, .request, sys.E.BADF);
+    }
+    const reaper_rc = ensure_reaper_locked();
+    if (reaper_rc < 0) return fail(request, .reaper, -reaper_rc);
+    const slot_index = slot_alloc() orelse return fail(request, .slots, sys.E.AGAIN);
+    g.slots_in_use += 1;
+    const slot = &g.slots[slot_index];
+    slot.state = SlotState.reserved;
+    slot.listener = request.listener;
+    slot.kill_on_exit_signal = request.kill_on_exit_signal;
+    slot.kind = .running;
+    request.slot = slot_index;
+    request.generation = slot.generation;
+
+    const pipes_rc = open_pipes(plan.actions);
+    if (pipes_rc.errno != 0) {
+        release_slot(slot_index);
+        request.err_index = pipes_rc.index;
+        return fail(request, .pipe, pipes_rc.errno);
+    }
+    host_attribute_changes(&plan);
+
+    g.plan = &plan;
+    @atomicStore(u32, &g.request_done, 0, .release);
+    const one: u64 = 1;
+    _ = sys.write(g.request_efd, @ptrCast(&one), 8);
+    while (@atomicLoad(u32, &g.request_done, .acquire) == 0) {
+        _ = sys.futex_wait(&g.request_done, 0, liveness_check_ms);
+        if (@atomicLoad(u32, &g.request_done, .acquire) == 0 and !reaper_alive_locked()) {
+            g.plan = null;
+            request.err_errno = sys.E.CHILD;
+            request.err_step = .reaper;
+            break;
+        }
+    }
+    close_pipes(plan.actions, request.err_errno != 0);
+    if (request.err_errno != 0) {
+        release_slot(slot_index);
+        return -request.err_errno;
+    }
+    return 0;
+}
+
+fn fail(request: *abi.Request, step: abi.Step, e: i32) i32 {
+    request.err_errno = e;
+    request.err_step = step;
+    return -e;
+}
+
+fn release_slot(index: u32) void {
+    slot_free(index);
+    g.slots_in_use -= 1;
+}
+
+const PipeResult = struct { errno: i32 = 0, index: u32 = abi.none };
+
+fn open_pipes(actions: []abi.FdAction) PipeResult {
+    for (actions, 0..) |*action, i| {
+        action.out_fd = -1;
+        const to_child = action.kind == .pipe_to_child;
+        if (!to_child and action.kind != .pipe_from_child) continue;
+        var fds: [2]i32 = undefined;
+        const rc = sys.pipe2(&fds, sys.O.CLOEXEC);
+        if (sys.errno(rc) != 0) {
+            close_pipes(actions[0..i], true);
+            return .{ .errno = sys.errno(rc), .index = @intCast(i) };
+        }
+        // The host's end is non-blocking (read by the event loop); the child's stays blocking.
+        const host_end = if (to_child) fds[1] else fds[0];
+        const child_end = if (to_child) fds[0] else fds[1];
+        _ = sys.fcntl(host_end, sys.F.SETFL, sys.O.NONBLOCK);
+        action.fd = child_end;
+        action.out_fd = host_end;
+    }
+    return .{};
+}
+
+fn close_pipes(actions: []abi.FdAction, failed: bool) void {
+    for (actions) |*action| {
+        if (action.kind != .pipe_to_child and action.kind != .pipe_from_child) continue;
+        if (action.out_fd < 0) continue;
+        _ = sys.close(action.fd);
+        action.fd = -1;
+        if (failed) {
+            _ = sys.close(action.out_fd);
+            action.out_fd = -1;
+        }
+    }
+}
+
+/// Compares the host's attributes now with the reaper's copy; the child applies the changes.
+fn host_attribute_changes(plan: *ChildPlan) void {
+    const request = plan.request;
+    const reaper = &g.attributes;
+    var now: Attributes = undefined;
+    snapshot_attributes(&now);
+    plan.rlimit_mask = 0;
+    for (now.rlimits, reaper.rlimits, 0..) |host, old, i| {
+        if (host.cur == old.cur and host.max == old.max) continue;
+        plan.rlimit_mask |= @as(u32, 1) << @intCast(i);
+        plan.rlimits[i] = host;
+    }
+    plan.set_priority = if (now.priority != reaper.priority) 20 - now.priority else null;
+    plan.set_groups = null;
+    plan.set_gid = null;
+    plan.set_uid = null;
+    const groups_changed = now.groups_count != reaper.groups_count or
+        !std.mem.eql(u32, now.groups[0..now.groups_count], reaper.groups[0..reaper.groups_count]);
+    if (groups_changed) {
+        host_groups = now.groups;
+        plan.set_groups = host_groups[0..now.groups_count];
+    }
+    if (!std.mem.eql(u32, &now.gids, &reaper.gids)) plan.set_gid = now.gids;
+    if (!std.mem.eql(u32, &now.uids, &reaper.uids)) plan.set_uid = now.uids;
+    if (request.flags & abi.flag_groups != 0) {
+        const list: [*]align(1) const u32 = @ptrCast(plan.base + request.groups_off);
+        for (0..@min(request.groups_count, groups_max)) |i| host_groups[i] = list[i];
+        plan.set_groups = host_groups[0..@min(request.groups_count, groups_max)];
+    }
+    if (request.flags & abi.flag_gid != 0) plan.set_gid = .{ request.gid, request.gid, request.gid };
+    if (request.flags & abi.flag_uid != 0) plan.set_uid = .{ request.uid, request.uid, request.uid };
+}
+/// Only used under `g.lock` while a spawn is in flight.
+var host_groups: [groups_max]u32 = undefined;
+
+/// Validates the request buffer and builds argv/envp in its pointer area. Returns an errno.
+fn prepare_plan(request: *abi.Request, len: usize, plan: *ChildPlan) ?i32 {
+    if (len < @sizeOf(abi.Request) or request.buffer_len != len) return sys.E.INVAL;
+    if (request.argc == 0 or request.fd_count > abi.fd_actions_max) return sys.E.INVAL;
+    if (request.groups_count > groups_max) return sys.E.INVAL;
+    const base: [*]u8 = @ptrCast(request);
+    const pointers_needed = (@as(usize, request.argc) + 1 + request.envc + 1) * @sizeOf(usize);
+    if (!in_bounds(len, request.pointers_off, pointers_needed)) return sys.E.INVAL;
+    if (request.pointers_off % @alignOf(usize) != 0) return sys.E.INVAL;
+    if (!in_bounds(len, request.strings_off, request.strings_len)) return sys.E.INVAL;
+    const actions_off = @sizeOf(abi.Request);
+    if (!in_bounds(len, actions_off, @as(usize, request.fd_count) * @sizeOf(abi.FdAction))) return sys.E.INVAL;
+    for ([_]u32{ request.file_off, request.search_path_off, request.cwd_off }) |off| {
+        if (off != abi.none and !string_in_bounds(base, len, off)) return sys.E.INVAL;
+    }
+    const actions: [*]abi.FdAction = @ptrCast(@alignCast(base + actions_off));
+    for (actions[0..request.fd_count]) |action| {
+        if (action.target < 0) return sys.E.INVAL;
+        if (action.kind == .file and !string_in_bounds(base, len, action.path_off)) return sys.E.INVAL;
+        if (@intFromEnum(action.kind) > @intFromEnum(abi.FdKind.close)) return sys.E.INVAL;
+    }
+    if (request.flags & abi.flag_groups != 0 and !in_bounds(len, request.groups_off, @as(usize, request.groups_count) * 4)) return sys.E.INVAL;
+    if (request.flags & abi.flag_inherit_fds != 0 and !in_bounds(len, request.inherit_fds_off, @as(usize, request.inherit_fds_count) * 4)) return sys.E.INVAL;
+
+    const pointers: [*]?[*:0]const u8 = @ptrCast(@alignCast(base + request.pointers_off));
+    const strings = base[request.strings_off..][0..request.strings_len];
+    var offset: usize = 0;
+    const total = @as(usize, request.argc) + request.envc;
+    for (0..total) |i| {
+        const end = std.mem.indexOfScalarPos(u8, strings, offset, 0) orelse return sys.E.INVAL;
+        const slot = if (i < request.argc) i else i + 1;
+        pointers[slot] = @ptrCast(strings.ptr + offset);
+        offset = end + 1;
+    }
+    pointers[request.argc] = null;
+    pointers[total + 1] = null;
+    plan.* = .{
+        .request = request,
+        .base = base,
+        .argv = pointers,
+        .envp = pointers + request.argc + 1,
+        .file = if (request.file_off != abi.none) cstr(base, request.file_off) else pointers[0].?,
+        .actions = actions[0..request.fd_count],
+    };
+    return null;
+}
+
+fn in_bounds(len: usize, offset: u32, size: usize) bool {
+    return offset <= len and size <= len - offset;
+}
+
+fn string_in_bounds(base: [*]u8, len: usize, offset: u32) bool {
+    if (offset >= len) return false;
+    return std.mem.indexOfScalar(u8, base[offset..len], 0) != null;
+}
+
+pub fn get_info(out: *abi.Info) void {
+    out.* = .{
+        .abi_version = abi.abi_version,
+        .slots_max = abi.slots_max,
+        .reaper_pid = if (g.init_pid == sys.getpid()) g.reaper_pid else 0,
+        .clone_mode = g.clone_mode,
+        .pidfd = if (g.pidfd_mode == 1) 1 else 0,
+        .reapers_started = g.reapers_started,
+        .slots_in_use = g.slots_in_use,
+        .reserved = 0,
+    };
+}
+
+pub fn close_fd(fd: i32) i32 {
+    return -sys.errno(sys.close(fd));
+}

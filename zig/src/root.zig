@@ -1,0 +1,77 @@
+//! The C ABI exported to TypeScript. Every export returns 0 or a count on success and
+//! `-errno` on failure; details of a failed spawn are written into the request.
+//! `ffi/symbols.ts` lists the same functions with the same prototypes.
+
+const std = @import("std");
+const builtin = @import("builtin");
+const abi = @import("abi.zig");
+
+const backend = switch (builtin.os.tag) {
+    .linux => @import("linux.zig"),
+    else => @compileError("no backend for this OS yet"),
+};
+
+/// uint32_t ph_abi_version(void)
+export fn ph_abi_version() u32 {
+    return abi.abi_version;
+}
+
+/// void ph_info(struct ph_info *out)
+export fn ph_info(out: *abi.Info) void {
+    backend.get_info(out);
+}
+
+/// int32_t ph_listener_open(uint32_t nonblocking_read)
+export fn ph_listener_open(nonblocking_read: u32) i32 {
+    return backend.listener_open(nonblocking_read != 0);
+}
+
+/// int32_t ph_listener_fd(uint32_t listener)
+export fn ph_listener_fd(listener: u32) i32 {
+    return backend.listener_fd(listener);
+}
+
+/// int32_t ph_listener_close(uint32_t listener)
+export fn ph_listener_close(listener: u32) i32 {
+    return backend.listener_close(listener);
+}
+
+/// int32_t ph_spawn(struct ph_request *request, size_t len)
+export fn ph_spawn(request: *abi.Request, len: usize) i32 {
+    return backend.spawn(request, len);
+}
+
+/// int32_t ph_drain(uint32_t listener, struct ph_exit *out, uint32_t max)
+export fn ph_drain(listener: u32, out: [*]abi.ExitRecord, max: u32) i32 {
+    return backend.drain(listener, out[0..max]);
+}
+
+/// int32_t ph_peek(uint32_t slot, uint32_t generation, struct ph_exit *out)
+export fn ph_peek(slot: u32, generation: u32, out: *abi.ExitRecord) i32 {
+    return backend.peek(slot, generation, out);
+}
+
+/// int32_t ph_wait_sync(uint32_t slot, uint32_t generation, struct ph_exit *out, int32_t timeout_ms)
+export fn ph_wait_sync(slot: u32, generation: u32, out: *abi.ExitRecord, timeout_ms: i32) i32 {
+    return backend.wait_sync(slot, generation, out, timeout_ms);
+}
+
+/// int32_t ph_signal(uint32_t slot, uint32_t generation, int32_t sig)
+export fn ph_signal(slot: u32, generation: u32, sig: i32) i32 {
+    return backend.signal(slot, generation, sig);
+}
+
+/// int32_t ph_check_reaper(void)
+export fn ph_check_reaper() i32 {
+    return backend.check_reaper();
+}
+
+/// int32_t ph_close(int32_t fd)
+export fn ph_close(fd: i32) i32 {
+    return backend.close_fd(fd);
+}
+
+test {
+    _ = @import("pid_table.zig");
+    _ = @import("spawn_test.zig");
+}

@@ -1,0 +1,154 @@
+//! End-to-end tests of the Linux backend from Zig: spawn through the reaper, wait, signal,
+//! fail. They run in the test binary's own process, which is the host here.
+
+const std = @import("std");
+const abi = @import("abi.zig");
+const linux = @import("linux.zig");
+const sys = @import("sys.zig");
+const testing = std.testing;
+
+/// Builds a request buffer the way `src/request.ts` does.
+fn build(buffer: []align(8) u8, argv: []const []const u8, actions: []const abi.FdAction) *abi.Request {
+    @memset(buffer, 0);
+    const request: *abi.Request = @ptrCast(buffer.ptr);
+    var offset: usize = @sizeOf(abi.Request);
+    const actions_out: [*]abi.FdAction = @ptrCast(@alignCast(buffer.ptr + offset));
+    @memcpy(actions_out[0..actions.len], actions);
+    offset += actions.len * @sizeOf(abi.FdAction);
+    const pointers_off = offset;
+    offset += (argv.len + 2) * 8;
+    const strings_off = offset;
+    for (argv) |arg| {
+        @memcpy(buffer[offset..][0..arg.len], arg);
+        buffer[offset + arg.len] = 0;
+        offset += arg.len + 1;
+    }
+    const search_off = offset;
+    const search = "/usr/local/bin:/usr/bin:/bin";
+    @memcpy(buffer[offset..][0..search.len], search);
+    buffer[offset + search.len] = 0;
+    offset += search.len + 1;
+    request.* = std.mem.zeroes(abi.Request);
+    request.buffer_len = @intCast(offset);
+    request.argc = @intCast(argv.len);
+    request.envc = 0;
+    request.fd_count = @intCast(actions.len);
+    request.strings_off = @intCast(strings_off);
+    request.strings_len = @intCast(search_off - strings_off);
+    request.file_off = abi.none;
+    request.search_path_off = @intCast(search_off);
+    request.cwd_off = abi.none;
+    request.pointers_off = @intCast(pointers_off);
+    request.listener = listener;
+    return request;
+}
+
+var listener: u32 = 0;
+var listener_ready = false;
+
+fn open_listener() !void {
+    if (listener_ready) return;
+    const rc = linux.listener_open(false);
+    try testing.expect(rc >= 0);
+    listener = @intCast(rc);
+    listener_ready = true;
+}
+
+fn spawn_wait(argv: []const []const u8) !abi.ExitRecord {
+    try open_listener();
+    var buffer: [4096]u8 align(8) = undefined;
+    const request = build(&buffer, argv, &.{});
+    const rc = linux.spawn(request, request.buffer_len);
+    try testing.expectEqual(@as(i32, 0), rc);
+    var record: abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
+    if (request.pidfd >= 0) _ = sys.close(request.pidfd);
+    var drained: [16]abi.ExitRecord = undefined;
+    _ = linux.drain(listener, &drained);
+    return record;
+}
+
+test "exit codes come back through the reaper" {
+    const record = try spawn_wait(&.{ "sh", "-c", "exit 3" });
+    try testing.expectEqual(abi.ExitKind.exited, record.kind);
+    try testing.expectEqual(@as(i32, 3), record.value);
+}
+
+test "a signal death is reported as killed with its number" {
+    const record = try spawn_wait(&.{ "sh", "-c", "kill -TERM $$" });
+    try testing.expectEqual(abi.ExitKind.killed, record.kind);
+    try testing.expectEqual(@as(i32, sys.SIG.TERM), record.value);
+}
+
+test "the host cannot see the child: waitid(P_ALL) gives ECHILD while it runs" {
+    try open_listener();
+    var buffer: [4096]u8 align(8) = undefined;
+    const request = build(&buffer, &.{ "sleep", "0.2" }, &.{});
+    try testing.expectEqual(@as(i32, 0), linux.spawn(request, request.buffer_len));
+    var info = std.mem.zeroes(sys.SigInfo);
+    const rc = sys.waitid(sys.P.ALL, 0, &info, sys.W.EXITED | sys.W.NOHANG, null);
+    try testing.expectEqual(@as(i32, sys.E.CHILD), sys.errno(rc));
+    var record: abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, 0), linux.peek(request.slot, request.generation, &record));
+    try testing.expectEqual(@as(i32, 0), linux.signal(request.slot, request.generation, sys.SIG.KILL));
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
+    try testing.expectEqual(abi.ExitKind.killed, record.kind);
+    try testing.expectEqual(@as(i32, sys.SIG.KILL), record.value);
+    try testing.expectEqual(@as(i32, -sys.E.SRCH), linux.signal(request.slot, request.generation, sys.SIG.KILL));
+    _ = sys.close(request.pidfd);
+    var drained: [16]abi.ExitRecord = undefined;
+    try testing.expect(linux.drain(listener, &drained) >= 1);
+    try testing.expectEqual(@as(i32, -sys.E.STALE), linux.peek(request.slot, request.generation, &record));
+}
+
+test "a missing program fails synchronously with ENOENT at execve" {
+    try open_listener();
+    var buffer: [4096]u8 align(8) = undefined;
+    const request = build(&buffer, &.{"no-such-program-here"}, &.{});
+    try testing.expectEqual(@as(i32, -sys.E.NOENT), linux.spawn(request, request.buffer_len));
+    try testing.expectEqual(abi.Step.execve, request.err_step);
+}
+
+test "a missing cwd fails at chdir" {
+    try open_listener();
+    var buffer: [4096]u8 align(8) = undefined;
+    const request = build(&buffer, &.{"true"}, &.{});
+    const cwd = "/no/such/dir";
+    const off = request.buffer_len;
+    @memcpy(buffer[off..][0..cwd.len], cwd);
+    buffer[off + cwd.len] = 0;
+    request.cwd_off = off;
+    request.buffer_len = @intCast(off + cwd.len + 1);
+    try testing.expectEqual(@as(i32, -sys.E.NOENT), linux.spawn(request, request.buffer_len));
+    try testing.expectEqual(abi.Step.chdir, request.err_step);
+}
+
+test "a malformed request is refused before anything is created" {
+    try open_listener();
+    var buffer: [4096]u8 align(8) = undefined;
+    const request = build(&buffer, &.{"true"}, &.{});
+    request.strings_len += 4000;
+    try testing.expectEqual(@as(i32, -sys.E.INVAL), linux.spawn(request, request.buffer_len));
+    try testing.expectEqual(abi.Step.request, request.err_step);
+}
+
+test "piped stdout carries the child's bytes" {
+    try open_listener();
+    var buffer: [4096]u8 align(8) = undefined;
+    const actions = [_]abi.FdAction{
+        .{ .target = 0, .kind = .devnull, .fd = -1, .open_flags = 0, .mode = 0, .path_off = 0, .out_fd = -1, .reserved = 0 },
+        .{ .target = 1, .kind = .pipe_from_child, .fd = -1, .open_flags = 0, .mode = 0, .path_off = 0, .out_fd = -1, .reserved = 0 },
+    };
+    const request = build(&buffer, &.{ "echo", "hello" }, &actions);
+    try testing.expectEqual(@as(i32, 0), linux.spawn(request, request.buffer_len));
+    const out_actions: [*]abi.FdAction = @ptrCast(@alignCast(&buffer[@sizeOf(abi.Request)]));
+    const fd = out_actions[1].out_fd;
+    try testing.expect(fd > 2);
+    var record: abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
+    var bytes: [64]u8 = undefined;
+    const n = sys.read(fd, &bytes, bytes.len);
+    try testing.expectEqualStrings("hello\n", bytes[0..n]);
+    _ = sys.close(fd);
+    _ = sys.close(request.pidfd);
+}

@@ -1,0 +1,399 @@
+//! Raw Linux syscalls: one thin function per call, returning the kernel's raw `usize`
+//! (decode with `errno`). Nothing here allocates, uses TLS or touches libc, because the
+//! reaper and the vfork child run this code on stacks and in processes libc knows nothing of.
+
+const std = @import("std");
+const builtin = @import("builtin");
+const linux = std.os.linux;
+
+pub const SYS = linux.SYS;
+const sc0 = linux.syscall0;
+const sc1 = linux.syscall1;
+const sc2 = linux.syscall2;
+const sc3 = linux.syscall3;
+const sc4 = linux.syscall4;
+const sc5 = linux.syscall5;
+
+/// The positive errno of a raw return value, or 0 on success.
+pub fn errno(rc: usize) i32 {
+    const signed: isize = @bitCast(rc);
+    if (signed < 0 and signed > -4096) return @intCast(-signed);
+    return 0;
+}
+
+pub fn int(rc: usize) i32 {
+    return @truncate(@as(isize, @bitCast(rc)));
+}
+
+fn u(v: i32) usize {
+    return @bitCast(@as(isize, v));
+}
+
+pub const E = struct {
+    pub const PERM = 1;
+    pub const NOENT = 2;
+    pub const SRCH = 3;
+    pub const INTR = 4;
+    pub const IO = 5;
+    pub const NOEXEC = 8;
+    pub const BADF = 9;
+    pub const CHILD = 10;
+    pub const AGAIN = 11;
+    pub const NOMEM = 12;
+    pub const ACCES = 13;
+    pub const FAULT = 14;
+    pub const NOTDIR = 20;
+    pub const INVAL = 22;
+    pub const MFILE = 24;
+    pub const NAMETOOLONG = 36;
+    pub const NOSYS = 38;
+    pub const LOOP = 40;
+    pub const NODEV = 19;
+    pub const STALE = 116;
+    pub const TIMEDOUT = 110;
+    pub const OWNERDEAD = 130;
+};
+
+pub const O = struct {
+    pub const RDONLY = 0;
+    pub const WRONLY = 1;
+    pub const RDWR = 2;
+    pub const NONBLOCK = 0o4000;
+    pub const CLOEXEC = 0o2000000;
+};
+
+pub const F = struct {
+    pub const DUPFD_CLOEXEC = 1030;
+    pub const GETFD = 1;
+    pub const SETFD = 2;
+    pub const GETFL = 3;
+    pub const SETFL = 4;
+};
+
+pub const CLONE = struct {
+    pub const VM = 0x100;
+    pub const FS = 0x200;
+    pub const FILES = 0x400;
+    pub const PIDFD = 0x1000;
+    pub const VFORK = 0x4000;
+    pub const SYSVSEM = 0x40000;
+};
+
+pub const SIG = struct {
+    pub const HUP = 1;
+    pub const INT = 2;
+    pub const KILL = 9;
+    pub const TERM = 15;
+    pub const CHLD = 17;
+    pub const STOP = 19;
+    pub const DFL: usize = 0;
+    pub const IGN: usize = 1;
+    pub const BLOCK = 0;
+    pub const UNBLOCK = 1;
+    pub const SETMASK = 2;
+    /// Highest signal number (`_NSIG - 1`).
+    pub const max = 64;
+};
+
+pub const P = struct {
+    pub const ALL = 0;
+    pub const PID = 1;
+    pub const PIDFD = 3;
+};
+
+pub const W = struct {
+    pub const NOHANG = 1;
+    pub const EXITED = 4;
+    pub const NOWAIT = 0x1000000;
+    pub const ALL = 0x40000000;
+};
+
+pub const CLD = struct {
+    pub const EXITED = 1;
+    pub const KILLED = 2;
+    pub const DUMPED = 3;
+};
+
+/// `siginfo_t` as `waitid` fills it for SIGCHLD (the layout of every 64-bit target).
+pub const SigInfo = extern struct {
+    signo: i32,
+    err: i32,
+    code: i32,
+    pad0: i32,
+    pid: i32,
+    uid: u32,
+    status: i32,
+    rest: [100]u8,
+};
+
+pub const Timeval = extern struct { sec: i64, usec: i64 };
+
+pub const Rusage = extern struct {
+    utime: Timeval,
+    stime: Timeval,
+    maxrss: i64,
+    rest: [13]i64,
+};
+
+pub const Rlimit = extern struct { cur: u64, max: u64 };
+pub const rlimit_count = 16;
+
+pub const EpollEvent = extern struct {
+    events: u32 align(if (builtin.cpu.arch == .x86_64) 4 else 8),
+    data: u64 align(4),
+};
+
+pub const EPOLLIN = 1;
+
+comptime {
+    std.debug.assert(@sizeOf(SigInfo) == 128);
+    std.debug.assert(@sizeOf(Rusage) == 144);
+    if (builtin.cpu.arch == .x86_64) std.debug.assert(@sizeOf(EpollEvent) == 12);
+}
+
+/// `struct clone_args` of clone3(2), the first 64 bytes (CLONE_ARGS_SIZE_VER0).
+pub const CloneArgs = extern struct {
+    flags: u64 = 0,
+    pidfd: u64 = 0,
+    child_tid: u64 = 0,
+    parent_tid: u64 = 0,
+    exit_signal: u64 = 0,
+    stack: u64 = 0,
+    stack_size: u64 = 0,
+    tls: u64 = 0,
+};
+
+comptime {
+    std.debug.assert(@sizeOf(CloneArgs) == 64);
+}
+
+pub fn read(fd: i32, buf: [*]u8, len: usize) usize {
+    return sc3(.read, u(fd), @intFromPtr(buf), len);
+}
+pub fn write(fd: i32, buf: [*]const u8, len: usize) usize {
+    return sc3(.write, u(fd), @intFromPtr(buf), len);
+}
+pub fn close(fd: i32) usize {
+    return sc1(.close, u(fd));
+}
+pub fn openat(path: [*:0]const u8, flags: u32, mode: u32) usize {
+    const at_fdcwd: i32 = -100;
+    return sc4(.openat, u(at_fdcwd), @intFromPtr(path), flags, mode);
+}
+pub fn pipe2(fds: *[2]i32, flags: u32) usize {
+    return sc2(.pipe2, @intFromPtr(fds), flags);
+}
+pub fn fcntl(fd: i32, cmd: u32, arg: usize) usize {
+    return sc3(.fcntl, u(fd), cmd, arg);
+}
+pub fn dup3(old: i32, new: i32, flags: u32) usize {
+    return sc3(.dup3, u(old), u(new), flags);
+}
+pub fn close_range(first: u32, last: u32, flags: u32) usize {
+    return sc3(.close_range, first, last, flags);
+}
+pub const CLOSE_RANGE_CLOEXEC = 1 << 2;
+
+pub fn chdir(path: [*:0]const u8) usize {
+    return sc1(.chdir, @intFromPtr(path));
+}
+pub fn execve(path: [*:0]const u8, argv: [*]const ?[*:0]const u8, envp: [*]const ?[*:0]const u8) usize {
+    return sc3(.execve, @intFromPtr(path), @intFromPtr(argv), @intFromPtr(envp));
+}
+pub fn exit(code: u8) noreturn {
+    _ = sc1(.exit, code);
+    unreachable;
+}
+pub fn exit_group(code: u8) noreturn {
+    _ = sc1(.exit_group, code);
+    unreachable;
+}
+pub fn getpid() i32 {
+    return int(sc0(.getpid));
+}
+pub fn getppid() i32 {
+    return int(sc0(.getppid));
+}
+pub fn setsid() usize {
+    return sc0(.setsid);
+}
+pub fn setpgid(pid: i32, pgid: i32) usize {
+    return sc2(.setpgid, u(pid), u(pgid));
+}
+pub fn umask(mask: u32) usize {
+    return sc1(.umask, mask);
+}
+pub fn setresuid(r: u32, e: u32, s: u32) usize {
+    return sc3(.setresuid, r, e, s);
+}
+pub fn setresgid(r: u32, e: u32, s: u32) usize {
+    return sc3(.setresgid, r, e, s);
+}
+pub fn getresuid(ids: *[3]u32) usize {
+    return sc3(.getresuid, @intFromPtr(&ids[0]), @intFromPtr(&ids[1]), @intFromPtr(&ids[2]));
+}
+pub fn getresgid(ids: *[3]u32) usize {
+    return sc3(.getresgid, @intFromPtr(&ids[0]), @intFromPtr(&ids[1]), @intFromPtr(&ids[2]));
+}
+pub fn getgroups(list: []u32) usize {
+    return sc2(.getgroups, list.len, @intFromPtr(list.ptr));
+}
+pub fn setgroups(list: []const u32) usize {
+    return sc2(.setgroups, list.len, @intFromPtr(list.ptr));
+}
+pub fn getpriority() usize {
+    return sc2(.getpriority, 0, 0);
+}
+pub fn setpriority(nice: i32) usize {
+    return sc3(.setpriority, 0, 0, u(nice));
+}
+pub fn prlimit(pid: i32, resource: u32, new: ?*const Rlimit, old: ?*Rlimit) usize {
+    return sc4(.prlimit64, u(pid), resource, @intFromPtr(new), @intFromPtr(old));
+}
+pub fn prctl(option: u32, arg2: usize) usize {
+    return sc5(.prctl, option, arg2, 0, 0, 0);
+}
+pub const PR_SET_PDEATHSIG = 1;
+
+pub fn kill(pid: i32, sig: i32) usize {
+    return sc2(.kill, u(pid), u(sig));
+}
+pub fn pidfd_open(pid: i32) usize {
+    return sc2(.pidfd_open, u(pid), 0);
+}
+pub fn pidfd_send_signal(pidfd: i32, sig: i32) usize {
+    return sc4(.pidfd_send_signal, u(pidfd), u(sig), 0, 0);
+}
+pub fn waitid(idtype: u32, id: i32, info: *SigInfo, options: u32, ru: ?*Rusage) usize {
+    return sc5(.waitid, idtype, u(id), @intFromPtr(info), options, @intFromPtr(ru));
+}
+
+/// Kernel `struct sigaction` for rt_sigaction: only SIG_DFL and SIG_IGN are ever installed,
+/// so no restorer is needed.
+pub const KSigaction = extern struct {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+};
+
+pub fn rt_sigaction(sig: u32, act: ?*const KSigaction, old: ?*KSigaction) usize {
+    return sc4(.rt_sigaction, sig, @intFromPtr(act), @intFromPtr(old), 8);
+}
+pub fn rt_sigprocmask(how: u32, set: ?*const u64, old: ?*u64) usize {
+    return sc4(.rt_sigprocmask, how, @intFromPtr(set), @intFromPtr(old), 8);
+}
+pub fn signalfd(mask: *const u64) usize {
+    const sfd_cloexec = O.CLOEXEC;
+    return sc4(.signalfd4, u(-1), @intFromPtr(mask), 8, sfd_cloexec);
+}
+pub fn eventfd() usize {
+    return sc2(.eventfd2, 0, O.CLOEXEC);
+}
+pub fn epoll_create() usize {
+    return sc1(.epoll_create1, O.CLOEXEC);
+}
+pub fn epoll_add(epfd: i32, fd: i32, data: u64) usize {
+    var ev = EpollEvent{ .events = EPOLLIN, .data = data };
+    return sc4(.epoll_ctl, u(epfd), 1, u(fd), @intFromPtr(&ev));
+}
+pub fn epoll_wait(epfd: i32, events: []EpollEvent, timeout_ms: i32) usize {
+    if (@hasField(SYS, "epoll_wait")) {
+        return sc4(.epoll_wait, u(epfd), @intFromPtr(events.ptr), events.len, u(timeout_ms));
+    }
+    return sc5(.epoll_pwait, u(epfd), @intFromPtr(events.ptr), events.len, u(timeout_ms), 0);
+}
+
+pub const PROT_READ = 1;
+pub const PROT_WRITE = 2;
+pub const MAP_PRIVATE = 0x02;
+pub const MAP_ANONYMOUS = 0x20;
+pub const MAP_NORESERVE = 0x4000;
+
+pub fn mmap(len: usize, prot: u32) usize {
+    return linux.syscall6(.mmap, 0, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, u(-1), 0);
+}
+pub fn munmap(addr: usize, len: usize) usize {
+    return sc2(.munmap, addr, len);
+}
+pub fn mprotect(addr: usize, len: usize, prot: u32) usize {
+    return sc3(.mprotect, addr, len, prot);
+}
+
+const FUTEX_WAIT_PRIVATE = 128;
+const FUTEX_WAKE_PRIVATE = 129;
+const FUTEX_WAIT_SHARED = 0;
+const FUTEX_WAKE_SHARED = 1;
+
+/// Waits while `*word == expected`, at most `timeout_ms` (negative: forever).
+/// The reaper is another process sharing our memory, so private futexes (keyed by mm) work.
+pub fn futex_wait(word: *const u32, expected: u32, timeout_ms: i32) usize {
+    var ts = Timespec{ .sec = @divTrunc(timeout_ms, 1000), .nsec = @rem(timeout_ms, 1000) * 1_000_000 };
+    const tsp: usize = if (timeout_ms < 0) 0 else @intFromPtr(&ts);
+    return sc4(if (@hasField(SYS, "futex")) .futex else .futex_time64, @intFromPtr(word), FUTEX_WAIT_PRIVATE, expected, tsp);
+}
+pub fn futex_wake(word: *const u32, count: u32) usize {
+    return sc3(if (@hasField(SYS, "futex")) .futex else .futex_time64, @intFromPtr(word), FUTEX_WAKE_PRIVATE, count);
+}
+pub const Timespec = extern struct { sec: i64, nsec: i64 };
+
+pub fn clock_monotonic_ns() u64 {
+    var ts: Timespec = undefined;
+    _ = sc2(.clock_gettime, 1, @intFromPtr(&ts));
+    return @as(u64, @intCast(ts.sec)) * 1_000_000_000 + @as(u64, @intCast(ts.nsec));
+}
+
+/// clone3 with a new stack: the child calls `func(arg)` and exits with its result.
+/// `args.stack`/`args.stack_size` must be set. Returns the raw syscall result in the parent.
+pub fn clone3(args: *const CloneArgs, size: usize, func: *const fn (usize) callconv(.c) u8, arg: usize) usize {
+    const trampoline: *const fn (usize, usize, usize, usize) callconv(.c) usize = @ptrCast(&clone3_naked);
+    return trampoline(@intFromPtr(args), size, @intFromPtr(func), arg);
+}
+
+fn clone3_naked() callconv(.naked) usize {
+    switch (builtin.cpu.arch) {
+        // SysV: rdi=args rsi=size rdx=func rcx=arg. syscall clobbers rcx/r11 only, and the
+        // child starts with the parent's registers on the new stack, so func/arg ride in r8/r9.
+        .x86_64 => asm volatile (
+            \\   movq %%rdx, %%r9
+            \\   movq %%rcx, %%r8
+            \\   movl $435, %%eax
+            \\   syscall
+            \\   testq %%rax, %%rax
+            \\   jz 1f
+            \\   retq
+            \\ 1:
+            \\   xorl %%ebp, %%ebp
+            \\   movq %%r8, %%rdi
+            \\   callq *%%r9
+            \\   movl %%eax, %%edi
+            \\   movl $60, %%eax
+            \\   syscall
+            \\   hlt
+        ),
+        // AAPCS64: x0=args x1=size x2=func x3=arg; svc preserves everything but x0.
+        .aarch64 => asm volatile (
+            \\   mov x9, x2
+            \\   mov x10, x3
+            \\   mov x8, #435
+            \\   svc #0
+            \\   cbz x0, 1f
+            \\   ret
+            \\ 1:
+            \\   mov x29, #0
+            \\   mov x30, #0
+            \\   mov x0, x10
+            \\   blr x9
+            \\   mov x8, #93
+            \\   svc #0
+            \\   brk #0
+        ),
+        else => @compileError("clone3 trampoline: unsupported architecture"),
+    }
+}
+
+/// Legacy clone(2) through the std trampoline (for kernels or seccomp profiles without clone3).
+pub fn clone(func: *const fn (usize) callconv(.c) u8, stack_top: usize, flags: u32, arg: usize, parent_tid: *i32) usize {
+    var child_tid: i32 = 0;
+    return linux.clone(func, stack_top, flags, arg, parent_tid, 0, &child_tid);
+}
