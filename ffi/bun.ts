@@ -1,0 +1,149 @@
+/**
+ * The Bun binding: `bun:ffi` over the shared symbol table; descriptors are read with
+ * `Bun.file(fd).stream()` and written with `Bun.file(fd).writer()`, which Bun drives from its
+ * own event loop (`node:net` sockets on foreign descriptors deliver nothing on Bun).
+ *
+ * @module
+ */
+import type { Native, WakeSource } from "./native.ts";
+import { type FfiType, symbols } from "./symbols.ts";
+
+// Bun-only globals, typed here so the rest of the code base stays runtime-neutral.
+interface BunFileSink {
+  write(chunk: Uint8Array): number | Promise<number>;
+  flush(): number | Promise<number>;
+  end(): number | Promise<number>;
+}
+interface BunGlobal {
+  file(fd: number): { stream(): ReadableStream<Uint8Array>; writer(): BunFileSink };
+}
+// deno-lint-ignore no-explicit-any
+type Fn = (...args: any[]) => any;
+interface BunFfi {
+  dlopen(path: string, symbols: Record<string, { args: string[]; returns: string }>): {
+    symbols: Record<string, Fn>;
+  };
+}
+
+const TYPES: Record<FfiType, string> = {
+  void: "void",
+  i32: "i32",
+  u32: "u32",
+  usize: "u64",
+  buffer: "ptr",
+};
+
+// A computed specifier keeps Deno's type checker from resolving a Bun-only module.
+const BUN_FFI = ["bun", "ffi"].join(":");
+
+/** Opens the library at `path` and returns the binding. */
+export async function openBun(path: string): Promise<Native> {
+  const ffi = (await import(BUN_FFI)) as BunFfi;
+  const table: Record<string, { args: string[]; returns: string }> = {};
+  for (const [name, spec] of Object.entries(symbols)) {
+    table[name] = { args: spec.parameters.map((t) => TYPES[t]), returns: TYPES[spec.result] };
+  }
+  const s = ffi.dlopen(path, table).symbols as Record<keyof typeof symbols, Fn>;
+  const bun = (globalThis as unknown as { Bun: BunGlobal }).Bun;
+  return {
+    runtime: "bun",
+    libraryPath: path,
+    nonblockingWake: true,
+    abiVersion: () => s.ph_abi_version(),
+    info: (out) => s.ph_info(out),
+    listenerOpen: (nb) => s.ph_listener_open(nb),
+    listenerFd: (l) => s.ph_listener_fd(l),
+    listenerClose: (l) => s.ph_listener_close(l),
+    spawn: (request, length) => s.ph_spawn(request, length),
+    drain: (l, out, max) => s.ph_drain(l, out, max),
+    peek: (slot, gen, out) => s.ph_peek(slot, gen, out),
+    waitSync: (slot, gen, out, ms) => s.ph_wait_sync(slot, gen, out, ms),
+    signal: (slot, gen, sig) => s.ph_signal(slot, gen, sig),
+    checkReaper: () => s.ph_check_reaper(),
+    close: (fd) => s.ph_close(fd),
+    wakeSource: (fd, onWake) => wakeSource(bun, fd, onWake),
+    readable: (fd) => readable(bun, fd, (n) => s.ph_close(n)),
+    writable: (fd) => writable(bun, fd),
+  };
+}
+
+/**
+ * Bun has no unref for a stream reader, so "unref" cancels the reader (the descriptor stays
+ * open) and "ref" starts a new one; a pending read is what keeps Bun's event loop alive.
+ */
+function wakeSource(bun: BunGlobal, fd: number, onWake: () => void): WakeSource {
+  let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  let closed = false;
+  const start = () => {
+    const current = bun.file(fd).stream().getReader();
+    reader = current;
+    (async () => {
+      while (reader === current) {
+        const { done } = await current.read();
+        if (done) break;
+        onWake();
+      }
+    })().catch(() => {});
+  };
+  return {
+    ref() {
+      if (!closed && reader === null) start();
+    },
+    unref() {
+      const current = reader;
+      reader = null;
+      current?.cancel().catch(() => {});
+    },
+    close() {
+      closed = true;
+      this.unref();
+    },
+  };
+}
+
+function readable(bun: BunGlobal, fd: number, close: (fd: number) => number): ReadableStream<Uint8Array> {
+  const source = bun.file(fd).stream();
+  const reader = source.getReader();
+  let open = true;
+  const finish = () => {
+    if (!open) return;
+    open = false;
+    close(fd);
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          finish();
+          controller.close();
+        } else {
+          controller.enqueue(value);
+        }
+      } catch (error) {
+        finish();
+        controller.error(error);
+      }
+    },
+    async cancel(reason) {
+      await reader.cancel(reason).catch(() => {});
+      finish();
+    },
+  }, { highWaterMark: 0 });
+}
+
+function writable(bun: BunGlobal, fd: number): WritableStream<Uint8Array> {
+  const sink = bun.file(fd).writer();
+  return new WritableStream<Uint8Array>({
+    async write(chunk) {
+      await sink.write(chunk);
+      await sink.flush();
+    },
+    async close() {
+      await sink.end();
+    },
+    async abort() {
+      await sink.end();
+    },
+  });
+}

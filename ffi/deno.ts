@@ -1,0 +1,140 @@
+/**
+ * The Deno binding: `Deno.dlopen` over the shared symbol table; descriptors are watched and
+ * streamed with `node:net` sockets, which Deno drives from its own event loop.
+ *
+ * @module
+ */
+import net from "node:net";
+import type { Native, WakeSource } from "./native.ts";
+import { type FfiType, symbols } from "./symbols.ts";
+
+const TYPES: Record<FfiType, Deno.NativeResultType> = {
+  void: "void",
+  i32: "i32",
+  u32: "u32",
+  usize: "usize",
+  buffer: "buffer",
+};
+
+function denoSymbols() {
+  const out: Record<string, Deno.ForeignFunction> = {};
+  for (const [name, spec] of Object.entries(symbols)) {
+    out[name] = {
+      parameters: spec.parameters.map((t) => TYPES[t] as Deno.NativeType),
+      result: TYPES[spec.result],
+    };
+  }
+  return out;
+}
+
+// deno-lint-ignore no-explicit-any
+type Fn = (...args: any[]) => any;
+
+/** Opens the library at `path` and returns the binding. */
+export function openDeno(path: string): Native {
+  const lib = Deno.dlopen(path, denoSymbols());
+  const s = lib.symbols as unknown as Record<keyof typeof symbols, Fn>;
+  return {
+    runtime: "deno",
+    libraryPath: path,
+    nonblockingWake: true,
+    abiVersion: () => s.ph_abi_version(),
+    info: (out) => s.ph_info(out),
+    listenerOpen: (nb) => s.ph_listener_open(nb),
+    listenerFd: (l) => s.ph_listener_fd(l),
+    listenerClose: (l) => s.ph_listener_close(l),
+    spawn: (request, length) => s.ph_spawn(request, BigInt(length)),
+    drain: (l, out, max) => s.ph_drain(l, out, max),
+    peek: (slot, gen, out) => s.ph_peek(slot, gen, out),
+    waitSync: (slot, gen, out, ms) => s.ph_wait_sync(slot, gen, out, ms),
+    signal: (slot, gen, sig) => s.ph_signal(slot, gen, sig),
+    checkReaper: () => s.ph_check_reaper(),
+    close: (fd) => s.ph_close(fd),
+    wakeSource,
+    readable,
+    writable,
+  };
+}
+
+function wakeSource(fd: number, onWake: () => void): WakeSource {
+  const socket = new net.Socket({ fd, readable: true, writable: false });
+  socket.on("data", onWake);
+  socket.on("error", () => {});
+  socket.unref();
+  return {
+    ref: () => socket.ref(),
+    unref: () => socket.unref(),
+    // The listener owns the descriptor; detach without closing it.
+    close: () => {
+      socket.removeAllListeners("data");
+      socket.pause();
+      socket.unref();
+    },
+  };
+}
+
+function readable(fd: number): ReadableStream<Uint8Array> {
+  const socket = new net.Socket({ fd, readable: true, writable: false });
+  return socketReadable(socket);
+}
+
+/** A byte stream over a `node:net` socket, pausing it while the consumer is full. */
+export function socketReadable(socket: net.Socket): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      socket.on("data", (chunk: Uint8Array) => {
+        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        if ((controller.desiredSize ?? 1) <= 0) socket.pause();
+      });
+      socket.on("end", () => {
+        try {
+          controller.close();
+        } catch { /* already cancelled */ }
+        socket.destroy();
+      });
+      socket.on("error", (error) => {
+        try {
+          controller.error(error);
+        } catch { /* already cancelled */ }
+      });
+    },
+    pull() {
+      socket.resume();
+    },
+    cancel() {
+      socket.destroy();
+    },
+  }, { highWaterMark: 4 });
+}
+
+function writable(fd: number): WritableStream<Uint8Array> {
+  const socket = new net.Socket({ fd, readable: false, writable: true });
+  return socketWritable(socket);
+}
+
+/** A byte sink over a `node:net` socket; each write settles when the socket accepted it. */
+export function socketWritable(socket: net.Socket): WritableStream<Uint8Array> {
+  let failure: Error | null = null;
+  socket.on("error", (error) => {
+    failure = error;
+  });
+  return new WritableStream<Uint8Array>({
+    write(chunk) {
+      if (failure) return Promise.reject(failure);
+      return new Promise<void>((resolve, reject) => {
+        socket.write(chunk, (error) => error ? reject(error) : resolve());
+      });
+    },
+    close() {
+      return new Promise<void>((resolve) => {
+        socket.end(() => {
+          socket.destroy();
+          resolve();
+        });
+      });
+    },
+    abort() {
+      socket.destroy();
+    },
+  });
+}

@@ -1,0 +1,47 @@
+/**
+ * The library's C ABI, once, for both runtimes. Each entry carries the C prototype it binds;
+ * `ffi/deno.ts` and `ffi/bun.ts` translate the neutral type names to their runtime's.
+ * Kept in step with `zig/src/root.zig`.
+ *
+ * @module
+ */
+
+/** Neutral FFI types: "buffer" is a pointer to a TypedArray the caller keeps alive. */
+export type FfiType = "void" | "i32" | "u32" | "usize" | "buffer";
+
+/** One symbol: its parameter types and its result type. */
+export interface SymbolSpec {
+  readonly parameters: readonly FfiType[];
+  readonly result: FfiType;
+}
+
+/** Every function the library exports. */
+export const symbols = {
+  /** uint32_t ph_abi_version(void) */
+  ph_abi_version: { parameters: [], result: "u32" },
+  /** void ph_info(struct ph_info *out) */
+  ph_info: { parameters: ["buffer"], result: "void" },
+  /** int32_t ph_listener_open(uint32_t nonblocking_read) */
+  ph_listener_open: { parameters: ["u32"], result: "i32" },
+  /** int32_t ph_listener_fd(uint32_t listener) */
+  ph_listener_fd: { parameters: ["u32"], result: "i32" },
+  /** int32_t ph_listener_close(uint32_t listener) */
+  ph_listener_close: { parameters: ["u32"], result: "i32" },
+  /** int32_t ph_spawn(struct ph_request *request, size_t len) */
+  ph_spawn: { parameters: ["buffer", "usize"], result: "i32" },
+  /** int32_t ph_drain(uint32_t listener, struct ph_exit *out, uint32_t max) */
+  ph_drain: { parameters: ["u32", "buffer", "u32"], result: "i32" },
+  /** int32_t ph_peek(uint32_t slot, uint32_t generation, struct ph_exit *out) */
+  ph_peek: { parameters: ["u32", "u32", "buffer"], result: "i32" },
+  /** int32_t ph_wait_sync(uint32_t slot, uint32_t generation, struct ph_exit *out, int32_t timeout_ms) */
+  ph_wait_sync: { parameters: ["u32", "u32", "buffer", "i32"], result: "i32" },
+  /** int32_t ph_signal(uint32_t slot, uint32_t generation, int32_t sig) */
+  ph_signal: { parameters: ["u32", "u32", "i32"], result: "i32" },
+  /** int32_t ph_check_reaper(void) */
+  ph_check_reaper: { parameters: [], result: "i32" },
+  /** int32_t ph_close(int32_t fd) */
+  ph_close: { parameters: ["i32"], result: "i32" },
+} as const satisfies Record<string, SymbolSpec>;
+
+/** The symbol table's type. */
+export type Symbols = typeof symbols;

@@ -1,0 +1,47 @@
+/**
+ * Private child processes for Deno and Bun. A child spawned here is invisible to the host's
+ * `SIGCHLD` handlers and `waitpid(-1)` loops, is held by a pidfd (signals can never hit a
+ * recycled pid), and its exit reaches JavaScript without a thread per child.
+ *
+ * @example
+ * ```ts
+ * import { spawnHandle } from "./mod.ts";
+ * const child = spawnHandle("sh", ["-c", "exit 3"]);
+ * const status = await child.wait();
+ * console.log(status.code); // 3
+ * ```
+ *
+ * @module
+ */
+import { ProcessHandle, spawnHandle } from "./src/process_handle.ts";
+import type { ProcessStatus } from "./src/status.ts";
+
+export { HandleClosedError, ProcessHandle, spawnHandle } from "./src/process_handle.ts";
+export type { ProcessStatus, ResourceUsage } from "./src/status.ts";
+export type { SpawnOptions, Stdio } from "./src/options.ts";
+export { ReaperDiedError, SpawnError } from "./src/errors.ts";
+export { signalName, signalNumber, UnknownSignalError } from "./src/signals.ts";
+export type { Signal } from "./src/signals.ts";
+
+/**
+ * The original proposal's names (Ruby Feature #19322): `Process.spawnHandle`,
+ * `Process.Handle`; `Process.Status` is a type (`Process.Status`).
+ *
+ * @example
+ * ```ts
+ * import { Process } from "./mod.ts";
+ * const handle: Process.Handle = Process.spawnHandle("true");
+ * const status: Process.Status = await handle.wait();
+ * ```
+ */
+export const Process: { readonly spawnHandle: typeof spawnHandle; readonly Handle: typeof ProcessHandle } = Object
+  .freeze({ spawnHandle, Handle: ProcessHandle });
+
+/** Types of the `Process` namespace object. */
+// deno-lint-ignore no-namespace
+export declare namespace Process {
+  /** `ProcessHandle`. */
+  export type Handle = ProcessHandle;
+  /** `ProcessStatus`. */
+  export type Status = ProcessStatus;
+}

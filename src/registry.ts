@@ -1,0 +1,113 @@
+/**
+ * One registry per JavaScript realm (main thread or Worker): its listener in the library,
+ * the wake-up source on that listener's pipe, and the handles whose exits it awaits.
+ *
+ * The event loop is kept alive exactly while some running child is ref'd or awaited:
+ * the wake source is ref'd then and unref'd otherwise.
+ *
+ * @module
+ */
+import { clearInterval, setInterval } from "node:timers";
+import { ExitRecord } from "../ffi/abi.ts";
+import { loadNative, type Native, type WakeSource } from "../ffi/mod.ts";
+
+/** What the registry needs from a handle. */
+export interface Settleable {
+  /** Called once with the exit record at `offset` of `view`. */
+  settle(view: DataView, offset: number): void;
+  readonly generation: number;
+}
+
+/** Records drained per library call. */
+const DRAIN_BATCH = 256;
+/** While exits are awaited, how often the reaper's liveness is checked. */
+const REAPER_CHECK_MS = 500;
+
+let native: Native | null = null;
+let loadError: unknown = null;
+try {
+  native = await loadNative();
+} catch (error) {
+  loadError = error;
+}
+
+/** The binding, or the error that prevented loading it. */
+export function getNative(): Native {
+  if (native === null) throw loadError;
+  return native;
+}
+
+/** The realm's registry. */
+export class Registry {
+  readonly native: Native;
+  readonly listener: number;
+  readonly #handles = new Map<number, Settleable>();
+  readonly #out = new Uint8Array(ExitRecord.size * DRAIN_BATCH);
+  readonly #view = new DataView(this.#out.buffer);
+  readonly #wake: WakeSource;
+  #holds = 0;
+  #timer: ReturnType<typeof setInterval> | null = null;
+
+  constructor(native: Native) {
+    this.native = native;
+    const listener = native.listenerOpen(native.nonblockingWake ? 1 : 0);
+    if (listener < 0) throw new Error(`private_spawn: cannot open an exit listener (errno ${-listener})`);
+    this.listener = listener;
+    this.#wake = native.wakeSource(native.listenerFd(listener), () => this.drain());
+  }
+
+  /** Starts tracking `handle`, owner of `slot`. */
+  add(slot: number, handle: Settleable): void {
+    this.#handles.set(slot, handle);
+  }
+
+  /** Delivers every published exit of this realm's children. */
+  drain(): void {
+    for (;;) {
+      const count = this.native.drain(this.listener, this.#out, DRAIN_BATCH);
+      if (count <= 0) return;
+      for (let i = 0; i < count; i++) {
+        const offset = i * ExitRecord.size;
+        const slot = this.#view.getUint32(offset + ExitRecord.slot, true);
+        const generation = this.#view.getUint32(offset + ExitRecord.generation, true);
+        const handle = this.#handles.get(slot);
+        if (handle === undefined || handle.generation !== generation) continue;
+        this.#handles.delete(slot);
+        handle.settle(this.#view, offset);
+      }
+      if (count < DRAIN_BATCH) return;
+    }
+  }
+
+  /** One more reason to keep the event loop alive. */
+  hold(): void {
+    if (this.#holds++ === 0) {
+      this.#wake.ref();
+      // A wake-up byte may have been consumed by a reader that was since cancelled.
+      this.drain();
+      this.#timer = setInterval(() => this.#checkReaper(), REAPER_CHECK_MS);
+      this.#timer.unref?.();
+    }
+  }
+
+  /** One reason fewer. */
+  release(): void {
+    if (--this.#holds === 0) {
+      this.#wake.unref();
+      if (this.#timer !== null) clearInterval(this.#timer);
+      this.#timer = null;
+    }
+  }
+
+  #checkReaper(): void {
+    if (this.native.checkReaper() === 1) this.drain();
+  }
+}
+
+let registry: Registry | null = null;
+
+/** The realm's registry, created on first use. */
+export function getRegistry(): Registry {
+  registry ??= new Registry(getNative());
+  return registry;
+}
