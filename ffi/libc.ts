@@ -1,0 +1,111 @@
+/**
+ * A few libc functions for the demo and the tests, bound for the current runtime: what a
+ * hostile host calls (`waitpid(-1)`) and what the tests observe with (`poll`, `fcntl`).
+ * Not part of the public API.
+ *
+ * @module
+ */
+import { isBun } from "./mod.ts";
+
+/** libc calls that report errno along with their result. */
+export interface Libc {
+  /** waitpid(pid, &status, options): [rc, status, errno]. */
+  waitpid(pid: number, options: number): [number, number, number];
+  /** poll on one fd: [rc, revents, errno]. */
+  poll(fd: number, events: number, timeoutMs: number): [number, number, number];
+  /** fcntl(fd, cmd, arg): [rc, errno]. */
+  fcntl(fd: number, cmd: number, arg: number): [number, number];
+  /** kill(pid, sig): [rc, errno]. */
+  kill(pid: number, sig: number): [number, number];
+  /** close(fd): [rc, errno]. */
+  close(fd: number): [number, number];
+  /** dup(fd): [rc, errno]. */
+  dup(fd: number): [number, number];
+  getpid(): number;
+}
+
+/** WNOHANG for waitpid. */
+export const WNOHANG = 1;
+/** ECHILD. */
+export const ECHILD = 10;
+/** POLLIN. */
+export const POLLIN = 1;
+
+// deno-lint-ignore no-explicit-any
+type Fn = (...args: any[]) => any;
+
+const SYMBOLS = {
+  waitpid: [["i32", "buffer", "i32"], "i32"],
+  poll: [["buffer", "u64", "i32"], "i32"],
+  fcntl: [["i32", "i32", "i32"], "i32"],
+  kill: [["i32", "i32"], "i32"],
+  close: [["i32"], "i32"],
+  dup: [["i32"], "i32"],
+  getpid: [[], "i32"],
+  __errno_location: [[], "pointer"],
+} as const;
+
+async function open(): Promise<{ s: Record<string, Fn>; errno: () => number }> {
+  if (isBun) {
+    const ffi = await import(["bun", "ffi"].join(":"));
+    const table: Record<string, { args: string[]; returns: string }> = {};
+    for (const [name, [args, result]] of Object.entries(SYMBOLS)) {
+      table[name] = {
+        args: args.map((t) => t === "buffer" ? "ptr" : t),
+        returns: result === "pointer" ? "ptr" : result,
+      };
+    }
+    const s = ffi.dlopen("libc.so.6", table).symbols as Record<string, Fn>;
+    return { s, errno: () => ffi.read.i32(s.__errno_location(), 0) };
+  }
+  const table: Record<string, Deno.ForeignFunction> = {};
+  for (const [name, [args, result]] of Object.entries(SYMBOLS)) {
+    table[name] = { parameters: [...args] as Deno.NativeType[], result: result as Deno.NativeResultType };
+  }
+  const s = Deno.dlopen("libc.so.6", table).symbols as unknown as Record<string, Fn>;
+  return { s, errno: () => new Deno.UnsafePointerView(s.__errno_location()).getInt32() };
+}
+
+let cached: Libc | null = null;
+
+/** The libc binding. */
+export async function libc(): Promise<Libc> {
+  if (cached) return cached;
+  const { s, errno } = await open();
+  const pollfd = new Uint8Array(8);
+  const pollView = new DataView(pollfd.buffer);
+  const status = new Int32Array(1);
+  const err = (rc: number) => (rc < 0 ? errno() : 0);
+  cached = {
+    waitpid(pid, options) {
+      status[0] = 0;
+      const rc = s.waitpid(pid, status, options);
+      return [rc, status[0], err(rc)];
+    },
+    poll(fd, events, timeoutMs) {
+      pollView.setInt32(0, fd, true);
+      pollView.setInt16(4, events, true);
+      pollView.setInt16(6, 0, true);
+      const rc = s.poll(pollfd, isBun ? 1 : 1n, timeoutMs);
+      return [rc, pollView.getInt16(6, true), err(rc)];
+    },
+    fcntl(fd, cmd, arg) {
+      const rc = s.fcntl(fd, cmd, arg);
+      return [rc, err(rc)];
+    },
+    kill(pid, sig) {
+      const rc = s.kill(pid, sig);
+      return [rc, err(rc)];
+    },
+    close(fd) {
+      const rc = s.close(fd);
+      return [rc, err(rc)];
+    },
+    dup(fd) {
+      const rc = s.dup(fd);
+      return [rc, err(rc)];
+    },
+    getpid: () => s.getpid(),
+  };
+  return cached;
+}

@@ -1,0 +1,121 @@
+/**
+ * One test suite for both runtimes: `test()` registers with `Deno.test` under Deno and with
+ * `bun:test` under Bun; the helpers observe processes through /proc.
+ */
+import { spawn as nodeSpawn } from "node:child_process";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { isBun } from "../ffi/mod.ts";
+
+export { isBun };
+export const runtime = isBun ? "bun" : "deno";
+
+type TestFn = () => void | Promise<void>;
+// deno-lint-ignore no-explicit-any
+const bunTest: any = isBun ? (await import(["bun", "test"].join(":"))).test : null;
+
+/** Registers a test; `timeoutMs` bounds it under Bun (Deno has no per-test timeout). */
+export function test(name: string, fn: TestFn, options: { timeoutMs?: number } = {}): void {
+  if (isBun) {
+    bunTest(name, fn, options.timeoutMs ?? 60_000);
+  } else {
+    Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false, sanitizeExit: false });
+  }
+}
+
+/** The descriptors open in this process, with what they point at. */
+export function openFds(pid: number | "self" = "self"): Map<number, string> {
+  const fds = new Map<number, string>();
+  for (const name of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      fds.set(Number(name), readlinkSync(`/proc/${pid}/fd/${name}`));
+    } catch { /* the descriptor readdir itself used */ }
+  }
+  return fds;
+}
+
+/** The number of threads in this process. */
+export function threadCount(): number {
+  return Number(/Threads:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))![1]);
+}
+
+/** The state letter of `pid` ("R", "S", "Z", …) and its parent, or null if it is gone. */
+export function procStat(pid: number): { state: string; ppid: number } | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { state: fields[0], ppid: Number(fields[1]) };
+  } catch {
+    return null;
+  }
+}
+
+/** Zombies whose parent is `ppid`. */
+export function zombiesOf(ppid: number): number[] {
+  const zombies: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = procStat(Number(name));
+    if (stat && stat.ppid === ppid && stat.state === "Z") zombies.push(Number(name));
+  }
+  return zombies;
+}
+
+/** The fixture's path. */
+export function fixture(name: string): string {
+  return fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+}
+
+/** The command that runs a TypeScript file on this runtime. */
+export function runtimeArgv(script: string, args: string[] = []): [string, string[]] {
+  return isBun ? [process.execPath, [script, ...args]] : [process.execPath, ["run", "-A", script, ...args]];
+}
+
+export interface FixtureResult {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  /** Milliseconds from the exit of the fixture process to the EOF of its stdout. */
+  eofAfterExitMs: number;
+}
+
+/** Runs a fixture script under this runtime (with node:child_process) and collects its output. */
+export function runFixture(name: string, args: string[] = [], env: Record<string, string> = {}): Promise<FixtureResult> {
+  const [cmd, argv] = runtimeArgv(fixture(name), args);
+  return new Promise((resolve, reject) => {
+    const child = nodeSpawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    let exitAt = 0;
+    let exit: [number | null, string | null] = [null, null];
+    let pending = 3;
+    const done = () => {
+      if (--pending > 0) return;
+      resolve({ code: exit[0], signal: exit[1], stdout, stderr, eofAfterExitMs: eofAt - exitAt });
+    };
+    let eofAt = 0;
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d)).on("end", () => {
+      eofAt = performance.now();
+      done();
+    });
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d)).on("end", done);
+    child.on("error", reject);
+    child.on("exit", (code, signal) => {
+      exitAt = performance.now();
+      exit = [code, signal];
+      done();
+    });
+  });
+}
+
+/** Reads a whole stream into bytes. */
+export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/** Waits `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
