@@ -20,6 +20,8 @@ export { HandleClosedError, ProcessHandle, spawnHandle } from "./src/process_han
 export type { ProcessStatus, ResourceUsage } from "./src/status.ts";
 export type { SpawnOptions, Stdio } from "./src/options.ts";
 export { ReaperDiedError, SpawnError } from "./src/errors.ts";
+export { reaperInfo } from "./src/info.ts";
+export type { ReaperInfo } from "./src/info.ts";
 export { signalName, signalNumber, UnknownSignalError } from "./src/signals.ts";
 export type { Signal } from "./src/signals.ts";
 

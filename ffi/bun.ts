@@ -63,7 +63,7 @@ export async function openBun(path: string): Promise<Native> {
     close: (fd) => s.ph_close(fd),
     wakeSource: (fd, onWake) => wakeSource(bun, fd, onWake),
     readable: (fd) => readable(bun, fd, (n) => s.ph_close(n)),
-    writable: (fd) => writable(bun, fd),
+    writable: (fd) => writable(bun, fd, (n) => s.ph_close(n)),
   };
 }
 
@@ -132,18 +132,25 @@ function readable(bun: BunGlobal, fd: number, close: (fd: number) => number): Re
   }, { highWaterMark: 0 });
 }
 
-function writable(bun: BunGlobal, fd: number): WritableStream<Uint8Array> {
+/** Bun's FileSink never closes a descriptor it was given, so closing it here is the EOF. */
+function writable(bun: BunGlobal, fd: number, close: (fd: number) => number): WritableStream<Uint8Array> {
   const sink = bun.file(fd).writer();
+  let open = true;
+  const finish = async () => {
+    if (!open) return;
+    open = false;
+    try {
+      await sink.end();
+    } finally {
+      close(fd);
+    }
+  };
   return new WritableStream<Uint8Array>({
     async write(chunk) {
       await sink.write(chunk);
       await sink.flush();
     },
-    async close() {
-      await sink.end();
-    },
-    async abort() {
-      await sink.end();
-    },
+    close: finish,
+    abort: finish,
   });
 }

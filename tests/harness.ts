@@ -81,9 +81,9 @@ export interface FixtureResult {
   eofAfterExitMs: number;
 }
 
-/** Runs a fixture script under this runtime (with node:child_process) and collects its output. */
+/** Runs a fixture script (a name in tests/fixtures, or a path) under this runtime with node:child_process. */
 export function runFixture(name: string, args: string[] = [], env: Record<string, string> = {}): Promise<FixtureResult> {
-  const [cmd, argv] = runtimeArgv(fixture(name), args);
+  const [cmd, argv] = runtimeArgv(name.includes("/") ? name : fixture(name), args);
   return new Promise((resolve, reject) => {
     const child = nodeSpawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";

@@ -529,6 +529,8 @@ const event_host: u64 = 2;
 const parent_poll_ms = 50;
 
 fn reaper_main(_: usize) callconv(.c) u8 {
+    // A name to recognise it by in ps and /proc/<pid>/comm.
+    _ = sys.prctl(sys.PR_SET_NAME, @intFromPtr("ph-reaper"));
     var act = sys.KSigaction{ .handler = sys.SIG.DFL, .flags = 0, .restorer = 0, .mask = 0 };
     var sig: u32 = 1;
     while (sig <= sys.SIG.max) : (sig += 1) {

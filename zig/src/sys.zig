@@ -254,6 +254,7 @@ pub fn prctl(option: u32, arg2: usize) usize {
     return sc5(.prctl, option, arg2, 0, 0, 0);
 }
 pub const PR_SET_PDEATHSIG = 1;
+pub const PR_SET_NAME = 15;
 
 pub fn kill(pid: i32, sig: i32) usize {
     return sc2(.kill, u(pid), u(sig));

@@ -1,0 +1,55 @@
+/**
+ * `reaperInfo()`: what the library is doing, for diagnostics and tests.
+ *
+ * @module
+ */
+import { Info } from "../ffi/abi.ts";
+import { getNative } from "./registry.ts";
+
+/** A snapshot of the library's state in this process. */
+export interface ReaperInfo {
+  /** The reaper's pid, or 0 before the first spawn. */
+  reaperPid: number;
+  /** How many reapers this process has started (more than 1 after one died). */
+  reapersStarted: number;
+  /** How children are created: "clone3", "clone" (fallback), or "unknown" before the first spawn. */
+  cloneMode: "clone3" | "clone" | "unknown";
+  /** Whether children are held by pidfds (false on kernels without them). */
+  pidfd: boolean;
+  /** Children whose exit has not been delivered yet. */
+  slotsInUse: number;
+  /** The most children that can be tracked at once. */
+  slotsMax: number;
+  /** The shared library in use. */
+  libraryPath: string;
+  /** "deno" or "bun". */
+  runtime: string;
+}
+
+/**
+ * The library's state in this process.
+ *
+ * @example
+ * ```ts
+ * import { reaperInfo, spawnHandle } from "./mod.ts";
+ * await spawnHandle("true").wait();
+ * console.log(reaperInfo().reaperPid > 0); // true
+ * ```
+ */
+export function reaperInfo(): ReaperInfo {
+  const native = getNative();
+  const out = new Uint8Array(Info.size);
+  native.info(out);
+  const view = new DataView(out.buffer);
+  const mode = view.getUint32(Info.clone_mode, true);
+  return {
+    reaperPid: view.getInt32(Info.reaper_pid, true),
+    reapersStarted: view.getUint32(Info.reapers_started, true),
+    cloneMode: mode === 1 ? "clone3" : mode === 2 ? "clone" : "unknown",
+    pidfd: view.getUint32(Info.pidfd, true) === 1,
+    slotsInUse: view.getUint32(Info.slots_in_use, true),
+    slotsMax: view.getUint32(Info.slots_max, true),
+    libraryPath: native.libraryPath,
+    runtime: native.runtime,
+  };
+}

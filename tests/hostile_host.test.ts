@@ -1,0 +1,43 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { runFixture, test } from "./harness.ts";
+
+const demo = fileURLToPath(new URL("../demo/hostile_host.ts", import.meta.url));
+
+test("the demo: the runtime's spawner loses its status to the host, spawnHandle does not", async () => {
+  const result = await runFixture(demo, ["--json"]);
+  assert.equal(result.code, 0, result.stderr);
+  const { outcomes } = JSON.parse(result.stdout);
+  const [theirs, ours] = outcomes;
+  // The runtime's own child is visible to the host: SIGCHLD and a stolen status.
+  assert.equal(theirs.sigchld >= 1, true);
+  assert.equal(theirs.stolenByHost, true);
+  assert.equal(theirs.correct, false);
+  // Ours is not: no SIGCHLD, waitpid(-1) says ECHILD while it runs, and wait() has the code.
+  assert.equal(ours.spawner, "spawnHandle");
+  assert.equal(ours.sigchld, 0);
+  assert.equal(ours.stolenByHost, false);
+  assert.equal(ours.hostWaitpidWhileRunning, "ECHILD: no children");
+  assert.equal(ours.got, "exit code 7");
+});
+
+test("40 private children under a reaping host: no SIGCHLD, none reaped, every code right", async () => {
+  const result = await runFixture("hostile_many.ts", ["--only-ours"]);
+  assert.equal(result.code, 0, result.stderr);
+  const report = JSON.parse(result.stdout);
+  assert.equal(report.sigchld, 0);
+  assert.deepEqual(report.stolen, []);
+  assert.ok(report.echild > 0, "the host's waitpid(-1) must have seen no children");
+  for (const o of report.ours) assert.equal(o.code, o.expected, `pid ${o.pid}`);
+});
+
+test("private children beside the runtime's own: only the runtime's are seen and reaped by the host", async () => {
+  const result = await runFixture("hostile_many.ts");
+  assert.equal(result.code, 0, result.stderr);
+  const report = JSON.parse(result.stdout);
+  assert.ok(report.sigchld >= 1, "the runtime's children do signal the host");
+  const ourPids = new Set(report.ours.map((o: { pid: number }) => o.pid));
+  for (const pid of report.stolen) assert.equal(ourPids.has(pid), false, `host reaped our pid ${pid}`);
+  for (const pid of report.stolen) assert.ok(report.runtimePids.includes(pid), `unexpected pid ${pid}`);
+  for (const o of report.ours) assert.equal(o.code, o.expected, `pid ${o.pid}`);
+});

@@ -1,0 +1,84 @@
+import assert from "node:assert/strict";
+import { readFileSync, readlinkSync } from "node:fs";
+import { libc, POLLIN } from "../ffi/libc.ts";
+import { reaperInfo, spawnHandle } from "../mod.ts";
+import { sleep, test } from "./harness.ts";
+
+const c = await libc();
+const O_CLOEXEC = 0o2000000;
+
+test("child.fd is a close-on-exec pidfd for the child's pid", async () => {
+  const child = spawnHandle("sleep", ["5"]);
+  assert.equal(reaperInfo().pidfd, true);
+  assert.ok(child.fd > 2);
+  assert.equal(readlinkSync(`/proc/self/fd/${child.fd}`), "anon_inode:[pidfd]");
+  const fdinfo = readFileSync(`/proc/self/fdinfo/${child.fd}`, "utf8");
+  assert.equal(Number(/Pid:\s+(-?\d+)/.exec(fdinfo)![1]), child.pid);
+  assert.ok((parseInt(/flags:\s+(\d+)/.exec(fdinfo)![1], 8) & O_CLOEXEC) !== 0, fdinfo);
+  child.sendSignal("SIGKILL");
+  await child.wait();
+});
+
+test("poll on child.fd is not readable while the child runs, readable once it exits", async () => {
+  const child = spawnHandle("sleep", ["5"]);
+  const [rc, revents] = c.poll(child.fd, POLLIN, 0);
+  assert.deepEqual([rc, revents & POLLIN], [0, 0]);
+  assert.equal(child.waitNonblock().exited, false);
+  await sleep(100);
+  assert.deepEqual(c.poll(child.fd, POLLIN, 0).slice(0, 2), [0, 0]);
+  child.sendSignal("SIGTERM");
+  const [rc2, revents2] = c.poll(child.fd, POLLIN, 5000);
+  assert.equal(rc2, 1);
+  assert.equal(revents2 & POLLIN, POLLIN);
+  const status = await child.wait();
+  assert.equal(status.signal, "SIGTERM");
+  // Observed: the descriptor is closed and reported as -1.
+  assert.equal(child.fd, -1);
+});
+
+test("a handle whose child was reaped never signals anyone again", async () => {
+  const child = spawnHandle("true");
+  const status = await child.wait();
+  assert.equal(status.code, 0);
+  assert.equal(child.sendSignal("SIGKILL"), false);
+  assert.equal(child.waitNonblock(), status);
+  assert.equal(await child.wait(), status);
+});
+
+test("wait() from many callers resolves the same status object", async () => {
+  const child = spawnHandle("sh", ["-c", "exit 9"]);
+  const [a, b, c2] = await Promise.all([child.wait(), child.wait(), child.wait()]);
+  assert.equal(a, b);
+  assert.equal(b, c2);
+  assert.equal(a.code, 9);
+  assert.equal(child.wait(), child.wait());
+});
+
+test("waitSync blocks until exit; waitNonblock reports running then exited", async () => {
+  const child = spawnHandle("sh", ["-c", "sleep 0.2; exit 4"]);
+  const running = child.waitNonblock();
+  assert.deepEqual([running.exited, running.code, running.pid], [false, null, child.pid]);
+  const status = child.waitSync();
+  assert.deepEqual([status.exited, status.code], [true, 4]);
+  assert.equal(child.waitNonblock(), status);
+  assert.equal(await child.wait(), status);
+});
+
+test("await using kills a running child and collects it", async () => {
+  let pid = 0;
+  {
+    await using child = spawnHandle("sleep", ["30"]);
+    pid = child.pid;
+  }
+  // The reaper has reaped it: no such process any more.
+  assert.deepEqual(c.kill(pid, 0), [-1, 3]);
+});
+
+test("the Process namespace carries the proposal's names", async () => {
+  const { Process, ProcessHandle } = await import("../mod.ts");
+  assert.equal(Process.spawnHandle, spawnHandle);
+  assert.equal(Process.Handle, ProcessHandle);
+  const handle = Process.spawnHandle("true");
+  assert.ok(handle instanceof Process.Handle);
+  assert.equal((await handle.wait()).success, true);
+});
