@@ -29,7 +29,7 @@ else
 fi
 
 echo "[test] deno test"
-deno test -A --quiet tests/ 2>&1 | tee "$LOGS/deno.log"
+NO_COLOR=1 deno test -A --quiet tests/ 2>&1 | tee "$LOGS/deno.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 deno_line=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$LOGS/deno.log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g')
 if [ -n "$deno_line" ]; then

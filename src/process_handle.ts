@@ -58,6 +58,8 @@ export class ProcessHandle implements AsyncDisposable {
   readonly #generation: number;
   readonly #command: string;
   readonly #pidfd: { fd: number; native: Native };
+  /** Set once `fd` was read: the user may poll it, so it stays open until they observe the exit. */
+  #fdExported = false;
   #status: ProcessStatus | null = null;
   #lost: ReaperDiedError | null = null;
   #waiters = 0;
@@ -90,11 +92,13 @@ export class ProcessHandle implements AsyncDisposable {
   }
 
   /**
-   * The pidfd: it polls readable once the child has exited. -1 once the exit was observed
-   * (`wait` resolved, `waitNonblock`/`waitSync` reported it) or the handle was disposed,
-   * because the descriptor is closed then; -1 also on kernels without pidfds.
+   * The pidfd: it polls readable once the child has exited. Once read, it stays open until
+   * the exit is observed (`wait` resolved, `waitNonblock`/`waitSync` reported it) or the
+   * handle is disposed; then it is closed and this reads -1. A handle whose `fd` was never
+   * read closes it as soon as the exit is delivered. -1 on kernels without pidfds.
    */
   get fd(): number {
+    this.#fdExported = true;
     return this.#pidfd.fd;
   }
 
@@ -191,6 +195,7 @@ export class ProcessHandle implements AsyncDisposable {
   #settle(view: DataView, offset: number): void {
     if (this.#status !== null || this.#lost !== null) return;
     if (recordKind(view, offset) === ExitKind.lost) {
+      // The pidfd stays open: the orphan may still run and it is the only safe way to it.
       this.#lost = new ReaperDiedError(this.pid, this.#command);
       this.#updateHold();
       this.#reject?.(this.#lost);
@@ -198,6 +203,7 @@ export class ProcessHandle implements AsyncDisposable {
       return;
     }
     this.#status = decodeStatus(view, offset);
+    if (!this.#fdExported) this.#closePidfd();
     this.#updateHold();
     if (this.#resolve !== null) {
       this.#observe();

@@ -1,21 +1,32 @@
 const std = @import("std");
 
+/// Every source file of the library: inputs of the build-lib command, so edits rebuild it.
+const sources = [_][]const u8{ "src/root.zig", "src/abi.zig", "src/sys.zig", "src/linux.zig", "src/pid_table.zig" };
+
 pub fn build(b: *std.Build) void {
     const target = b.standardTargetOptions(.{});
     const optimize = b.standardOptimizeOption(.{});
 
-    const module = b.createModule(.{
-        .root_source_file = b.path("src/root.zig"),
-        .target = target,
-        .optimize = optimize,
-        // No libc: the reaper and vfork children run raw syscalls only, and a libc-free
-        // library loads the same into glibc and musl hosts.
-        .link_libc = false,
-        .pic = true,
-        .strip = optimize != .Debug,
+    // The library is built by `zig build-lib` directly because the build API cannot pass
+    // `-z nodelete`, which we need: the reaper runs the library's code, and a runtime that
+    // dlclose()s it at exit would unmap that code under the reaper's feet.
+    const triple = target.query.zigTriple(b.allocator) catch @panic("OOM");
+    const lib = b.addSystemCommand(&.{
+        b.graph.zig_exe, "build-lib",
+        "-dynamic",      "-fPIC",
+        "-z",            "nodelete",
+        "-target",       triple,
+        "-O",            @tagName(optimize),
+        "--name",        "private_spawn",
     });
-    const lib = b.addLibrary(.{ .name = "private_spawn", .root_module = module, .linkage = .dynamic });
-    b.installArtifact(lib);
+    // No libc: the reaper and vfork children run raw syscalls only, and a libc-free
+    // library loads the same into glibc and musl hosts.
+    if (optimize != .Debug) lib.addArg("-fstrip");
+    lib.addFileArg(b.path("src/root.zig"));
+    for (sources) |source| lib.addFileInput(b.path(source));
+    const output = lib.addPrefixedOutputFileArg("-femit-bin=", "libprivate_spawn.so");
+    const install = b.addInstallLibFile(output, "libprivate_spawn.so");
+    b.getInstallStep().dependOn(&install.step);
 
     const test_module = b.createModule(.{
         .root_source_file = b.path("src/root.zig"),
