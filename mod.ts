@@ -16,10 +16,14 @@
 import { ProcessHandle, spawnHandle } from "./src/process_handle.ts";
 import type { ProcessStatus } from "./src/status.ts";
 
-export { HandleClosedError, ProcessHandle, spawnHandle } from "./src/process_handle.ts";
+export { DEFAULT_MAX_BUFFER, HandleClosedError, ProcessHandle, spawnHandle } from "./src/process_handle.ts";
+export type { OutputOptions, ProcessOutput, SendSignalOptions } from "./src/process_handle.ts";
 export type { ProcessStatus, ResourceUsage } from "./src/status.ts";
-export type { SpawnOptions, Stdio } from "./src/options.ts";
-export { ReaperDiedError, SpawnError } from "./src/errors.ts";
+export type { ExtraFd, FileTarget, RlimitName, RlimitValue, SpawnOptions, Stdio } from "./src/options.ts";
+export { MaxBufferError, ProcessError, ReaperDiedError, SpawnError } from "./src/errors.ts";
+export type { CommandResult, SpawnErrorDetails } from "./src/errors.ts";
+export { outputSync, popen3, run, runSync } from "./src/run.ts";
+export type { Popen3, RunOptions } from "./src/run.ts";
 export { reaperInfo } from "./src/info.ts";
 export type { ReaperInfo } from "./src/info.ts";
 export { signalName, signalNumber, UnknownSignalError } from "./src/signals.ts";

@@ -6,15 +6,15 @@
  */
 
 /** Must equal `abi_version` in zig/src/abi.zig. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 /** `abi.none`: an absent offset or index. */
 export const NONE = 0xffff_ffff;
 /** Most descriptors one spawn may set up. */
 export const FD_ACTIONS_MAX = 64;
 
-/** `struct ph_request`: 128 bytes. */
+/** `struct ph_request`: 136 bytes. */
 export const Request = {
-  size: 128,
+  size: 136,
   buffer_len: 0,
   argc: 4,
   envc: 8,
@@ -37,15 +37,28 @@ export const Request = {
   groups_count: 76,
   inherit_fds_off: 80,
   inherit_fds_count: 84,
-  ignore_mask: 88,
-  pid: 96,
-  pidfd: 100,
-  slot: 104,
-  generation: 108,
-  err_errno: 112,
-  err_step: 116,
-  err_index: 120,
+  rlimits_off: 88,
+  rlimits_count: 92,
+  ignore_mask: 96,
+  pid: 104,
+  pidfd: 108,
+  slot: 112,
+  generation: 116,
+  err_errno: 120,
+  err_step: 124,
+  err_index: 128,
 } as const;
+
+/** `struct ph_rlimit`: 24 bytes. */
+export const RlimitEntry = {
+  size: 24,
+  resource: 0,
+  cur: 8,
+  max: 16,
+} as const;
+
+/** `ph_signal` flags. */
+export const SIGNAL_GROUP = 1;
 
 /** Request flags. */
 export const RequestFlag = {
@@ -79,6 +92,7 @@ export const FdKind = {
   dup: 4,
   file: 5,
   close: 6,
+  copy: 7,
 } as const;
 
 /** `struct ph_exit`: 48 bytes. */

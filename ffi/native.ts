@@ -29,7 +29,11 @@ export interface Native {
   drain(listener: number, out: Uint8Array, max: number): number;
   peek(slot: number, generation: number, out: Uint8Array): number;
   waitSync(slot: number, generation: number, out: Uint8Array, timeoutMs: number): number;
-  signal(slot: number, generation: number, signal: number): number;
+  signal(slot: number, generation: number, signal: number, flags: number): number;
+  ignoredSignals(out: Uint8Array): void;
+  poll(fds: Uint8Array, count: number, timeoutMs: number): number;
+  read(fd: number, buffer: Uint8Array, length: number): number;
+  write(fd: number, buffer: Uint8Array, length: number): number;
   checkReaper(): number;
   close(fd: number): number;
   /** Whether the wake-up pipe's read end should be non-blocking on this runtime. */

@@ -35,8 +35,16 @@ export const symbols = {
   ph_peek: { parameters: ["u32", "u32", "buffer"], result: "i32" },
   /** int32_t ph_wait_sync(uint32_t slot, uint32_t generation, struct ph_exit *out, int32_t timeout_ms) */
   ph_wait_sync: { parameters: ["u32", "u32", "buffer", "i32"], result: "i32" },
-  /** int32_t ph_signal(uint32_t slot, uint32_t generation, int32_t sig) */
-  ph_signal: { parameters: ["u32", "u32", "i32"], result: "i32" },
+  /** int32_t ph_signal(uint32_t slot, uint32_t generation, int32_t sig, uint32_t flags) */
+  ph_signal: { parameters: ["u32", "u32", "i32", "u32"], result: "i32" },
+  /** void ph_ignored_signals(uint64_t *out) */
+  ph_ignored_signals: { parameters: ["buffer"], result: "void" },
+  /** int32_t ph_poll(struct pollfd *fds, uint32_t count, int32_t timeout_ms) */
+  ph_poll: { parameters: ["buffer", "u32", "i32"], result: "i32" },
+  /** int32_t ph_read(int32_t fd, uint8_t *buf, size_t len) */
+  ph_read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  /** int32_t ph_write(int32_t fd, const uint8_t *buf, size_t len) */
+  ph_write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   /** int32_t ph_check_reaper(void) */
   ph_check_reaper: { parameters: [], result: "i32" },
   /** int32_t ph_close(int32_t fd) */

@@ -105,3 +105,90 @@ export class ReaperDiedError extends Error {
     this.command = command;
   }
 }
+
+/** What a finished command produced; `ProcessError` carries the same fields. */
+export interface CommandResult {
+  /** The command as given. */
+  command: string;
+  /** The arguments as given. */
+  args: readonly string[];
+  /** The exit status. */
+  status: import("./status.ts").ProcessStatus;
+  /** The exit code, or null after a signal. */
+  code: number | null;
+  /** The signal that ended the child, or null. */
+  signal: string | null;
+  /** Whether `timeoutMs` ran out and the child was signalled. */
+  timedOut: boolean;
+  /** Whether `signal` (the AbortSignal) aborted and the child was signalled. */
+  aborted: boolean;
+  /** The child's stdout. */
+  stdout: string;
+  /** The child's stderr. */
+  stderr: string;
+}
+
+const MESSAGE_OUTPUT_MAX = 2000;
+
+function clip(text: string): string {
+  return text.length > MESSAGE_OUTPUT_MAX ? `${text.slice(0, MESSAGE_OUTPUT_MAX)}… (${text.length} characters)` : text;
+}
+
+/**
+ * A command that ran but did not succeed (`run`): shaped like its result, with the output
+ * whole in the fields and truncated in the message.
+ */
+export class ProcessError extends Error implements CommandResult {
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly status: import("./status.ts").ProcessStatus;
+  readonly code: number | null;
+  readonly signal: string | null;
+  readonly timedOut: boolean;
+  readonly aborted: boolean;
+  readonly stdout: string;
+  readonly stderr: string;
+
+  constructor(result: CommandResult, cause?: unknown) {
+    const line = [result.command, ...result.args].map((a) => (/^[\w./=:-]+$/.test(a) ? a : JSON.stringify(a))).join(" ");
+    const why = result.timedOut
+      ? `timed out and was killed with ${result.signal ?? "a signal"}`
+      : result.aborted
+      ? `was aborted and killed with ${result.signal ?? "a signal"}`
+      : cause !== undefined
+      ? `failed: ${(cause as Error)?.message ?? String(cause)}`
+      : result.signal !== null
+      ? `was killed by ${result.signal}`
+      : `failed with exit code ${result.code}`;
+    const parts = [`Command ${why}: ${line}`];
+    if (result.stderr) parts.push(clip(result.stderr.trimEnd()));
+    if (result.stdout) parts.push(clip(result.stdout.trimEnd()));
+    super(parts.join("\n"), cause === undefined ? undefined : { cause });
+    this.name = "ProcessError";
+    this.command = result.command;
+    this.args = result.args;
+    this.status = result.status;
+    this.code = result.code;
+    this.signal = result.signal;
+    this.timedOut = result.timedOut;
+    this.aborted = result.aborted;
+    this.stdout = result.stdout;
+    this.stderr = result.stderr;
+  }
+}
+
+/** A child's output grew past `maxBuffer`; the child was killed. */
+export class MaxBufferError extends RangeError {
+  /** Always "ERR_MAX_BUFFER". */
+  readonly code = "ERR_MAX_BUFFER";
+  /** "stdout" or "stderr". */
+  readonly stream: string;
+  /** The limit in bytes. */
+  readonly maxBuffer: number;
+  constructor(stream: string, maxBuffer: number) {
+    super(`The child's ${stream} exceeded maxBuffer (${maxBuffer} bytes); the child was killed`);
+    this.name = "MaxBufferError";
+    this.stream = stream;
+    this.maxBuffer = maxBuffer;
+  }
+}

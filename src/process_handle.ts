@@ -3,17 +3,19 @@
  *
  * @module
  */
-import { ExitKind, ExitRecord, FdAction, Request, STEP_NAMES } from "../ffi/abi.ts";
+import { clearTimeout, setTimeout } from "node:timers";
+import { ExitKind, ExitRecord, FdAction, Request, SIGNAL_GROUP, STEP_NAMES } from "../ffi/abi.ts";
 import type { Native } from "../ffi/mod.ts";
-import { ReaperDiedError, SpawnError } from "./errors.ts";
-import { planSpawn, type SpawnOptions, type SpawnPlan } from "./options.ts";
+import { MaxBufferError, ReaperDiedError, SpawnError } from "./errors.ts";
+import { planSpawn, type SpawnOptions, type SpawnPlan, typeError } from "./options.ts";
 import { getRegistry, type Registry, type Settleable } from "./registry.ts";
-import { encodeRequest, type EncodedRequest, type FdPlan, stdioActions } from "./request.ts";
+import { encodeRequest, type EncodedRequest } from "./request.ts";
 import { type Signal, signalNumber } from "./signals.ts";
 import { decodeStatus, type ProcessStatus, recordKind, runningStatus } from "./status.ts";
 
 const ESRCH = 3;
 const ESTALE = 116;
+const SIGKILL = 9;
 
 /** Closes pidfds of handles collected without their exit ever being observed. */
 const pidfdFinalizer = new FinalizationRegistry<{ fd: number; native: Native }>((held) => {
@@ -29,6 +31,28 @@ export class HandleClosedError extends Error {
     this.name = "HandleClosedError";
   }
 }
+
+/** Options of `sendSignal`. */
+export interface SendSignalOptions {
+  /** Signal the child's whole process group (needs `pgroup` or `setsid`). */
+  group?: boolean;
+}
+
+/** Options of `output()`, `text()` and `lines()`. */
+export interface OutputOptions {
+  /** Most bytes kept per stream; more kills the child and rejects with `MaxBufferError`. Default 100 MiB. */
+  maxBuffer?: number;
+}
+
+/** What `output()` resolves to. */
+export interface ProcessOutput {
+  status: ProcessStatus;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+}
+
+/** The default `maxBuffer`: 100 MiB per stream. */
+export const DEFAULT_MAX_BUFFER = 100 * 1024 * 1024;
 
 /**
  * A spawned child, held by its pidfd. The child is private: the host gets no `SIGCHLD` for
@@ -51,21 +75,30 @@ export class ProcessHandle implements AsyncDisposable {
   readonly stdout: ReadableStream<Uint8Array> | null;
   /** The child's stderr when `stderr: "piped"`, else null. */
   readonly stderr: ReadableStream<Uint8Array> | null;
+  /** Streams of extra descriptors the child writes (`fds: { 3: "piped" }`). */
+  readonly fdOutputs: Readonly<Record<number, ReadableStream<Uint8Array>>>;
+  /** Streams to extra descriptors the child reads (`fds: { 3: "piped-input" }`). */
+  readonly fdInputs: Readonly<Record<number, WritableStream<Uint8Array>>>;
 
   readonly #registry: Registry;
   readonly #native: Native;
   readonly #slot: number;
   readonly #generation: number;
   readonly #command: string;
+  readonly #args: readonly string[];
+  readonly #leadsGroup: boolean;
   readonly #pidfd: { fd: number; native: Native };
-  /** Set once `fd` was read: the user may poll it, so it stays open until they observe the exit. */
   #fdExported = false;
   #status: ProcessStatus | null = null;
   #lost: ReaperDiedError | null = null;
   #waiters = 0;
-  #refed = true;
+  #refed: boolean;
   #holding = false;
   #disposed = false;
+  #timedOut = false;
+  #aborted = false;
+  #timers: ReturnType<typeof setTimeout>[] = [];
+  #cleanup: (() => void)[] = [];
   #promise: Promise<ProcessStatus> | null = null;
   #resolve: ((status: ProcessStatus) => void) | null = null;
   #reject: ((error: Error) => void) | null = null;
@@ -76,11 +109,16 @@ export class ProcessHandle implements AsyncDisposable {
     this.stdin = init.stdin;
     this.stdout = init.stdout;
     this.stderr = init.stderr;
+    this.fdOutputs = Object.freeze(init.fdOutputs);
+    this.fdInputs = Object.freeze(init.fdInputs);
     this.#registry = init.registry;
     this.#native = init.registry.native;
     this.#slot = init.slot;
     this.#generation = init.generation;
-    this.#command = init.command;
+    this.#command = init.plan.command;
+    this.#args = init.plan.args;
+    this.#leadsGroup = init.plan.pgroup === 0 || init.plan.setsid;
+    this.#refed = init.ref;
     this.#pidfd = { fd: init.pidfd, native: this.#native };
     pidfdFinalizer.register(this, this.#pidfd, this.#pidfd);
     const settleable: Settleable = {
@@ -88,6 +126,7 @@ export class ProcessHandle implements AsyncDisposable {
       settle: (view, offset) => this.#settle(view, offset),
     };
     this.#registry.add(init.slot, settleable);
+    this.#armLifetime(init.plan);
     this.#updateHold();
   }
 
@@ -102,18 +141,34 @@ export class ProcessHandle implements AsyncDisposable {
     return this.#pidfd.fd;
   }
 
+  /** Whether `timeoutMs` ran out and `killSignal` was sent. */
+  get timedOut(): boolean {
+    return this.#timedOut;
+  }
+
+  /** Whether the `signal` option aborted and `killSignal` was sent. */
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
   /**
    * Sends a signal ("SIGTERM", "TERM" or 15; default "SIGTERM") through the pidfd, so it can
-   * never reach a recycled pid. Returns false if the child has already exited.
+   * never reach a recycled pid; with `{ group: true }` to the child's process group. Returns
+   * false if the child has already exited.
    */
-  sendSignal(signal: Signal | number = "SIGTERM"): boolean {
+  sendSignal(signal: Signal | number = "SIGTERM", options: SendSignalOptions = {}): boolean {
     const number = signalNumber(signal);
     if (this.#disposed) throw new HandleClosedError(this.pid, "send a signal");
+    const group = options.group ?? false;
+    if (typeof group !== "boolean") throw typeError("group", "a boolean", group);
+    if (group && !this.#leadsGroup) {
+      throw new TypeError(`Cannot signal the process group of pid ${this.pid}: it was not spawned with pgroup: true or setsid: true`);
+    }
     if (this.#status !== null || this.#lost !== null) return false;
-    const rc = this.#native.signal(this.#slot, this.#generation, number);
+    const rc = this.#native.signal(this.#slot, this.#generation, number, group ? SIGNAL_GROUP : 0);
     if (rc === 0) return true;
     if (rc === -ESRCH || rc === -ESTALE) return false;
-    throw new SpawnError({ errno: -rc, syscall: "pidfd_send_signal", command: this.#command, args: [] });
+    throw new SpawnError({ errno: -rc, syscall: "pidfd_send_signal", command: this.#command, args: this.#args });
   }
 
   /** Resolves with the exit status; every call returns the same promise. */
@@ -168,6 +223,65 @@ export class ProcessHandle implements AsyncDisposable {
     this.#updateHold();
   }
 
+  /**
+   * Reads stdout and stderr to their ends (empty for streams that are not piped) and waits.
+   *
+   * @example
+   * ```ts
+   * import { spawnHandle } from "./mod.ts";
+   * const { status, stdout } = await spawnHandle("echo", ["hi"], { stdout: "piped" }).output();
+   * console.log(status.code, new TextDecoder().decode(stdout)); // 0 "hi\n"
+   * ```
+   */
+  async output(options: OutputOptions = {}): Promise<ProcessOutput> {
+    const maxBuffer = checkMaxBuffer(options.maxBuffer);
+    const collect = (stream: ReadableStream<Uint8Array> | null, name: string) =>
+      stream === null ? Promise.resolve(new Uint8Array(0)) : collectStream(stream, maxBuffer, () => {
+        this.sendSignal("SIGKILL");
+        return new MaxBufferError(name, maxBuffer);
+      });
+    const [stdout, stderr] = await Promise.all([collect(this.stdout, "stdout"), collect(this.stderr, "stderr")]);
+    return { status: await this.wait(), stdout, stderr };
+  }
+
+  /** Resolves with stdout decoded as UTF-8, once the child has exited. */
+  async text(options: OutputOptions = {}): Promise<string> {
+    return new TextDecoder().decode((await this.output(options)).stdout);
+  }
+
+  /**
+   * Yields stdout line by line (without the newline) as it arrives, then waits for the exit.
+   *
+   * @example
+   * ```ts
+   * import { spawnHandle } from "./mod.ts";
+   * for await (const line of spawnHandle("printf", ["a\\nb\\n"], { stdout: "piped" }).lines()) {
+   *   console.log(line); // "a", then "b"
+   * }
+   * ```
+   */
+  async *lines(options: OutputOptions = {}): AsyncGenerator<string, ProcessStatus> {
+    const maxBuffer = checkMaxBuffer(options.maxBuffer);
+    if (this.stdout === null) return await this.wait();
+    const decoder = new TextDecoder();
+    let pending = "";
+    for await (const chunk of this.stdout) {
+      pending += decoder.decode(chunk, { stream: true });
+      let newline: number;
+      while ((newline = pending.indexOf("\n")) >= 0) {
+        yield pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+      }
+      if (pending.length > maxBuffer) {
+        this.sendSignal("SIGKILL");
+        throw new MaxBufferError("stdout", maxBuffer);
+      }
+    }
+    pending += decoder.decode();
+    if (pending.length > 0) yield pending;
+    return await this.wait();
+  }
+
   /** SIGKILL if still running, then wait; closes the pidfd. */
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.#disposed) return;
@@ -175,6 +289,37 @@ export class ProcessHandle implements AsyncDisposable {
     await this.wait().catch(() => {});
     this.#disposed = true;
     this.#closePidfd();
+  }
+
+  #armLifetime(plan: SpawnPlan): void {
+    const kill = () => {
+      if (!this.sendSignal(plan.killSignal)) return;
+      if (plan.forceKillAfterMs !== null) {
+        this.#timer(() => this.sendSignal(SIGKILL), plan.forceKillAfterMs);
+      }
+    };
+    if (plan.signal !== null) {
+      const signal = plan.signal;
+      const onAbort = () => {
+        this.#aborted = true;
+        kill();
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#cleanup.push(() => signal.removeEventListener("abort", onAbort));
+    }
+    if (plan.timeoutMs !== null) {
+      this.#timer(() => {
+        this.#timedOut = true;
+        kill();
+      }, plan.timeoutMs);
+    }
+  }
+
+  /** A timer that never keeps the event loop alive by itself and ends with the child. */
+  #timer(fn: () => void, ms: number): void {
+    const timer = setTimeout(fn, ms);
+    timer.unref?.();
+    this.#timers.push(timer);
   }
 
   #poll(timeoutMs: number): void {
@@ -194,6 +339,10 @@ export class ProcessHandle implements AsyncDisposable {
 
   #settle(view: DataView, offset: number): void {
     if (this.#status !== null || this.#lost !== null) return;
+    for (const timer of this.#timers) clearTimeout(timer);
+    for (const cleanup of this.#cleanup) cleanup();
+    this.#timers = [];
+    this.#cleanup = [];
     if (recordKind(view, offset) === ExitKind.lost) {
       // The pidfd stays open: the orphan may still run and it is the only safe way to it.
       this.#lost = new ReaperDiedError(this.pid, this.#command);
@@ -233,16 +382,55 @@ export class ProcessHandle implements AsyncDisposable {
   }
 }
 
+function checkMaxBuffer(value: unknown): number {
+  if (value === undefined) return DEFAULT_MAX_BUFFER;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError(`Invalid option "maxBuffer": must be a non-negative integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+async function collectStream(
+  stream: ReadableStream<Uint8Array>,
+  maxBuffer: number,
+  overflow: () => Error,
+): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = stream.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > maxBuffer) {
+      await reader.cancel().catch(() => {});
+      throw overflow();
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
+
 interface HandleInit {
   registry: Registry;
+  plan: SpawnPlan;
   pid: number;
   pidfd: number;
   slot: number;
   generation: number;
-  command: string;
+  ref: boolean;
   stdin: WritableStream<Uint8Array> | null;
   stdout: ReadableStream<Uint8Array> | null;
   stderr: ReadableStream<Uint8Array> | null;
+  fdOutputs: Record<number, ReadableStream<Uint8Array>>;
+  fdInputs: Record<number, WritableStream<Uint8Array>>;
 }
 
 /**
@@ -260,31 +448,68 @@ interface HandleInit {
  * ```
  */
 export function spawnHandle(command: string, args?: readonly string[], options?: SpawnOptions): ProcessHandle {
-  const plan = planSpawn(command, args, options);
+  return spawnPlanned(planSpawn(command, args, options), { streams: true, ref: true }).handle;
+}
+
+/** Host ends of the pipes of a spawn, by the child's descriptor number. */
+export type RawPipes = Map<number, number>;
+
+/** @internal Spawns a validated plan; with `streams: false` the pipe ends are returned raw. */
+export function spawnPlanned(
+  plan: SpawnPlan,
+  how: { streams: boolean; ref: boolean },
+): { handle: ProcessHandle; pipes: RawPipes } {
+  if (plan.signal?.aborted) throw plan.signal.reason;
   const registry = getRegistry();
   registry.drain();
-  const actions = stdioActions(plan.stdio);
-  const request = encodeRequest(plan, actions, registry.listener);
-  const rc = registry.native.spawn(request.bytes, request.length);
-  if (rc < 0) throw spawnError(plan, actions, request, -rc);
-  const view = request.view;
-  const hostEnd = (target: number) =>
-    view.getInt32(request.actionsOffset + target * FdAction.size + FdAction.out_fd, true);
   const native = registry.native;
-  return new ProcessHandle({
+  let ignoreMask = 0n;
+  if (plan.keepIgnoredSignals) {
+    const out = new Uint8Array(8);
+    native.ignoredSignals(out);
+    ignoreMask = new DataView(out.buffer).getBigUint64(0, true);
+  }
+  const request = encodeRequest(plan, registry.listener, ignoreMask);
+  const rc = native.spawn(request.bytes, request.length);
+  if (rc < 0) throw spawnError(plan, request, -rc);
+  const view = request.view;
+  const pipes: RawPipes = new Map();
+  plan.actions.forEach((action, i) => {
+    if (action.pipe === undefined) return;
+    pipes.set(action.target, view.getInt32(request.actionsOffset + i * FdAction.size + FdAction.out_fd, true));
+  });
+  const streams = {
+    stdin: null as WritableStream<Uint8Array> | null,
+    stdout: null as ReadableStream<Uint8Array> | null,
+    stderr: null as ReadableStream<Uint8Array> | null,
+    fdOutputs: {} as Record<number, ReadableStream<Uint8Array>>,
+    fdInputs: {} as Record<number, WritableStream<Uint8Array>>,
+  };
+  if (how.streams) {
+    for (const action of plan.actions) {
+      const fd = pipes.get(action.target);
+      if (fd === undefined) continue;
+      if (action.pipe === "stdin") streams.stdin = native.writable(fd);
+      else if (action.pipe === "stdout") streams.stdout = native.readable(fd);
+      else if (action.pipe === "stderr") streams.stderr = native.readable(fd);
+      else if (action.pipe === "output") streams.fdOutputs[action.target] = native.readable(fd);
+      else if (action.pipe === "input") streams.fdInputs[action.target] = native.writable(fd);
+    }
+  }
+  const handle = new ProcessHandle({
     registry,
+    plan,
     pid: view.getInt32(Request.pid, true),
     pidfd: view.getInt32(Request.pidfd, true),
     slot: view.getUint32(Request.slot, true),
     generation: view.getUint32(Request.generation, true),
-    command: plan.command,
-    stdin: plan.stdio[0] === "piped" ? native.writable(hostEnd(0)) : null,
-    stdout: plan.stdio[1] === "piped" ? native.readable(hostEnd(1)) : null,
-    stderr: plan.stdio[2] === "piped" ? native.readable(hostEnd(2)) : null,
+    ref: how.ref,
+    ...streams,
   });
+  return { handle, pipes };
 }
 
-function spawnError(plan: SpawnPlan, actions: readonly FdPlan[], request: EncodedRequest, errno: number): SpawnError {
+function spawnError(plan: SpawnPlan, request: EncodedRequest, errno: number): SpawnError {
   const view = request.view;
   const step = view.getUint32(Request.err_step, true);
   const index = view.getUint32(Request.err_index, true);
@@ -292,6 +517,6 @@ function spawnError(plan: SpawnPlan, actions: readonly FdPlan[], request: Encode
   let path: string | undefined;
   if (syscall === "execve") path = plan.command;
   else if (syscall === "chdir") path = plan.cwd ?? undefined;
-  else if (syscall === "open" && index < actions.length) path = actions[index].path ?? "/dev/null";
+  else if (syscall === "open" && index < plan.actions.length) path = plan.actions[index].path ?? "/dev/null";
   return new SpawnError({ errno, syscall, command: plan.command, args: plan.args, path });
 }

@@ -1,33 +1,12 @@
 /**
  * Encodes a `SpawnPlan` into the single buffer `ph_spawn` reads (layout in zig/src/abi.zig):
- * [Request][FdAction * n][pointer area][strings]. One buffer per realm, grown as needed.
+ * [Request][FdAction * n][pointer area][u32 lists][rlimits][strings]. One buffer per realm,
+ * grown as needed.
  *
  * @module
  */
-import { FdAction, FdKind, NONE, Request } from "../ffi/abi.ts";
-import type { SpawnPlan, Stdio } from "./options.ts";
-
-/** One descriptor action for the child. */
-export interface FdPlan {
-  target: number;
-  kind: number;
-  fd?: number;
-  path?: string;
-  openFlags?: number;
-  mode?: number;
-}
-
-const STDIO_KIND: Record<Stdio, [number, number]> = {
-  // [kind for stdin, kind for stdout/stderr]
-  inherit: [FdKind.inherit, FdKind.inherit],
-  null: [FdKind.devnull, FdKind.devnull],
-  piped: [FdKind.pipeToChild, FdKind.pipeFromChild],
-};
-
-/** The fd actions for the three standard streams. */
-export function stdioActions(stdio: readonly [Stdio, Stdio, Stdio]): FdPlan[] {
-  return stdio.map((mode, target) => ({ target, kind: STDIO_KIND[mode][target === 0 ? 0 : 1] }));
-}
+import { FdAction, NONE, Request, RequestFlag, RlimitEntry } from "../ffi/abi.ts";
+import type { SpawnPlan } from "./options.ts";
 
 const encoder = new TextEncoder();
 let buffer = new Uint8Array(16 * 1024);
@@ -40,21 +19,25 @@ export interface EncodedRequest {
   actionsOffset: number;
 }
 
-/** Encodes `plan` with `actions` for `listener`. */
-export function encodeRequest(plan: SpawnPlan, actions: readonly FdPlan[], listener: number): EncodedRequest {
-  const extras: string[] = [plan.command];
-  if (plan.searchPath !== null) extras.push(plan.searchPath);
-  if (plan.cwd !== null) extras.push(plan.cwd);
-  for (const action of actions) if (action.path !== undefined) extras.push(action.path);
+const align8 = (n: number) => (n + 7) & ~7;
 
+/** Encodes `plan` for `listener`; `ignoreMask` lists signals the child starts with ignored. */
+export function encodeRequest(plan: SpawnPlan, listener: number, ignoreMask: bigint): EncodedRequest {
+  const actions = plan.actions;
   let stringBound = 0;
   for (const s of plan.argv) stringBound += s.length * 3 + 1;
   for (const s of plan.env) stringBound += s.length * 3 + 1;
-  for (const s of extras) stringBound += s.length * 3 + 1;
+  for (const s of [plan.command, plan.searchPath ?? "", plan.cwd ?? ""]) stringBound += s.length * 3 + 1;
+  for (const action of actions) if (action.path !== undefined) stringBound += action.path.length * 3 + 1;
+
   const actionsOffset = Request.size;
-  const pointersOffset = actionsOffset + actions.length * FdAction.size;
+  const pointersOffset = align8(actionsOffset + actions.length * FdAction.size);
   const pointersSize = (plan.argv.length + plan.env.length + 2) * 8;
-  const stringsOffset = pointersOffset + pointersSize;
+  const groups = plan.groups ?? [];
+  const groupsOffset = pointersOffset + pointersSize;
+  const inheritOffset = groupsOffset + groups.length * 4;
+  const rlimitsOffset = align8(inheritOffset + plan.inheritFds.length * 4);
+  const stringsOffset = rlimitsOffset + plan.rlimits.length * RlimitEntry.size;
   const bound = stringsOffset + stringBound;
   if (buffer.length < bound) buffer = new Uint8Array(Math.max(bound, buffer.length * 2));
   const bytes = buffer;
@@ -85,6 +68,23 @@ export function encodeRequest(plan: SpawnPlan, actions: readonly FdPlan[], liste
     view.setUint32(base + FdAction.path_off, action.path !== undefined ? put(action.path) : NONE, true);
     view.setInt32(base + FdAction.out_fd, -1, true);
   });
+  groups.forEach((gid, i) => view.setUint32(groupsOffset + i * 4, gid, true));
+  plan.inheritFds.forEach((fd, i) => view.setUint32(inheritOffset + i * 4, fd, true));
+  plan.rlimits.forEach(([resource, soft, hard], i) => {
+    const base = rlimitsOffset + i * RlimitEntry.size;
+    view.setUint32(base + RlimitEntry.resource, resource, true);
+    view.setBigUint64(base + RlimitEntry.cur, soft, true);
+    view.setBigUint64(base + RlimitEntry.max, hard, true);
+  });
+
+  let flags = 0;
+  if (plan.setsid) flags |= RequestFlag.setsid;
+  if (plan.pgroup !== null) flags |= RequestFlag.setpgid;
+  if (plan.umask !== null) flags |= RequestFlag.umask;
+  if (plan.uid !== null) flags |= RequestFlag.uid;
+  if (plan.gid !== null) flags |= RequestFlag.gid;
+  if (plan.groups !== null) flags |= RequestFlag.groups;
+  if (plan.inheritFds.length > 0) flags |= RequestFlag.inheritFds;
 
   const length = at;
   const u32 = (field: number, value: number) => view.setUint32(field, value, true);
@@ -92,7 +92,7 @@ export function encodeRequest(plan: SpawnPlan, actions: readonly FdPlan[], liste
   u32(Request.argc, plan.argv.length);
   u32(Request.envc, plan.env.length);
   u32(Request.fd_count, actions.length);
-  u32(Request.flags, 0);
+  u32(Request.flags, flags);
   u32(Request.listener, listener);
   u32(Request.strings_off, stringsOffset);
   u32(Request.strings_len, stringsLength);
@@ -101,5 +101,18 @@ export function encodeRequest(plan: SpawnPlan, actions: readonly FdPlan[], liste
   u32(Request.cwd_off, cwdOffset);
   u32(Request.pointers_off, pointersOffset);
   view.setInt32(Request.kill_on_exit_signal, plan.killOnExitSignal, true);
+  // The kernel's backstop for the same policy: the child's parent is the reaper.
+  view.setInt32(Request.pdeath_signal, plan.killOnExitSignal, true);
+  view.setInt32(Request.pgid, plan.pgroup ?? 0, true);
+  u32(Request.umask, plan.umask ?? 0);
+  u32(Request.uid, plan.uid ?? 0);
+  u32(Request.gid, plan.gid ?? 0);
+  u32(Request.groups_off, groupsOffset);
+  u32(Request.groups_count, groups.length);
+  u32(Request.inherit_fds_off, inheritOffset);
+  u32(Request.inherit_fds_count, plan.inheritFds.length);
+  u32(Request.rlimits_off, rlimitsOffset);
+  u32(Request.rlimits_count, plan.rlimits.length);
+  view.setBigUint64(Request.ignore_mask, ignoreMask, true);
   return { bytes, view, length, actionsOffset };
 }

@@ -6,7 +6,7 @@ const std = @import("std");
 
 /// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
 /// TypeScript loader refuses a library whose version differs.
-pub const abi_version: u32 = 1;
+pub const abi_version: u32 = 2;
 
 pub const slots_max: u32 = 1 << 16;
 pub const listeners_max: u32 = 64;
@@ -29,6 +29,9 @@ pub const FdKind = enum(u32) {
     file = 5,
     /// `target` is closed in the child.
     close = 6,
+    /// `target` becomes a copy of the child's descriptor `fd` as set up by the other actions
+    /// (`stderr: "stdout"`); applied after all of them.
+    copy = 7,
 };
 
 pub const FdAction = extern struct {
@@ -111,6 +114,9 @@ pub const Request = extern struct {
     groups_count: u32,
     inherit_fds_off: u32,
     inherit_fds_count: u32,
+    /// `RlimitEntry` array applied in the child after the descriptors are set up.
+    rlimits_off: u32,
+    rlimits_count: u32,
     /// Signals (bit n-1 for signal n) the child starts with ignored; all others default.
     ignore_mask: u64,
 
@@ -125,6 +131,18 @@ pub const Request = extern struct {
     err_index: u32,
     reserved: u32,
 };
+
+pub const RlimitEntry = extern struct {
+    resource: u32,
+    reserved: u32,
+    cur: u64,
+    max: u64,
+};
+
+pub const rlimits_max: u32 = 16;
+
+/// `ph_signal` flags.
+pub const signal_group: u32 = 1;
 
 /// What `ph_drain`, `ph_peek` and `ph_wait_sync` report about one child.
 pub const ExitRecord = extern struct {
@@ -166,10 +184,11 @@ pub const Info = extern struct {
 
 comptime {
     std.debug.assert(@sizeOf(FdAction) == 32);
-    std.debug.assert(@sizeOf(Request) == 128);
+    std.debug.assert(@sizeOf(Request) == 136);
+    std.debug.assert(@sizeOf(RlimitEntry) == 24);
     std.debug.assert(@sizeOf(ExitRecord) == 48);
     std.debug.assert(@sizeOf(Info) == 32);
-    std.debug.assert(@offsetOf(Request, "ignore_mask") == 88);
-    std.debug.assert(@offsetOf(Request, "pid") == 96);
+    std.debug.assert(@offsetOf(Request, "ignore_mask") == 96);
+    std.debug.assert(@offsetOf(Request, "pid") == 104);
     std.debug.assert(@offsetOf(ExitRecord, "user_cpu_us") == 24);
 }

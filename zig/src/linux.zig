@@ -30,6 +30,9 @@ const Slot = extern struct {
     pidfd: i32,
     listener: u32,
     kill_on_exit_signal: i32,
+    /// The child's process group when it leads one (pgroup/setsid), else 0.
+    pgid: i32,
+    reserved: u32,
     kind: abi.ExitKind,
     value: i32,
     user_cpu_us: u64,
@@ -399,23 +402,35 @@ pub fn wait_sync(index: u32, generation: u32, out: *abi.ExitRecord, timeout_ms: 
 
 /// Sends `sig` to a running child: through its pidfd, or (no pidfds) by pid, which is safe
 /// because only the reaper reaps and a pid it has not reaped cannot be reused.
-pub fn signal(index: u32, generation: u32, sig: i32) i32 {
+pub fn signal(index: u32, generation: u32, sig: i32, flags: u32) i32 {
     if (index >= abi.slots_max) return -sys.E.INVAL;
     const slot = &g.slots[index];
     if (slot.generation != generation) return -sys.E.STALE;
     if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) return -sys.E.SRCH;
-    if (slot.pidfd >= 0) return -sys.errno(sys.pidfd_send_signal(slot.pidfd, sig));
-    return signal_by_pid(index, sig);
+    const group = flags & abi.signal_group != 0;
+    if (group and slot.pgid == 0) return -sys.E.INVAL;
+    if (slot.pidfd >= 0) {
+        if (!group) return -sys.errno(sys.pidfd_send_signal(slot.pidfd, sig, 0));
+        if (@atomicLoad(u32, &group_flag_missing, .monotonic) == 0 and slot.pgid == slot.pid) {
+            // Linux 6.9+: the kernel signals the pidfd's process group, race-free.
+            const rc = sys.pidfd_send_signal(slot.pidfd, sig, sys.PIDFD_SIGNAL_PROCESS_GROUP);
+            if (sys.errno(rc) != sys.E.INVAL) return -sys.errno(rc);
+            @atomicStore(u32, &group_flag_missing, 1, .monotonic);
+        }
+    }
+    return signal_locked(index, sig, group);
 }
+var group_flag_missing: u32 = 0;
 
-fn signal_by_pid(index: u32, sig: i32) i32 {
+fn signal_locked(index: u32, sig: i32, group: bool) i32 {
     // The reaper peeks with WNOWAIT and takes this lock before it reaps (see reap_all), so a
-    // pid seen running under the lock is still ours.
+    // child seen running under the lock is unreaped: its pid, and the process group it
+    // leads, cannot have been reused.
     const slot = &g.slots[index];
     lock(&signal_lock);
     defer unlock(&signal_lock);
     if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) return -sys.E.SRCH;
-    return -sys.errno(sys.kill(slot.pid, sig));
+    return -sys.errno(sys.kill(if (group) -slot.pgid else slot.pid, sig));
 }
 var signal_lock: u32 = 0;
 
@@ -583,7 +598,7 @@ fn host_exited() noreturn {
         if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) continue;
         if (slot.kill_on_exit_signal == 0) continue;
         if (slot.pidfd >= 0) {
-            _ = sys.pidfd_send_signal(slot.pidfd, slot.kill_on_exit_signal);
+            _ = sys.pidfd_send_signal(slot.pidfd, slot.kill_on_exit_signal, 0);
         } else {
             _ = sys.kill(slot.pid, slot.kill_on_exit_signal);
         }
@@ -592,22 +607,18 @@ fn host_exited() noreturn {
 }
 
 fn reap_all() void {
-    const peek_first = g.pidfd_mode == 2;
-    while (true) {
+    // Without pidfds, or for children that lead a process group, host threads signal by
+    // pid under `signal_lock`; peeking first lets the reaper take that lock before reaping.
+    var reaped: u32 = 0;
+    while (reaped < abi.slots_max) : (reaped += 1) {
         var info = std.mem.zeroes(sys.SigInfo);
         var usage = std.mem.zeroes(sys.Rusage);
-        if (peek_first) {
-            const rc = sys.waitid(sys.P.ALL, 0, &info, sys.W.EXITED | sys.W.NOHANG | sys.W.NOWAIT, null);
-            if (sys.errno(rc) != 0 or info.pid == 0) return;
-            lock(&signal_lock);
-            _ = sys.waitid(sys.P.PID, info.pid, &info, sys.W.EXITED, &usage);
-            record_exit(&info, &usage);
-            unlock(&signal_lock);
-        } else {
-            const rc = sys.waitid(sys.P.ALL, 0, &info, sys.W.EXITED | sys.W.NOHANG, &usage);
-            if (sys.errno(rc) != 0 or info.pid == 0) return;
-            record_exit(&info, &usage);
-        }
+        const rc = sys.waitid(sys.P.ALL, 0, &info, sys.W.EXITED | sys.W.NOHANG | sys.W.NOWAIT, null);
+        if (sys.errno(rc) != 0 or info.pid == 0) return;
+        lock(&signal_lock);
+        _ = sys.waitid(sys.P.PID, info.pid, &info, sys.W.EXITED, &usage);
+        record_exit(&info, &usage);
+        unlock(&signal_lock);
     }
 }
 
@@ -642,12 +653,19 @@ fn serve_request() void {
         const slot = &g.slots[request.slot];
         slot.pid = request.pid;
         slot.pidfd = request.pidfd;
+        slot.pgid = leads_group(request);
         g.table.insert(request.pid, request.slot);
         @atomicStore(u32, &slot.state, SlotState.running, .release);
     }
     g.plan = null;
     @atomicStore(u32, &g.request_done, 1, .release);
     _ = sys.futex_wake(&g.request_done, 1);
+}
+
+fn leads_group(request: *const abi.Request) i32 {
+    if (request.flags & abi.flag_setsid != 0) return request.pid;
+    if (request.flags & abi.flag_setpgid != 0) return if (request.pgid == 0) request.pid else request.pgid;
+    return 0;
 }
 
 fn spawn_child(plan: *ChildPlan) void {
@@ -751,9 +769,19 @@ fn child_main(arg: usize) callconv(.c) u8 {
     if (plan.set_priority) |priority| check(plan, .priority, sys.setpriority(priority));
 
     child_fds(plan);
+    child_copies(plan);
 
     if (request.flags & abi.flag_umask != 0) _ = sys.umask(request.umask);
     if (request.cwd_off != abi.none) check(plan, .chdir, sys.chdir(cstr(plan.base, request.cwd_off)));
+
+    // Limits asked for last but credentials: a low RLIMIT_NOFILE must not stop the set-up
+    // above, and raising a hard limit may need privileges setuid is about to drop.
+    const limits: [*]align(1) const abi.RlimitEntry = @ptrCast(plan.base + request.rlimits_off);
+    for (limits[0..request.rlimits_count], 0..) |entry, i| {
+        const value = sys.Rlimit{ .cur = entry.cur, .max = entry.max };
+        const rc = sys.prlimit(0, entry.resource, &value, null);
+        if (sys.errno(rc) != 0) child_fail(plan, .rlimit, rc, @intCast(i));
+    }
 
     // Credentials last: opening files and chdir above happen with the host's rights.
     if (plan.set_groups) |groups| check(plan, .setgroups, sys.setgroups(groups));
@@ -783,8 +811,7 @@ fn child_fds(plan: *ChildPlan) void {
         const index: u32 = @intCast(i);
         temps[i] = -1;
         const rc: usize = switch (action.kind) {
-            .inherit => continue,
-            .close => continue,
+            .inherit, .close, .copy => continue,
             .devnull => sys.openat("/dev/null", sys.O.RDWR | sys.O.CLOEXEC, 0),
             .file => sys.openat(cstr(plan.base, action.path_off), action.open_flags | sys.O.CLOEXEC, action.mode),
             .dup, .pipe_to_child, .pipe_from_child => sys.fcntl(action.fd, sys.F.DUPFD_CLOEXEC, floor),
@@ -829,11 +856,21 @@ fn child_fds(plan: *ChildPlan) void {
                 if (sys.errno(duped) != 0) child_fail(plan, .fd_dup, duped, index);
             },
             .close => _ = sys.close(action.target),
+            .copy => {},
             else => {
                 const duped = sys.dup3(temps[i], action.target, 0);
                 if (sys.errno(duped) != 0) child_fail(plan, .fd_dup, duped, index);
             },
         }
+    }
+}
+
+/// `stderr: "stdout"` and the like: copies of targets, once every other target is in place.
+fn child_copies(plan: *ChildPlan) void {
+    for (plan.actions, 0..) |action, i| {
+        if (action.kind != .copy) continue;
+        const duped = if (action.fd == action.target) sys.fcntl(action.target, sys.F.SETFD, 0) else sys.dup3(action.fd, action.target, 0);
+        if (sys.errno(duped) != 0) child_fail(plan, .fd_dup, duped, @intCast(i));
     }
 }
 
@@ -1027,6 +1064,7 @@ fn prepare_plan(request: *abi.Request, len: usize, plan: *ChildPlan) ?i32 {
     if (len < @sizeOf(abi.Request) or request.buffer_len != len) return sys.E.INVAL;
     if (request.argc == 0 or request.fd_count > abi.fd_actions_max) return sys.E.INVAL;
     if (request.groups_count > groups_max) return sys.E.INVAL;
+    if (request.rlimits_count > abi.rlimits_max) return sys.E.INVAL;
     const base: [*]u8 = @ptrCast(request);
     const pointers_needed = (@as(usize, request.argc) + 1 + request.envc + 1) * @sizeOf(usize);
     if (!in_bounds(len, request.pointers_off, pointers_needed)) return sys.E.INVAL;
@@ -1041,9 +1079,11 @@ fn prepare_plan(request: *abi.Request, len: usize, plan: *ChildPlan) ?i32 {
     for (actions[0..request.fd_count]) |action| {
         if (action.target < 0) return sys.E.INVAL;
         if (action.kind == .file and !string_in_bounds(base, len, action.path_off)) return sys.E.INVAL;
-        if (@intFromEnum(action.kind) > @intFromEnum(abi.FdKind.close)) return sys.E.INVAL;
+        if (@intFromEnum(action.kind) > @intFromEnum(abi.FdKind.copy)) return sys.E.INVAL;
+        if (action.kind == .copy and action.fd < 0) return sys.E.INVAL;
     }
     if (request.flags & abi.flag_groups != 0 and !in_bounds(len, request.groups_off, @as(usize, request.groups_count) * 4)) return sys.E.INVAL;
+    if (request.rlimits_count > 0 and !in_bounds(len, request.rlimits_off, @as(usize, request.rlimits_count) * @sizeOf(abi.RlimitEntry))) return sys.E.INVAL;
     if (request.flags & abi.flag_inherit_fds != 0 and !in_bounds(len, request.inherit_fds_off, @as(usize, request.inherit_fds_count) * 4)) return sys.E.INVAL;
 
     const pointers: [*]?[*:0]const u8 = @ptrCast(@alignCast(base + request.pointers_off));
@@ -1094,3 +1134,37 @@ pub fn get_info(out: *abi.Info) void {
 pub fn close_fd(fd: i32) i32 {
     return -sys.errno(sys.close(fd));
 }
+
+/// The host's ignored signals now (bit n-1 for signal n), for `keepIgnoredSignals`.
+pub fn ignored_signals() u64 {
+    var mask: u64 = 0;
+    var sig: u32 = 1;
+    while (sig <= sys.SIG.max) : (sig += 1) {
+        var old: sys.KSigaction = undefined;
+        if (sys.errno(sys.rt_sigaction(sig, null, &old)) != 0) continue;
+        if (old.handler == sys.SIG.IGN) mask |= @as(u64, 1) << @intCast(sig - 1);
+    }
+    return mask;
+}
+
+/// poll(2) for the synchronous helpers; they block the calling thread on purpose.
+pub fn poll(fds: [*]sys.PollFd, count: u32, timeout_ms: i32) i32 {
+    const rc = sys.poll(fds, count, timeout_ms);
+    if (sys.errno(rc) != 0) return -sys.errno(rc);
+    return sys.int(rc);
+}
+
+/// One read of at most 1 GiB (so the count fits the i32 result).
+pub fn read(fd: i32, buf: [*]u8, len: usize) i32 {
+    const rc = sys.read(fd, buf, @min(len, io_max));
+    if (sys.errno(rc) != 0) return -sys.errno(rc);
+    return @intCast(rc);
+}
+
+/// One write of at most 1 GiB.
+pub fn write(fd: i32, buf: [*]const u8, len: usize) i32 {
+    const rc = sys.write(fd, buf, @min(len, io_max));
+    if (sys.errno(rc) != 0) return -sys.errno(rc);
+    return @intCast(rc);
+}
+const io_max = 1 << 30;

@@ -5,6 +5,7 @@
 const std = @import("std");
 const builtin = @import("builtin");
 const abi = @import("abi.zig");
+const sys = @import("sys.zig");
 
 const backend = switch (builtin.os.tag) {
     .linux => @import("linux.zig"),
@@ -56,9 +57,29 @@ export fn ph_wait_sync(slot: u32, generation: u32, out: *abi.ExitRecord, timeout
     return backend.wait_sync(slot, generation, out, timeout_ms);
 }
 
-/// int32_t ph_signal(uint32_t slot, uint32_t generation, int32_t sig)
-export fn ph_signal(slot: u32, generation: u32, sig: i32) i32 {
-    return backend.signal(slot, generation, sig);
+/// int32_t ph_signal(uint32_t slot, uint32_t generation, int32_t sig, uint32_t flags)
+export fn ph_signal(slot: u32, generation: u32, sig: i32, flags: u32) i32 {
+    return backend.signal(slot, generation, sig, flags);
+}
+
+/// void ph_ignored_signals(uint64_t *out)
+export fn ph_ignored_signals(out: *u64) void {
+    out.* = backend.ignored_signals();
+}
+
+/// int32_t ph_poll(struct pollfd *fds, uint32_t count, int32_t timeout_ms)
+export fn ph_poll(fds: [*]sys.PollFd, count: u32, timeout_ms: i32) i32 {
+    return backend.poll(fds, count, timeout_ms);
+}
+
+/// int32_t ph_read(int32_t fd, uint8_t *buf, size_t len)
+export fn ph_read(fd: i32, buf: [*]u8, len: usize) i32 {
+    return backend.read(fd, buf, len);
+}
+
+/// int32_t ph_write(int32_t fd, const uint8_t *buf, size_t len)
+export fn ph_write(fd: i32, buf: [*]const u8, len: usize) i32 {
+    return backend.write(fd, buf, len);
 }
 
 /// int32_t ph_check_reaper(void)

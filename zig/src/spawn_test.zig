@@ -90,11 +90,11 @@ test "the host cannot see the child: waitid(P_ALL) gives ECHILD while it runs" {
     try testing.expectEqual(@as(i32, sys.E.CHILD), sys.errno(rc));
     var record: abi.ExitRecord = undefined;
     try testing.expectEqual(@as(i32, 0), linux.peek(request.slot, request.generation, &record));
-    try testing.expectEqual(@as(i32, 0), linux.signal(request.slot, request.generation, sys.SIG.KILL));
+    try testing.expectEqual(@as(i32, 0), linux.signal(request.slot, request.generation, sys.SIG.KILL, 0));
     try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
     try testing.expectEqual(abi.ExitKind.killed, record.kind);
     try testing.expectEqual(@as(i32, sys.SIG.KILL), record.value);
-    try testing.expectEqual(@as(i32, -sys.E.SRCH), linux.signal(request.slot, request.generation, sys.SIG.KILL));
+    try testing.expectEqual(@as(i32, -sys.E.SRCH), linux.signal(request.slot, request.generation, sys.SIG.KILL, 0));
     _ = sys.close(request.pidfd);
     var drained: [16]abi.ExitRecord = undefined;
     try testing.expect(linux.drain(listener, &drained) >= 1);

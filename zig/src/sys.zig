@@ -262,8 +262,17 @@ pub fn kill(pid: i32, sig: i32) usize {
 pub fn pidfd_open(pid: i32) usize {
     return sc2(.pidfd_open, u(pid), 0);
 }
-pub fn pidfd_send_signal(pidfd: i32, sig: i32) usize {
-    return sc4(.pidfd_send_signal, u(pidfd), u(sig), 0, 0);
+pub fn pidfd_send_signal(pidfd: i32, sig: i32, flags: u32) usize {
+    return sc4(.pidfd_send_signal, u(pidfd), u(sig), 0, flags);
+}
+pub const PIDFD_SIGNAL_PROCESS_GROUP = 1 << 2;
+
+pub const PollFd = extern struct { fd: i32, events: i16, revents: i16 };
+pub fn poll(fds: [*]PollFd, count: u32, timeout_ms: i32) usize {
+    if (@hasField(SYS, "poll")) return sc3(.poll, @intFromPtr(fds), count, u(timeout_ms));
+    var ts = Timespec{ .sec = @divTrunc(timeout_ms, 1000), .nsec = @rem(timeout_ms, 1000) * 1_000_000 };
+    const tsp: usize = if (timeout_ms < 0) 0 else @intFromPtr(&ts);
+    return sc5(.ppoll, @intFromPtr(fds), count, tsp, 0, 8);
 }
 pub fn waitid(idtype: u32, id: i32, info: *SigInfo, options: u32, ru: ?*Rusage) usize {
     return sc5(.waitid, idtype, u(id), @intFromPtr(info), options, @intFromPtr(ru));
