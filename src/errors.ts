@@ -129,6 +129,7 @@ export interface CommandResult {
 }
 
 const MESSAGE_OUTPUT_MAX = 2000;
+const ARG_MAX = 200;
 
 function clip(text: string): string {
   return text.length > MESSAGE_OUTPUT_MAX ? `${text.slice(0, MESSAGE_OUTPUT_MAX)}… (${text.length} characters)` : text;
@@ -150,7 +151,8 @@ export class ProcessError extends Error implements CommandResult {
   readonly stderr: string;
 
   constructor(result: CommandResult, cause?: unknown) {
-    const line = [result.command, ...result.args].map((a) => (/^[\w./=:-]+$/.test(a) ? a : JSON.stringify(a))).join(" ");
+    const quote = (a: string) => (/^[\w./=:-]+$/.test(a) ? a : JSON.stringify(a));
+    const line = clip([result.command, ...result.args].map((a) => quote(a.length > ARG_MAX ? `${a.slice(0, ARG_MAX)}…` : a)).join(" "));
     const why = result.timedOut
       ? `timed out and was killed with ${result.signal ?? "a signal"}`
       : result.aborted

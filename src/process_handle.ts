@@ -403,8 +403,10 @@ async function collectStream(
     if (done) break;
     total += value.length;
     if (total > maxBuffer) {
+      // Kill first: cancelling first would close the pipe and let the child die of SIGPIPE.
+      const error = overflow();
       await reader.cancel().catch(() => {});
-      throw overflow();
+      throw error;
     }
     chunks.push(value);
   }
