@@ -24,7 +24,7 @@ export { MaxBufferError, ProcessError, ReaperDiedError, SpawnError } from "./src
 export type { CommandResult, SpawnErrorDetails } from "./src/errors.ts";
 export { outputSync, popen3, run, runSync } from "./src/run.ts";
 export type { Popen3, RunOptions } from "./src/run.ts";
-export { reaperInfo } from "./src/info.ts";
+export { monotonicNs, reaperInfo } from "./src/info.ts";
 export type { ReaperInfo } from "./src/info.ts";
 export { signalName, signalNumber, UnknownSignalError } from "./src/signals.ts";
 export type { Signal } from "./src/signals.ts";

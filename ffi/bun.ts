@@ -5,6 +5,7 @@
  *
  * @module
  */
+import process from "node:process";
 import type { Native, WakeSource } from "./native.ts";
 import { type FfiType, symbols } from "./symbols.ts";
 
@@ -60,11 +61,13 @@ export async function openBun(path: string): Promise<Native> {
     waitSync: (slot, gen, out, ms) => s.ph_wait_sync(slot, gen, out, ms),
     signal: (slot, gen, sig, flags) => s.ph_signal(slot, gen, sig, flags),
     ignoredSignals: (out) => s.ph_ignored_signals(out),
+    clockMonotonic: (out) => s.ph_clock_monotonic(out),
     poll: (fds, count, ms) => s.ph_poll(fds, count, ms),
     read: (fd, buffer, length) => s.ph_read(fd, buffer, length),
     write: (fd, buffer, length) => s.ph_write(fd, buffer, length),
     checkReaper: () => s.ph_check_reaper(),
     close: (fd) => s.ph_close(fd),
+    environment: () => process.env,
     wakeSource: (fd, onWake) => wakeSource(bun, fd, onWake),
     readable: (fd) => readable(bun, fd, (n) => s.ph_close(n)),
     writable: (fd) => writable(bun, fd, (n) => s.ph_close(n)),

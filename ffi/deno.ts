@@ -49,11 +49,14 @@ export function openDeno(path: string): Native {
     waitSync: (slot, gen, out, ms) => s.ph_wait_sync(slot, gen, out, ms),
     signal: (slot, gen, sig, flags) => s.ph_signal(slot, gen, sig, flags),
     ignoredSignals: (out) => s.ph_ignored_signals(out),
+    clockMonotonic: (out) => s.ph_clock_monotonic(out),
     poll: (fds, count, ms) => s.ph_poll(fds, count, ms),
     read: (fd, buffer, length) => s.ph_read(fd, buffer, BigInt(length)),
     write: (fd, buffer, length) => s.ph_write(fd, buffer, BigInt(length)),
     checkReaper: () => s.ph_check_reaper(),
     close: (fd) => s.ph_close(fd),
+    // Three times cheaper than copying process.env, which asks Deno once per variable.
+    environment: () => Deno.env.toObject(),
     wakeSource,
     readable,
     writable,
@@ -108,7 +111,7 @@ export function socketReadable(socket: net.Socket): ReadableStream<Uint8Array> {
     cancel() {
       socket.destroy();
     },
-  }, { highWaterMark: 4 });
+  }, { highWaterMark: 16 });
 }
 
 function writable(fd: number): WritableStream<Uint8Array> {
@@ -116,21 +119,39 @@ function writable(fd: number): WritableStream<Uint8Array> {
   return socketWritable(socket);
 }
 
-/** A byte sink over a `node:net` socket; each write settles when the socket accepted it. */
+/**
+ * A byte sink over a `node:net` socket. A write settles as soon as the socket accepted the
+ * chunk into its buffer, and waits for "drain" only when the buffer is full, so writes
+ * pipeline instead of waiting one by one for the kernel.
+ */
 export function socketWritable(socket: net.Socket): WritableStream<Uint8Array> {
   let failure: Error | null = null;
   socket.on("error", (error) => {
     failure = error;
   });
+  const drained = () =>
+    new Promise<void>((resolve, reject) => {
+      const onDrain = () => {
+        socket.off("error", onError);
+        resolve();
+      };
+      const onError = (error: Error) => {
+        socket.off("drain", onDrain);
+        reject(error);
+      };
+      socket.once("drain", onDrain);
+      socket.once("error", onError);
+    });
   return new WritableStream<Uint8Array>({
     write(chunk) {
       if (failure) return Promise.reject(failure);
-      return new Promise<void>((resolve, reject) => {
-        socket.write(chunk, (error) => error ? reject(error) : resolve());
-      });
+      if (socket.write(chunk)) return;
+      return drained();
     },
     close() {
-      return new Promise<void>((resolve) => {
+      if (failure) return Promise.reject(failure);
+      return new Promise<void>((resolve, reject) => {
+        socket.once("error", reject);
         socket.end(() => {
           socket.destroy();
           resolve();

@@ -31,11 +31,14 @@ export interface Native {
   waitSync(slot: number, generation: number, out: Uint8Array, timeoutMs: number): number;
   signal(slot: number, generation: number, signal: number, flags: number): number;
   ignoredSignals(out: Uint8Array): void;
+  clockMonotonic(out: Uint8Array): void;
   poll(fds: Uint8Array, count: number, timeoutMs: number): number;
   read(fd: number, buffer: Uint8Array, length: number): number;
   write(fd: number, buffer: Uint8Array, length: number): number;
   checkReaper(): number;
   close(fd: number): number;
+  /** The host's environment now, as cheaply as the runtime allows. */
+  environment(): Record<string, string | undefined>;
   /** Whether the wake-up pipe's read end should be non-blocking on this runtime. */
   readonly nonblockingWake: boolean;
   /** Calls `onWake` whenever `fd` becomes readable (the bytes are consumed). */

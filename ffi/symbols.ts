@@ -39,6 +39,8 @@ export const symbols = {
   ph_signal: { parameters: ["u32", "u32", "i32", "u32"], result: "i32" },
   /** void ph_ignored_signals(uint64_t *out) */
   ph_ignored_signals: { parameters: ["buffer"], result: "void" },
+  /** void ph_clock_monotonic(uint64_t *out_ns) */
+  ph_clock_monotonic: { parameters: ["buffer"], result: "void" },
   /** int32_t ph_poll(struct pollfd *fds, uint32_t count, int32_t timeout_ms) */
   ph_poll: { parameters: ["buffer", "u32", "i32"], result: "i32" },
   /** int32_t ph_read(int32_t fd, uint8_t *buf, size_t len) */

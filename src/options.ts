@@ -4,7 +4,6 @@
  *
  * @module
  */
-import process from "node:process";
 import { resolve as resolvePath } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FdKind } from "../ffi/abi.ts";
@@ -248,8 +247,16 @@ const ID_MAX = 0xffff_fffe;
 /** The default PATH searched when the child's environment has none (glibc's `_CS_PATH`). */
 export const DEFAULT_SEARCH_PATH = "/bin:/usr/bin";
 
-/** Validates the arguments of `spawnHandle` and resolves them into a plan. */
-export function planSpawn(command: unknown, args: unknown, options: unknown): SpawnPlan {
+/**
+ * Validates the arguments of `spawnHandle` and resolves them into a plan; `environment`
+ * gives the host's environment (read only when the child inherits it).
+ */
+export function planSpawn(
+  command: unknown,
+  args: unknown,
+  options: unknown,
+  environment: () => Record<string, string | undefined>,
+): SpawnPlan {
   const cmd = checkString("command", command, false);
   if (args === undefined) args = [];
   if (!Array.isArray(args)) throw typeError("args", "an array of strings", args);
@@ -263,7 +270,7 @@ export function planSpawn(command: unknown, args: unknown, options: unknown): Sp
 
   const cwd = o.cwd === undefined ? null : checkPath("cwd", o.cwd);
   checkBoolean("clearEnv", o.clearEnv);
-  const merged: Record<string, string> = o.clearEnv ? {} : hostEnvironment();
+  const merged: Record<string, string> = o.clearEnv ? {} : definedOnly(environment());
   if (o.env !== undefined) {
     if (o.env === null || typeof o.env !== "object" || Array.isArray(o.env)) {
       throw typeError("env", "an object of strings", o.env);
@@ -430,9 +437,10 @@ function planOne(
   throw valueError(option, `must be ${allowed}`, value);
 }
 
-function hostEnvironment(): Record<string, string> {
+function definedOnly(environment: Record<string, string | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) {
+  for (const key in environment) {
+    const value = environment[key];
     if (value !== undefined) out[key] = value;
   }
   return out;

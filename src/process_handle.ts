@@ -450,7 +450,8 @@ interface HandleInit {
  * ```
  */
 export function spawnHandle(command: string, args?: readonly string[], options?: SpawnOptions): ProcessHandle {
-  return spawnPlanned(planSpawn(command, args, options), { streams: true, ref: true }).handle;
+  const plan = planSpawn(command, args, options, () => getRegistry().native.environment());
+  return spawnPlanned(plan, { streams: true, ref: true }).handle;
 }
 
 /** Host ends of the pipes of a spawn, by the child's descriptor number. */

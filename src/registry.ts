@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { clearInterval, setInterval } from "node:timers";
+import { clearInterval, clearTimeout, setInterval, setTimeout } from "node:timers";
 import { ExitRecord } from "../ffi/abi.ts";
 import { loadNative, type Native, type WakeSource } from "../ffi/mod.ts";
 
@@ -47,6 +47,7 @@ export class Registry {
   readonly #wake: WakeSource;
   #holds = 0;
   #timer: ReturnType<typeof setInterval> | null = null;
+  #teardown: ReturnType<typeof setTimeout> | null = null;
 
   constructor(native: Native) {
     this.native = native;
@@ -81,22 +82,32 @@ export class Registry {
 
   /** One more reason to keep the event loop alive. */
   hold(): void {
-    if (this.#holds++ === 0) {
-      this.#wake.ref();
-      // A wake-up byte may have been consumed by a reader that was since cancelled.
-      this.drain();
-      this.#timer = setInterval(() => this.#checkReaper(), REAPER_CHECK_MS);
-      this.#timer.unref?.();
+    if (this.#holds++ > 0) return;
+    if (this.#teardown !== null) {
+      // Released and held again within a tick (a spawn loop): keep the reader and timer.
+      clearTimeout(this.#teardown);
+      this.#teardown = null;
+      return;
     }
+    this.#wake.ref();
+    // A wake-up byte may have been consumed by a reader that was since cancelled.
+    this.drain();
+    this.#timer = setInterval(() => this.#checkReaper(), REAPER_CHECK_MS);
+    this.#timer.unref?.();
   }
 
-  /** One reason fewer. */
+  /** One reason fewer; the watcher is let go one tick later unless something holds again. */
   release(): void {
-    if (--this.#holds === 0) {
+    if (--this.#holds > 0) return;
+    const teardown = setTimeout(() => {
+      this.#teardown = null;
+      if (this.#holds > 0) return;
       this.#wake.unref();
       if (this.#timer !== null) clearInterval(this.#timer);
       this.#timer = null;
-    }
+    }, 0);
+    teardown.unref?.();
+    this.#teardown = teardown;
   }
 
   #checkReaper(): void {

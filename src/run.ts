@@ -131,7 +131,7 @@ const CHUNK = 64 * 1024;
  */
 export function outputSync(command: string, args: readonly string[] = [], options?: RunOptions): ProcessOutput & { timedOut: boolean } {
   const [spawnOptions, input, maxBuffer] = splitRunOptions(options);
-  const plan = planSpawn(command, args, spawnOptions);
+  const plan = planSpawn(command, args, spawnOptions, () => getNative().environment());
   const { handle, pipes } = spawnPlanned(plan, { streams: false, ref: false });
   const native = getNative();
   const outputs = new Map<number, { chunks: Uint8Array[]; total: number }>();

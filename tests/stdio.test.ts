@@ -93,6 +93,8 @@ test("no pipe end leaks into other children: a second child has only 0, 1, 2", a
 
 test("the host's pipe ends are closed once the streams finish", async () => {
   spawnHandle("true").waitSync();
+  // Let Bun's wake-up reader (which holds a dup of the wake pipe) finish closing.
+  await sleep(50);
   const before = openFds().size;
   for (let i = 0; i < 20; i++) {
     const child = spawnHandle("sh", ["-c", "cat; echo done >&2"], { stdin: "piped", stdout: "piped", stderr: "piped" });

@@ -542,6 +542,8 @@ const event_signal: u64 = 1;
 const event_host: u64 = 2;
 /// Without a host pidfd the reaper notices the host's exit by its parent changing.
 const parent_poll_ms = 50;
+/// How long the reaper keeps polling after it handled an event.
+const reaper_poll_ns = 200_000;
 
 fn reaper_main(_: usize) callconv(.c) u8 {
     // A name to recognise it by in ps and /proc/<pid>/comm.
@@ -572,9 +574,22 @@ fn reaper_main(_: usize) callconv(.c) u8 {
 
     var events: [8]sys.EpollEvent = undefined;
     const timeout_ms: i32 = if (g.host_pidfd >= 0) -1 else parent_poll_ms;
+    var busy_until_ns: u64 = 0;
     while (true) {
-        rc = sys.epoll_wait(g.epoll_fd, &events, timeout_ms);
+        // Right after work, poll instead of sleeping: a spawned child often exits, or the
+        // next request comes, within microseconds, and a sleep costs a cross-CPU wake-up.
+        const now_ns = sys.clock_monotonic_ns();
+        if (now_ns < busy_until_ns) {
+            rc = sys.epoll_wait(g.epoll_fd, &events, 0);
+            if (sys.errno(rc) == 0 and rc == 0) {
+                _ = sys.sched_yield();
+                continue;
+            }
+        } else {
+            rc = sys.epoll_wait(g.epoll_fd, &events, timeout_ms);
+        }
         if (sys.errno(rc) != 0) continue;
+        if (rc > 0) busy_until_ns = sys.clock_monotonic_ns() + reaper_poll_ns;
         for (events[0..@intCast(rc)]) |event| {
             switch (event.data) {
                 event_request => serve_request(),
@@ -960,6 +975,7 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
     @atomicStore(u32, &g.request_done, 0, .release);
     const one: u64 = 1;
     _ = sys.write(g.request_efd, @ptrCast(&one), 8);
+    spin_until_done();
     while (@atomicLoad(u32, &g.request_done, .acquire) == 0) {
         _ = sys.futex_wait(&g.request_done, 0, liveness_check_ms);
         if (@atomicLoad(u32, &g.request_done, .acquire) == 0 and !reaper_alive_locked()) {
@@ -977,6 +993,20 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
     return 0;
 }
 
+/// A spawn takes tens of microseconds; sleeping on the futex adds a cross-CPU wake-up as long
+/// again (measured 20 to 50 us here). So first yield-spin, bounded, then sleep.
+fn spin_until_done() void {
+    const start_ns = sys.clock_monotonic_ns();
+    var spins: u32 = 0;
+    while (spins < spin_max) : (spins += 1) {
+        if (@atomicLoad(u32, &g.request_done, .acquire) != 0) return;
+        _ = sys.sched_yield();
+        if (spins % 16 == 15 and sys.clock_monotonic_ns() - start_ns > spin_budget_ns) return;
+    }
+}
+const spin_max = 100_000;
+const spin_budget_ns = 300_000;
+
 fn fail(request: *abi.Request, step: abi.Step, e: i32) i32 {
     request.err_errno = e;
     request.err_step = step;
@@ -987,6 +1017,8 @@ fn release_slot(index: u32) void {
     slot_free(index);
     g.slots_in_use -= 1;
 }
+
+const pipe_size = 1 << 20;
 
 const PipeResult = struct { errno: i32 = 0, index: u32 = abi.none };
 
@@ -1005,6 +1037,9 @@ fn open_pipes(actions: []abi.FdAction) PipeResult {
         const host_end = if (to_child) fds[1] else fds[0];
         const child_end = if (to_child) fds[0] else fds[1];
         _ = sys.fcntl(host_end, sys.F.SETFL, sys.O.NONBLOCK);
+        // 1 MiB instead of 64 KiB: a quarter of the wake-ups for bulk data. Pages are only
+        // allocated as data arrives; failure (a lower pipe-max-size) keeps the default.
+        _ = sys.fcntl(host_end, sys.F.SETPIPE_SZ, pipe_size);
         action.fd = child_end;
         action.out_fd = host_end;
     }

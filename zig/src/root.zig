@@ -67,6 +67,11 @@ export fn ph_ignored_signals(out: *u64) void {
     out.* = backend.ignored_signals();
 }
 
+/// void ph_clock_monotonic(uint64_t *out_ns): the clock children stamp with, for benchmarks.
+export fn ph_clock_monotonic(out_ns: *u64) void {
+    out_ns.* = sys.clock_monotonic_ns();
+}
+
 /// int32_t ph_poll(struct pollfd *fds, uint32_t count, int32_t timeout_ms)
 export fn ph_poll(fds: [*]sys.PollFd, count: u32, timeout_ms: i32) i32 {
     return backend.poll(fds, count, timeout_ms);

@@ -68,6 +68,7 @@ pub const F = struct {
     pub const SETFD = 2;
     pub const GETFL = 3;
     pub const SETFL = 4;
+    pub const SETPIPE_SZ = 1031;
 };
 
 pub const CLONE = struct {
@@ -207,6 +208,9 @@ pub fn exit(code: u8) noreturn {
 pub fn exit_group(code: u8) noreturn {
     _ = sc1(.exit_group, code);
     unreachable;
+}
+pub fn sched_yield() usize {
+    return sc0(.sched_yield);
 }
 pub fn getpid() i32 {
     return int(sc0(.getpid));

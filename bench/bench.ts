@@ -1,0 +1,322 @@
+/**
+ * Benchmarks, run under Deno or Bun: spawnHandle against the runtime's own spawner and
+ * node:child_process in the same process, medians and ratios. Writes a JSON result.
+ *
+ *   deno run -A --v8-flags=--expose-gc bench/bench.ts OUT.json [--quick]
+ *   bun bench/bench.ts OUT.json [--quick]
+ *
+ * BENCH_TINY and BENCH_C name the tiny static child and the C baseline (bench/run.sh builds them).
+ */
+import { spawn as nodeSpawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import process from "node:process";
+import { isBun } from "../ffi/mod.ts";
+import { monotonicNs, spawnHandle } from "../mod.ts";
+
+const OUT = process.argv[2] ?? "bench/results/bench.json";
+const QUICK = process.argv.includes("--quick");
+const TINY = process.env.BENCH_TINY ?? ".tools/bench/tiny";
+const C_BASELINE = process.env.BENCH_C ?? ".tools/bench/c_baseline";
+const runtime = isBun ? "bun" : "deno";
+// deno-lint-ignore no-explicit-any
+const Bun = (globalThis as any).Bun;
+
+interface Spawner {
+  name: string;
+  /** Spawn with inherited stdio and resolve at exit. */
+  run(cmd: string, args: string[]): Promise<void>;
+  /** Spawn with stdout piped; resolve with [exit time (monotonic ns), stdout text]. */
+  stamped(cmd: string, args: string[]): Promise<[bigint, string]>;
+  /** 1 GiB (or `bytes`) through cat; resolves with the byte count read. */
+  cat(bytes: number): Promise<number>;
+}
+
+const CHUNK = new Uint8Array(1024 * 1024).fill(97);
+
+const ours: Spawner = {
+  name: "spawnHandle",
+  run: async (cmd, args) => void (await spawnHandle(cmd, args).wait()),
+  async stamped(cmd, args) {
+    const child = spawnHandle(cmd, args, { stdout: "piped" });
+    await child.wait();
+    const at = monotonicNs();
+    return [at, await new Response(child.stdout).text()];
+  },
+  async cat(bytes) {
+    const child = spawnHandle("cat", [], { stdin: "piped", stdout: "piped" });
+    const writing = (async () => {
+      const writer = child.stdin!.getWriter();
+      for (let n = 0; n < bytes; n += CHUNK.length) await writer.write(CHUNK);
+      await writer.close();
+    })();
+    let read = 0;
+    for await (const chunk of child.stdout!) read += chunk.length;
+    await writing;
+    await child.wait();
+    return read;
+  },
+};
+
+const node: Spawner = {
+  name: "node:child_process",
+  run: (cmd, args) => new Promise((resolve) => nodeSpawn(cmd, args, { stdio: "inherit" }).on("exit", () => resolve())),
+  stamped: (cmd, args) =>
+    new Promise((resolve) => {
+      const child = nodeSpawn(cmd, args, { stdio: ["inherit", "pipe", "inherit"] });
+      let text = "";
+      let at = 0n;
+      let pending = 2;
+      const done = () => --pending === 0 && resolve([at, text]);
+      child.stdout!.on("data", (d) => (text += d)).on("end", done);
+      child.on("exit", () => {
+        at = monotonicNs();
+        done();
+      });
+    }),
+  cat: (bytes) =>
+    new Promise((resolve) => {
+      const child = nodeSpawn("cat", [], { stdio: ["pipe", "pipe", "inherit"] });
+      let read = 0;
+      child.stdout!.on("data", (d: Uint8Array) => (read += d.length));
+      child.on("close", () => resolve(read));
+      let written = 0;
+      const pump = () => {
+        while (written < bytes) {
+          written += CHUNK.length;
+          if (!child.stdin!.write(CHUNK)) return void child.stdin!.once("drain", pump);
+        }
+        child.stdin!.end();
+      };
+      pump();
+    }),
+};
+
+const native: Spawner = isBun
+  ? {
+    name: "Bun.spawn",
+    run: async (cmd, args) => void (await Bun.spawn([cmd, ...args], { stdio: ["inherit", "inherit", "inherit"] }).exited),
+    async stamped(cmd, args) {
+      const child = Bun.spawn([cmd, ...args], { stdio: ["inherit", "pipe", "inherit"] });
+      await child.exited;
+      const at = monotonicNs();
+      return [at, await new Response(child.stdout).text()];
+    },
+    async cat(bytes) {
+      const child = Bun.spawn(["cat"], { stdin: "pipe", stdout: "pipe" });
+      const writing = (async () => {
+        for (let n = 0; n < bytes; n += CHUNK.length) {
+          child.stdin.write(CHUNK);
+          await child.stdin.flush();
+        }
+        await child.stdin.end();
+      })();
+      let read = 0;
+      for await (const chunk of child.stdout) read += chunk.length;
+      await writing;
+      await child.exited;
+      return read;
+    },
+  }
+  : {
+    name: "Deno.Command",
+    run: async (cmd, args) =>
+      void (await new Deno.Command(cmd, { args, stdin: "inherit", stdout: "inherit", stderr: "inherit" }).spawn().status),
+    async stamped(cmd, args) {
+      const child = new Deno.Command(cmd, { args, stdin: "inherit", stdout: "piped", stderr: "inherit" }).spawn();
+      await child.status;
+      const at = monotonicNs();
+      return [at, await new Response(child.stdout).text()];
+    },
+    async cat(bytes) {
+      const child = new Deno.Command("cat", { stdin: "piped", stdout: "piped" }).spawn();
+      const writing = (async () => {
+        const writer = child.stdin.getWriter();
+        for (let n = 0; n < bytes; n += CHUNK.length) await writer.write(CHUNK);
+        await writer.close();
+      })();
+      let read = 0;
+      for await (const chunk of child.stdout) read += chunk.length;
+      await writing;
+      await child.status;
+      return read;
+    },
+  };
+
+const spawners = [ours, native, node];
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const now = () => performance.now();
+
+function gc(): void {
+  // deno-lint-ignore no-explicit-any
+  const g = (globalThis as any).gc;
+  if (typeof g === "function") g();
+  else if (Bun) Bun.gc(true);
+}
+
+function threads(): number {
+  return Number(/Threads:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))![1]);
+}
+
+function rssKiB(): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))![1]);
+}
+
+/** Scenario 1: sequential spawn+wait, interleaved in rounds so drift hits everyone alike. */
+async function sequential(program: string, args: string[], perRound: number, rounds: number) {
+  const samples = new Map<string, number[]>(spawners.map((s) => [s.name, []]));
+  for (const s of spawners) for (let i = 0; i < 20; i++) await s.run(program, args);
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? spawners : [...spawners].reverse();
+    for (const s of order) {
+      for (let i = 0; i < perRound; i++) {
+        const start = now();
+        await s.run(program, args);
+        samples.get(s.name)!.push((now() - start) * 1000);
+      }
+    }
+  }
+  return Object.fromEntries([...samples].map(([name, xs]) => [name, { medianUs: median(xs), n: xs.length }]));
+}
+
+
+async function cBaselineUs(mode: string, n: number, program: string): Promise<number> {
+  const child = spawnHandle(C_BASELINE, [mode, String(n), program], { stdout: "piped" });
+  const text = await child.text();
+  return JSON.parse(text).medianUs;
+}
+
+/** Scenario 2: N children started at once, wait for all. */
+async function burst(count: number, reps: number) {
+  const out: Record<string, { childrenPerSecond: number; medianMs: number }> = {};
+  for (const s of spawners) {
+    const times: number[] = [];
+    for (let r = 0; r < reps; r++) {
+      const start = now();
+      await Promise.all(Array.from({ length: count }, () => s.run(TINY, [])));
+      times.push(now() - start);
+    }
+    const ms = median(times);
+    out[s.name] = { childrenPerSecond: Math.round(count / (ms / 1000)), medianMs: ms };
+  }
+  return out;
+}
+
+/** Scenario 3: many sleeping children awaited at once. */
+async function sleepers(count: number) {
+  const out: Record<string, unknown> = {};
+  for (const s of [ours, native]) {
+    gc();
+    await new Promise((r) => setTimeout(r, 100));
+    gc();
+    const threadsBefore = threads();
+    const rssBefore = rssKiB();
+    const spawnStart = now();
+    // Everyone sleeps until one absolute deadline, far enough to spawn them all first.
+    const deadline = monotonicNs() + BigInt(Math.round(count * 1.2 + 1500)) * 1_000_000n;
+    const waits: Promise<void>[] = [];
+    for (let i = 0; i < count; i++) waits.push(s.run(TINY, ["until", String(deadline)]));
+    const spawnMs = now() - spawnStart;
+    gc();
+    const threadsDuring = threads();
+    const rssDuring = rssKiB();
+    const beforeDeadline = monotonicNs() < deadline;
+    await Promise.all(waits);
+    const settledAfterDeadlineMs = Number(monotonicNs() - deadline) / 1e6;
+    out[s.name] = {
+      count,
+      spawnMs,
+      allSpawnedBeforeDeadline: beforeDeadline,
+      threadsBefore,
+      threadsDuring,
+      rssPerChildKiB: (rssDuring - rssBefore) / count,
+      lastSettleAfterExitsMs: settledAfterDeadlineMs,
+    };
+  }
+  return out;
+}
+
+/** Scenario 4: from the child's exit (its last act is a monotonic stamp) to our promise. */
+async function latency(n: number) {
+  const out: Record<string, { medianUs: number; n: number }> = {};
+  for (const s of spawners) {
+    const xs: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const [at, text] = await s.stamped(TINY, ["stamp"]);
+      xs.push(Number(at - BigInt(text.trim())) / 1000);
+    }
+    out[s.name] = { medianUs: median(xs), n };
+  }
+  return out;
+}
+
+/** Scenario 5: sequential spawn latency with 0, 1 and 4 GiB of touched host memory. */
+async function heap(sizesGiB: number[], n: number) {
+  const out: Record<string, Record<string, number>> = {};
+  const keep: Uint8Array[] = [];
+  let held = 0;
+  for (const gib of sizesGiB) {
+    while (held < gib * 4) {
+      const block = new Uint8Array(256 * 1024 * 1024);
+      for (let i = 0; i < block.length; i += 4096) block[i] = 1;
+      keep.push(block);
+      held++;
+    }
+    for (const s of spawners) {
+      const xs: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const start = now();
+        await s.run(TINY, []);
+        xs.push((now() - start) * 1000);
+      }
+      (out[s.name] ??= {})[`${gib}GiB`] = median(xs);
+    }
+  }
+  keep.length = 0;
+  return out;
+}
+
+/** Scenario 6: bytes through cat. */
+async function throughput(bytes: number) {
+  const out: Record<string, { mbPerSecond: number }> = {};
+  for (const s of spawners) {
+    const start = now();
+    const read = await s.cat(bytes);
+    if (read !== bytes) throw new Error(`${s.name}: read ${read} of ${bytes}`);
+    out[s.name] = { mbPerSecond: Math.round(bytes / 1e6 / ((now() - start) / 1000)) };
+  }
+  return out;
+}
+
+const version = isBun ? `Bun ${Bun.version}` : `Deno ${Deno.version.deno}`;
+console.error(`[bench] ${version}${QUICK ? " (quick)" : ""}`);
+const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+  console.error(`[bench] ${name}`);
+  return await fn();
+};
+const result = {
+  runtime,
+  version,
+  quick: QUICK,
+  machine: {
+    kernel: os.release(),
+    cpu: os.cpus()[0]?.model ?? "unknown",
+    cores: os.cpus().length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+  },
+  sequentialTiny: await step("1. sequential, tiny static child", () => sequential(TINY, [], QUICK ? 20 : 50, QUICK ? 3 : 10)),
+  sequentialTrue: await step("1. sequential, /bin/true", () => sequential("/bin/true", [], QUICK ? 20 : 50, QUICK ? 2 : 6)),
+  cBaseline: await step("1. C baseline", async () => ({
+    posixSpawnTinyUs: await cBaselineUs("posix_spawn", QUICK ? 100 : 500, TINY),
+    vforkTinyUs: await cBaselineUs("vfork", QUICK ? 100 : 500, TINY),
+    posixSpawnTrueUs: await cBaselineUs("posix_spawn", QUICK ? 100 : 300, "/bin/true"),
+  })),
+  burst: await step("2. 1000 at once", () => burst(QUICK ? 200 : 1000, QUICK ? 1 : 3)),
+  sleepers: await step("3. sleeping children", () => sleepers(QUICK ? 500 : 10_000)),
+  latency: await step("4. exit-notification latency", () => latency(QUICK ? 30 : 200)),
+  heap: await step("5. spawn latency vs touched heap", () => heap(QUICK ? [0, 1] : [0, 1, 4], QUICK ? 30 : 100)),
+  throughput: await step("6. piped throughput through cat", () => throughput(QUICK ? 64 * 2 ** 20 : 2 ** 30)),
+};
+writeFileSync(OUT, JSON.stringify(result, null, 2) + "\n");
+console.error(`[bench] wrote ${OUT}`);
+process.exit(0);
