@@ -44,7 +44,6 @@ export const Process: { readonly spawnHandle: typeof spawnHandle; readonly Handl
   .freeze({ spawnHandle, Handle: ProcessHandle });
 
 /** Types of the `Process` namespace object. */
-// deno-lint-ignore no-namespace
 export declare namespace Process {
   /** `ProcessHandle`. */
   export type Handle = ProcessHandle;

@@ -95,7 +95,8 @@ const node: Spawner = {
 const native: Spawner = isBun
   ? {
     name: "Bun.spawn",
-    run: async (cmd, args) => void (await Bun.spawn([cmd, ...args], { stdio: ["inherit", "inherit", "inherit"] }).exited),
+    run: async (cmd, args) =>
+      void (await Bun.spawn([cmd, ...args], { stdio: ["inherit", "inherit", "inherit"] }).exited),
     async stamped(cmd, args) {
       const child = Bun.spawn([cmd, ...args], { stdio: ["inherit", "pipe", "inherit"] });
       await child.exited;
@@ -121,7 +122,8 @@ const native: Spawner = isBun
   : {
     name: "Deno.Command",
     run: async (cmd, args) =>
-      void (await new Deno.Command(cmd, { args, stdin: "inherit", stdout: "inherit", stderr: "inherit" }).spawn().status),
+      void (await new Deno.Command(cmd, { args, stdin: "inherit", stdout: "inherit", stderr: "inherit" }).spawn()
+        .status),
     async stamped(cmd, args) {
       const child = new Deno.Command(cmd, { args, stdin: "inherit", stdout: "piped", stderr: "inherit" }).spawn();
       await child.status;
@@ -178,7 +180,6 @@ async function sequential(program: string, args: string[], perRound: number, rou
   }
   return Object.fromEntries([...samples].map(([name, xs]) => [name, { medianUs: median(xs), n: xs.length }]));
 }
-
 
 async function cBaselineUs(mode: string, n: number, program: string): Promise<number> {
   const child = spawnHandle(C_BASELINE, [mode, String(n), program], { stdout: "piped" });
@@ -304,8 +305,14 @@ const result = {
     cores: os.cpus().length,
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
   },
-  sequentialTiny: await step("1. sequential, tiny static child", () => sequential(TINY, [], QUICK ? 20 : 50, QUICK ? 3 : 10)),
-  sequentialTrue: await step("1. sequential, /bin/true", () => sequential("/bin/true", [], QUICK ? 20 : 50, QUICK ? 2 : 6)),
+  sequentialTiny: await step(
+    "1. sequential, tiny static child",
+    () => sequential(TINY, [], QUICK ? 20 : 50, QUICK ? 3 : 10),
+  ),
+  sequentialTrue: await step(
+    "1. sequential, /bin/true",
+    () => sequential("/bin/true", [], QUICK ? 20 : 50, QUICK ? 2 : 6),
+  ),
   cBaseline: await step("1. C baseline", async () => ({
     posixSpawnTinyUs: await cBaselineUs("posix_spawn", QUICK ? 100 : 500, TINY),
     vforkTinyUs: await cBaselineUs("vfork", QUICK ? 100 : 500, TINY),

@@ -16,8 +16,15 @@ writeFileSync(new URL("latest.json", dir), JSON.stringify({ date, runs }, null, 
 const fmt = (n: number, digits = 0) => n.toFixed(digits);
 const lines: string[] = [];
 const m = runs[0].machine;
-lines.push(`Measured ${date} on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel}; ${runs.map((r) => r.version).join(", ")}.`);
-lines.push("Medians; the ratio column divides spawnHandle's figure by each peer's (below 1 means spawnHandle is faster).", "");
+lines.push(
+  `Measured ${date} on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel}; ${
+    runs.map((r) => r.version).join(", ")
+  }.`,
+);
+lines.push(
+  "Medians; the ratio column divides spawnHandle's figure by each peer's (below 1 means spawnHandle is faster).",
+  "",
+);
 
 for (const run of runs) {
   const native = run.runtime === "bun" ? "Bun.spawn" : "Deno.Command";
@@ -28,7 +35,9 @@ for (const run of runs) {
   lines.push(`|---|${peers.map(() => "---:").join("|")}|---:|---:|`);
   const row = (label: string, values: number[], unit: string, digits = 0) =>
     lines.push(
-      `| ${label} | ${values.map((v) => `${fmt(v, digits)} ${unit}`).join(" | ")} | ${ratio(values[0], values[1])} | ${ratio(values[0], values[2])} |`,
+      `| ${label} | ${values.map((v) => `${fmt(v, digits)} ${unit}`).join(" | ")} | ${ratio(values[0], values[1])} | ${
+        ratio(values[0], values[2])
+      } |`,
     );
   row("1. spawn+wait, tiny static child", peers.map((p) => run.sequentialTiny[p].medianUs), "µs");
   row("1. spawn+wait, /bin/true", peers.map((p) => run.sequentialTrue[p].medianUs), "µs");
@@ -41,7 +50,9 @@ for (const run of runs) {
   const c = run.cBaseline;
   lines.push("");
   lines.push(
-    `C floor (tiny child): posix_spawn+waitpid ${fmt(c.posixSpawnTinyUs)} µs, vfork+execve+waitpid ${fmt(c.vforkTinyUs)} µs; /bin/true ${fmt(c.posixSpawnTrueUs)} µs. spawnHandle / posix_spawn floor: ${
+    `C floor (tiny child): posix_spawn+waitpid ${fmt(c.posixSpawnTinyUs)} µs, vfork+execve+waitpid ${
+      fmt(c.vforkTinyUs)
+    } µs; /bin/true ${fmt(c.posixSpawnTrueUs)} µs. spawnHandle / posix_spawn floor: ${
       fmt(run.sequentialTiny.spawnHandle.medianUs / c.posixSpawnTinyUs, 2)
     }.`,
   );
@@ -49,7 +60,11 @@ for (const run of runs) {
   lines.push("| spawner | threads before → during | host RSS per child | last settle after the exit deadline |");
   lines.push("|---|---:|---:|---:|");
   for (const [name, s] of Object.entries(run.sleepers) as [string, Result][]) {
-    lines.push(`| ${name} | ${s.threadsBefore} → ${s.threadsDuring} | ${fmt(s.rssPerChildKiB, 2)} KiB | ${fmt(s.lastSettleAfterExitsMs, 1)} ms |`);
+    lines.push(
+      `| ${name} | ${s.threadsBefore} → ${s.threadsDuring} | ${fmt(s.rssPerChildKiB, 2)} KiB | ${
+        fmt(s.lastSettleAfterExitsMs, 1)
+      } ms |`,
+    );
   }
   lines.push("");
 }
@@ -62,7 +77,11 @@ for (const run of runs) {
   for (const p of ["spawnHandle", native, "node:child_process"]) {
     bars.push({ group: `${run.version}: spawn+wait (µs)`, label: p, value: run.sequentialTiny[p].medianUs });
   }
-  bars.push({ group: `${run.version}: spawn+wait (µs)`, label: "C posix_spawn", value: run.cBaseline.posixSpawnTinyUs });
+  bars.push({
+    group: `${run.version}: spawn+wait (µs)`,
+    label: "C posix_spawn",
+    value: run.cBaseline.posixSpawnTinyUs,
+  });
   for (const p of ["spawnHandle", native, "node:child_process"]) {
     bars.push({ group: `${run.version}: exit latency (µs)`, label: p, value: run.latency[p].medianUs });
   }
@@ -80,14 +99,20 @@ const groups = [...new Set(bars.map((b) => b.group))];
 const max = Math.max(...bars.map((b) => b.value));
 const svg: string[] = [];
 let y = 30;
-svg.push(`<text x="10" y="18" font-size="14" font-weight="bold">spawnHandle vs peers (${date}, medians; shorter is better)</text>`);
+svg.push(
+  `<text x="10" y="18" font-size="14" font-weight="bold">spawnHandle vs peers (${date}, medians; shorter is better)</text>`,
+);
 for (const group of groups) {
   svg.push(`<text x="10" y="${y + 12}" font-size="12" font-weight="bold">${group}</text>`);
   y += 18;
   for (const bar of bars.filter((b) => b.group === group)) {
     const w = Math.max(1, (bar.value / max) * (width - 320));
     svg.push(`<text x="20" y="${y + 12}" font-size="11">${bar.label}</text>`);
-    svg.push(`<rect x="160" y="${y + 2}" width="${w.toFixed(1)}" height="${rowHeight - 6}" fill="${colors[bar.label] ?? "#888"}"/>`);
+    svg.push(
+      `<rect x="160" y="${y + 2}" width="${w.toFixed(1)}" height="${rowHeight - 6}" fill="${
+        colors[bar.label] ?? "#888"
+      }"/>`,
+    );
     svg.push(`<text x="${(165 + w).toFixed(1)}" y="${y + 12}" font-size="11">${bar.value.toFixed(0)}</text>`);
     y += rowHeight;
   }
@@ -95,6 +120,8 @@ for (const group of groups) {
 }
 writeFileSync(
   new URL("chart.svg", dir),
-  `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y + 10}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n${svg.join("\n")}\n</svg>\n`,
+  `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${
+    y + 10
+  }" font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n${svg.join("\n")}\n</svg>\n`,
 );
 console.log(lines.join("\n"));

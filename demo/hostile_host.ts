@@ -48,21 +48,34 @@ interface Outcome {
   hostWaitpidWhileRunning: string;
 }
 
-async function runtimeSpawn(): Promise<{ pid: number; result: Promise<string> }> {
+function runtimeSpawn(): Promise<{ pid: number; result: Promise<string> }> {
   if (isBun) {
-    const bun = (globalThis as unknown as { Bun: { spawn(cmd: string[]): { pid: number; exited: Promise<number> } } }).Bun;
+    const bun =
+      (globalThis as unknown as { Bun: { spawn(cmd: string[]): { pid: number; exited: Promise<number> } } }).Bun;
     const proc = bun.spawn(["sh", "-c", SCRIPT]);
-    return { pid: proc.pid, result: proc.exited.then((code) => `exit code ${code}`) };
+    return Promise.resolve({ pid: proc.pid, result: proc.exited.then((code) => `exit code ${code}`) });
   }
   const child = new Deno.Command("sh", { args: ["-c", SCRIPT] }).spawn();
-  return { pid: child.pid, result: child.status.then((s) => (s.signal ? `signal ${s.signal}` : `exit code ${s.code}`)) };
+  return Promise.resolve({
+    pid: child.pid,
+    result: child.status.then((s) => (s.signal ? `signal ${s.signal}` : `exit code ${s.code}`)),
+  });
 }
 
-async function phase(spawner: string, start: () => Promise<{ pid: number; result: Promise<string> }>): Promise<Outcome> {
+async function phase(
+  spawner: string,
+  start: () => Promise<{ pid: number; result: Promise<string> }>,
+): Promise<Outcome> {
   const sigchldBefore = sigchld;
   const { pid, result } = await start();
   const [rc, , errno] = c.waitpid(-1, WNOHANG);
-  const whileRunning = rc === 0 ? "0: a child is there" : rc > 0 ? `reaped pid ${rc}` : errno === ECHILD ? "ECHILD: no children" : `errno ${errno}`;
+  const whileRunning = rc === 0
+    ? "0: a child is there"
+    : rc > 0
+    ? `reaped pid ${rc}`
+    : errno === ECHILD
+    ? "ECHILD: no children"
+    : `errno ${errno}`;
   masterLoop(400);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<string>((resolve) => {

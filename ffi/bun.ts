@@ -34,12 +34,11 @@ const TYPES: Record<FfiType, string> = {
   buffer: "ptr",
 };
 
-// A computed specifier keeps Deno's type checker from resolving a Bun-only module.
-const BUN_FFI = ["bun", "ffi"].join(":");
-
 /** Opens the library at `path` and returns the binding. */
-export async function openBun(path: string): Promise<Native> {
-  const ffi = (await import(BUN_FFI)) as BunFfi;
+export function openBun(path: string): Native {
+  // Bun's synchronous require, not an import: Deno never resolves (or warns about) the
+  // Bun-only module, and the call runs only on Bun.
+  const ffi = (import.meta as unknown as { require(id: string): unknown }).require("bun:ffi") as BunFfi;
   const table: Record<string, { args: string[]; returns: string }> = {};
   for (const [name, spec] of Object.entries(symbols)) {
     table[name] = { args: spec.parameters.map((t) => TYPES[t]), returns: TYPES[spec.result] };

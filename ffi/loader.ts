@@ -1,42 +1,171 @@
 /**
- * Where the library is loaded from: `PRIVATE_SPAWN_LIB` if set, then a local build in this
- * checkout (`zig/zig-out/lib/`). Runtime-neutral: uses only `node:` modules.
+ * Where the library is loaded from, in order:
+ *  1. `PRIVATE_SPAWN_LIB`, a path set by the user;
+ *  2. a local build in this checkout (`zig/zig-out/lib/`), for development;
+ *  3. the prebuilt library shipped in the package (`ffi/prebuilt/`), written once to a cache
+ *     directory under a name keyed by its SHA-256, and verified by that hash before every
+ *     load: a truncated or altered cached file is replaced, never loaded.
+ * Runtime-neutral: uses only `node:` modules.
  *
  * @module
  */
-import { existsSync } from "node:fs";
+import { createHash } from "node:crypto";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
+import os from "node:os";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 
 /** The environment variable that overrides the library path. */
 export const LIBRARY_PATH_ENV = "PRIVATE_SPAWN_LIB";
+/** The environment variable that overrides the cache directory of the prebuilt library. */
+export const CACHE_DIR_ENV = "PRIVATE_SPAWN_CACHE";
 
-/** The file name of the shared library for this system. */
-export function libraryFileName(): string {
-  return "libprivate_spawn.so";
-}
+/** The file name of the shared library. */
+export const LIBRARY_FILE = "libprivate_spawn.so";
 
-/** Candidate paths, in the order they are tried. */
-export function libraryCandidates(): string[] {
-  const candidates: string[] = [];
-  const override = process.env[LIBRARY_PATH_ENV];
-  if (override) candidates.push(override);
-  const local = new URL(`../zig/zig-out/lib/${libraryFileName()}`, import.meta.url);
-  if (local.protocol === "file:") candidates.push(fileURLToPath(local));
-  return candidates;
-}
-
-/** The first candidate that exists, or an error that names every path tried and the fix. */
-export function resolveLibraryPath(): string {
-  const candidates = libraryCandidates();
-  for (const path of candidates) {
-    if (existsSync(path)) return path;
+/** Thrown when no usable library can be found or prepared. */
+export class LibraryError extends Error {
+  /** "ERR_LIBRARY_NOT_FOUND", "ERR_PLATFORM_UNSUPPORTED" or "ERR_LIBRARY_CACHE". */
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "LibraryError";
+    this.code = code;
   }
-  const error = new Error(
-    `private_spawn: the native library was not found; tried ${
-      candidates.map((p) => JSON.stringify(p)).join(", ")
-    }. Build it with "zig build" in zig/ or set ${LIBRARY_PATH_ENV} to its path.`,
-  );
-  (error as Error & { code: string }).code = "ERR_LIBRARY_NOT_FOUND";
-  throw error;
+}
+
+interface Prebuilt {
+  sha256: string;
+  size: number;
+  base64: string;
+}
+
+/** The local build in this checkout, if the module is loaded from one. */
+function localBuild(): string | null {
+  const url = new URL(`../zig/zig-out/lib/${LIBRARY_FILE}`, import.meta.url);
+  if (url.protocol !== "file:") return null;
+  const path = fileURLToPath(url);
+  return existsSync(path) ? path : null;
+}
+
+async function prebuiltFor(arch: string): Promise<Prebuilt | null> {
+  // Literal specifiers, so `deno compile` and bundlers include both.
+  if (arch === "x64") return await import("./prebuilt/x86_64_linux.ts");
+  if (arch === "arm64") return await import("./prebuilt/aarch64_linux.ts");
+  return null;
+}
+
+/**
+ * Our effective uid without asking for more permissions than reading: /proc/self is owned by
+ * it (Deno wants --allow-sys for process.getuid()).
+ */
+function ownUid(): number | undefined {
+  try {
+    return statSync("/proc/self").uid;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The directory the prebuilt library is written to. */
+export function cacheDirectory(): string {
+  const override = process.env[CACHE_DIR_ENV];
+  if (override) return override;
+  const xdg = process.env.XDG_CACHE_HOME;
+  if (xdg) return `${xdg}/private_spawn`;
+  const home = process.env.HOME;
+  if (home) return `${home}/.cache/private_spawn`;
+  return `${os.tmpdir()}/private_spawn-${ownUid() ?? "user"}`;
+}
+
+function sha256Of(path: string): string {
+  return createHash("sha256").update(readFileSync(path)).digest("hex");
+}
+
+/**
+ * A private directory: created with mode 0700, and refused if another user owns it (a file
+ * planted there could be swapped between our hash check and dlopen).
+ */
+function ensurePrivateDirectory(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const uid = ownUid();
+  const stat = statSync(dir);
+  if (uid !== undefined && stat.uid !== uid) {
+    throw new LibraryError(
+      "ERR_LIBRARY_CACHE",
+      `private_spawn: the cache directory ${dir} belongs to uid ${stat.uid}, not to us (uid ${uid}); set ${CACHE_DIR_ENV} to a directory of your own`,
+    );
+  }
+  if ((stat.mode & 0o022) !== 0) chmodSync(dir, 0o700);
+}
+
+/** Writes the prebuilt library into the cache (once) and returns its verified path. */
+export function materialize(prebuilt: Prebuilt, dir: string): string {
+  const path = `${dir}/${LIBRARY_FILE.replace(".so", `-${prebuilt.sha256.slice(0, 16)}.so`)}`;
+  try {
+    ensurePrivateDirectory(dir);
+    if (existsSync(path) && sha256Of(path) === prebuilt.sha256) return path;
+    const bytes = Uint8Array.from(atob(prebuilt.base64), (c) => c.charCodeAt(0));
+    if (bytes.length !== prebuilt.size || createHash("sha256").update(bytes).digest("hex") !== prebuilt.sha256) {
+      throw new LibraryError(
+        "ERR_LIBRARY_CACHE",
+        "private_spawn: the embedded library does not match its own hash; the package is corrupt",
+      );
+    }
+    // Write beside it and rename: a concurrent loader sees the old file or the whole new one.
+    const temporary = `${path}.${process.pid}.${Date.now()}.tmp`;
+    writeFileSync(temporary, bytes, { mode: 0o700 });
+    if (sha256Of(temporary) !== prebuilt.sha256) {
+      unlinkSync(temporary);
+      throw new LibraryError("ERR_LIBRARY_CACHE", `private_spawn: writing ${temporary} did not keep its bytes`);
+    }
+    renameSync(temporary, path);
+    return path;
+  } catch (error) {
+    if (error instanceof LibraryError) throw error;
+    throw new LibraryError(
+      "ERR_LIBRARY_CACHE",
+      `private_spawn: cannot write the prebuilt library to ${path}: ${
+        (error as Error).message
+      }. Allow reading and writing there (Deno: --allow-read --allow-write), set ${CACHE_DIR_ENV} to a writable directory, or set ${LIBRARY_PATH_ENV} to a library you built.`,
+      { cause: error },
+    );
+  }
+}
+
+/** The library to load, by the order above; errors name what was tried and the fix. */
+export async function resolveLibraryPath(): Promise<string> {
+  const override = process.env[LIBRARY_PATH_ENV];
+  if (override) {
+    if (existsSync(override)) return override;
+    throw new LibraryError(
+      "ERR_LIBRARY_NOT_FOUND",
+      `private_spawn: ${LIBRARY_PATH_ENV} is set to ${JSON.stringify(override)}, but no file is there`,
+    );
+  }
+  const local = localBuild();
+  if (local !== null) return local;
+  if (process.platform !== "linux") {
+    throw new LibraryError(
+      "ERR_PLATFORM_UNSUPPORTED",
+      `private_spawn: no prebuilt library for ${process.platform}/${os.arch()} (only Linux x86_64 and aarch64 are shipped); build one with "zig build" and set ${LIBRARY_PATH_ENV}`,
+    );
+  }
+  const prebuilt = await prebuiltFor(os.arch());
+  if (prebuilt === null) {
+    throw new LibraryError(
+      "ERR_PLATFORM_UNSUPPORTED",
+      `private_spawn: no prebuilt library for linux/${os.arch()} (only x86_64 and aarch64 are shipped); build one with "zig build" and set ${LIBRARY_PATH_ENV}`,
+    );
+  }
+  return materialize(prebuilt, cacheDirectory());
 }

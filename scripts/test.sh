@@ -28,6 +28,29 @@ else
   count zig 0 1
 fi
 
+echo "[test] static checks"
+check() { # name, command...
+  local name=$1
+  shift
+  if "$@" >"$LOGS/check.log" 2>&1; then
+    count "$name" 1 0
+  else
+    cat "$LOGS/check.log"
+    count "$name" 0 1
+  fi
+}
+no_warnings() { # runs a command and fails on any "warning" in its output
+  "$@" >"$LOGS/nw.log" 2>&1 || { cat "$LOGS/nw.log"; return 1; }
+  ! grep -qi "warning" "$LOGS/nw.log" || { cat "$LOGS/nw.log"; return 1; }
+}
+check "deno fmt --check" deno fmt --check
+check "deno lint" deno lint
+check "deno check" deno check mod.ts tests/ bench/ demo/ scripts/
+check "deno doc --lint" deno doc --lint mod.ts
+check "deno publish --dry-run" no_warnings deno publish --dry-run --allow-dirty
+check "zig build prebuilt" bash -c "cd zig && zig build prebuilt"
+check "embedded libraries match the build" deno run -A scripts/embed.ts --check
+
 echo "[test] deno test"
 NO_COLOR=1 deno test -A --quiet tests/ 2>&1 | tee "$LOGS/deno.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1

@@ -48,10 +48,13 @@ export function errnoText(errno: number): string {
 
 /** What a `SpawnError` reports. */
 export interface SpawnErrorDetails {
+  /** The errno the failing step returned. */
   errno: number;
   /** The setup step or syscall that failed: "execve", "chdir", "dup2", "open", "clone", … */
   syscall: string;
+  /** The command as given. */
   command: string;
+  /** The arguments as given. */
   args: readonly string[];
   /** The path involved, when the step had one (the program, the cwd, a redirected file). */
   path?: string;
@@ -72,6 +75,7 @@ export class SpawnError extends Error {
   /** The path the failing step used, if any. */
   readonly path: string | undefined;
 
+  /** An error from what the library reported about the failed spawn. */
   constructor(details: SpawnErrorDetails) {
     const code = errnoName(details.errno);
     const where = details.path !== undefined && details.path !== details.command
@@ -96,9 +100,12 @@ export class ReaperDiedError extends Error {
   readonly pid: number;
   /** The command as given. */
   readonly command: string;
+  /** The error for the child `pid` started as `command`. */
   constructor(pid: number, command: string) {
     super(
-      `The reaper process died before the exit status of ${JSON.stringify(command)} (pid ${pid}) was collected; the status is lost (the child itself may still run). The next spawn starts a new reaper.`,
+      `The reaper process died before the exit status of ${
+        JSON.stringify(command)
+      } (pid ${pid}) was collected; the status is lost (the child itself may still run). The next spawn starts a new reaper.`,
     );
     this.name = "ReaperDiedError";
     this.pid = pid;
@@ -140,19 +147,31 @@ function clip(text: string): string {
  * whole in the fields and truncated in the message.
  */
 export class ProcessError extends Error implements CommandResult {
+  /** The command as given. */
   readonly command: string;
+  /** The arguments as given. */
   readonly args: readonly string[];
+  /** The exit status. */
   readonly status: import("./status.ts").ProcessStatus;
+  /** The exit code, or null after a signal. */
   readonly code: number | null;
+  /** The signal that ended the child, or null. */
   readonly signal: string | null;
+  /** Whether `timeoutMs` ran out. */
   readonly timedOut: boolean;
+  /** Whether the AbortSignal aborted. */
   readonly aborted: boolean;
+  /** The child's whole stdout. */
   readonly stdout: string;
+  /** The child's whole stderr. */
   readonly stderr: string;
 
+  /** The error for `result`; `cause` when something other than the exit status failed. */
   constructor(result: CommandResult, cause?: unknown) {
     const quote = (a: string) => (/^[\w./=:-]+$/.test(a) ? a : JSON.stringify(a));
-    const line = clip([result.command, ...result.args].map((a) => quote(a.length > ARG_MAX ? `${a.slice(0, ARG_MAX)}…` : a)).join(" "));
+    const line = clip(
+      [result.command, ...result.args].map((a) => quote(a.length > ARG_MAX ? `${a.slice(0, ARG_MAX)}…` : a)).join(" "),
+    );
     const why = result.timedOut
       ? `timed out and was killed with ${result.signal ?? "a signal"}`
       : result.aborted
@@ -187,6 +206,7 @@ export class MaxBufferError extends RangeError {
   readonly stream: string;
   /** The limit in bytes. */
   readonly maxBuffer: number;
+  /** The error for `stream` growing past `maxBuffer` bytes. */
   constructor(stream: string, maxBuffer: number) {
     super(`The child's ${stream} exceeded maxBuffer (${maxBuffer} bytes); the child was killed`);
     this.name = "MaxBufferError";

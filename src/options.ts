@@ -301,7 +301,9 @@ export function planSpawn(
   if (o.killOnParentExit !== undefined && o.killOnParentExit !== false) {
     killOnExitSignal = o.killOnParentExit === true ? 15 : parseSignal("killOnParentExit", o.killOnParentExit);
   }
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw typeError("signal", "an AbortSignal", o.signal);
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+    throw typeError("signal", "an AbortSignal", o.signal);
+  }
 
   return {
     command: cmd,
@@ -334,7 +336,7 @@ function parseSignal(option: string, value: unknown): number {
   try {
     return signalNumber(value as string | number);
   } catch {
-    throw valueError(option, "must be a signal name like \"SIGTERM\" or a number from 1 to 64", value);
+    throw valueError(option, 'must be a signal name like "SIGTERM" or a number from 1 to 64', value);
   }
 }
 
@@ -397,7 +399,9 @@ function planDescriptors(o: SpawnOptions): FdPlan[] {
   });
   for (const target of extraTargets) {
     const value = (extras as Record<number, ExtraFd>)[target];
-    if (value === "inherit" as unknown) throw valueError(`fds.${target}`, 'use "inheritFds" to keep a host descriptor', value);
+    if (value === "inherit" as unknown) {
+      throw valueError(`fds.${target}`, 'use "inheritFds" to keep a host descriptor', value);
+    }
     actions.push(planOne(`fds.${target}`, target, value, "write", null));
   }
   return actions;

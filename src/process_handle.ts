@@ -9,7 +9,7 @@ import type { Native } from "../ffi/mod.ts";
 import { MaxBufferError, ReaperDiedError, SpawnError } from "./errors.ts";
 import { planSpawn, type SpawnOptions, type SpawnPlan, typeError } from "./options.ts";
 import { getRegistry, type Registry, type Settleable } from "./registry.ts";
-import { encodeRequest, type EncodedRequest } from "./request.ts";
+import { type EncodedRequest, encodeRequest } from "./request.ts";
 import { type Signal, signalNumber } from "./signals.ts";
 import { decodeStatus, type ProcessStatus, recordKind, runningStatus } from "./status.ts";
 
@@ -26,6 +26,7 @@ const pidfdFinalizer = new FinalizationRegistry<{ fd: number; native: Native }>(
 export class HandleClosedError extends Error {
   /** Always "ERR_HANDLE_CLOSED". */
   readonly code = "ERR_HANDLE_CLOSED";
+  /** An error for `action` attempted on the disposed handle of `pid`. */
   constructor(pid: number, action: string) {
     super(`Cannot ${action}: the handle of pid ${pid} was disposed`);
     this.name = "HandleClosedError";
@@ -46,8 +47,11 @@ export interface OutputOptions {
 
 /** What `output()` resolves to. */
 export interface ProcessOutput {
+  /** How the child ended. */
   status: ProcessStatus;
+  /** Everything the child wrote to stdout (empty unless piped). */
   stdout: Uint8Array;
+  /** Everything the child wrote to stderr (empty unless piped). */
   stderr: Uint8Array;
 }
 
@@ -162,7 +166,9 @@ export class ProcessHandle implements AsyncDisposable {
     const group = options.group ?? false;
     if (typeof group !== "boolean") throw typeError("group", "a boolean", group);
     if (group && !this.#leadsGroup) {
-      throw new TypeError(`Cannot signal the process group of pid ${this.pid}: it was not spawned with pgroup: true or setsid: true`);
+      throw new TypeError(
+        `Cannot signal the process group of pid ${this.pid}: it was not spawned with pgroup: true or setsid: true`,
+      );
     }
     if (this.#status !== null || this.#lost !== null) return false;
     const rc = this.#native.signal(this.#slot, this.#generation, number, group ? SIGNAL_GROUP : 0);

@@ -6,7 +6,13 @@
  */
 import { type CommandResult, MaxBufferError, ProcessError } from "./errors.ts";
 import { planSpawn, rangeError, type SpawnOptions, typeError } from "./options.ts";
-import { DEFAULT_MAX_BUFFER, type ProcessHandle, type ProcessOutput, spawnHandle, spawnPlanned } from "./process_handle.ts";
+import {
+  DEFAULT_MAX_BUFFER,
+  type ProcessHandle,
+  type ProcessOutput,
+  spawnHandle,
+  spawnPlanned,
+} from "./process_handle.ts";
 import { getNative } from "./registry.ts";
 import type { ProcessStatus } from "./status.ts";
 
@@ -20,9 +26,13 @@ export interface RunOptions extends SpawnOptions {
 
 /** What `popen3` returns: the three pipes and the handle. */
 export interface Popen3 {
+  /** The child's stdin. */
   stdin: WritableStream<Uint8Array>;
+  /** The child's stdout. */
   stdout: ReadableStream<Uint8Array>;
+  /** The child's stderr. */
   stderr: ReadableStream<Uint8Array>;
+  /** The child. */
   handle: ProcessHandle;
 }
 
@@ -129,14 +139,20 @@ const CHUNK = 64 * 1024;
  * console.log(status.code, new TextDecoder().decode(stdout)); // 0 "hi\n"
  * ```
  */
-export function outputSync(command: string, args: readonly string[] = [], options?: RunOptions): ProcessOutput & { timedOut: boolean } {
+export function outputSync(
+  command: string,
+  args: readonly string[] = [],
+  options?: RunOptions,
+): ProcessOutput & { timedOut: boolean } {
   const [spawnOptions, input, maxBuffer] = splitRunOptions(options);
   const plan = planSpawn(command, args, spawnOptions, () => getNative().environment());
   const { handle, pipes } = spawnPlanned(plan, { streams: false, ref: false });
   const native = getNative();
   const outputs = new Map<number, { chunks: Uint8Array[]; total: number }>();
   for (const action of plan.actions) {
-    if (action.pipe === "stdout" || action.pipe === "stderr") outputs.set(pipes.get(action.target)!, { chunks: [], total: 0 });
+    if (action.pipe === "stdout" || action.pipe === "stderr") {
+      outputs.set(pipes.get(action.target)!, { chunks: [], total: 0 });
+    }
   }
   const stdinFd = plan.actions.find((a) => a.pipe === "stdin") ? pipes.get(0)! : -1;
   const open = new Set<number>([...outputs.keys()]);
@@ -244,8 +260,26 @@ export function runSync(command: string, args: readonly string[] = [], options?:
     output = outputSync(command, args, options);
   } catch (error) {
     if (!(error instanceof MaxBufferError)) throw error;
-    const status: ProcessStatus = { pid: 0, exited: true, code: null, signal: "SIGKILL", coreDumped: false, success: false, rusage: null };
-    throw new ProcessError({ command, args, status, code: null, signal: "SIGKILL", timedOut: false, aborted: false, stdout: "", stderr: "" }, error);
+    const status: ProcessStatus = {
+      pid: 0,
+      exited: true,
+      code: null,
+      signal: "SIGKILL",
+      coreDumped: false,
+      success: false,
+      rusage: null,
+    };
+    throw new ProcessError({
+      command,
+      args,
+      status,
+      code: null,
+      signal: "SIGKILL",
+      timedOut: false,
+      aborted: false,
+      stdout: "",
+      stderr: "",
+    }, error);
   }
   const done: CommandResult = {
     command,

@@ -66,8 +66,13 @@ export class UnknownSignalError extends TypeError {
   readonly code = "ERR_UNKNOWN_SIGNAL";
   /** The value that was given. */
   readonly signal: unknown;
+  /** The error for the unknown `signal`. */
   constructor(signal: unknown) {
-    super(`Unknown signal: ${formatValue(signal)} (expected a name like "SIGTERM" or "TERM", or a number from 0 to ${SIGRTMAX})`);
+    super(
+      `Unknown signal: ${
+        formatValue(signal)
+      } (expected a name like "SIGTERM" or "TERM", or a number from 0 to ${SIGRTMAX})`,
+    );
     this.name = "UnknownSignalError";
     this.signal = signal;
   }

@@ -36,7 +36,15 @@ export interface ProcessStatus {
 
 /** The status of a child that is still running. */
 export function runningStatus(pid: number): ProcessStatus {
-  return Object.freeze({ pid, exited: false, code: null, signal: null, coreDumped: false, success: false, rusage: null });
+  return Object.freeze({
+    pid,
+    exited: false,
+    code: null,
+    signal: null,
+    coreDumped: false,
+    success: false,
+    rusage: null,
+  });
 }
 
 /** The record's kind: `ExitKind.lost` means the reaper died first. */

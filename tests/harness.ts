@@ -82,7 +82,11 @@ export interface FixtureResult {
 }
 
 /** Runs a fixture script (a name in tests/fixtures, or a path) under this runtime with node:child_process. */
-export function runFixture(name: string, args: string[] = [], env: Record<string, string> = {}): Promise<FixtureResult> {
+export function runFixture(
+  name: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<FixtureResult> {
   const [cmd, argv] = runtimeArgv(name.includes("/") ? name : fixture(name), args);
   return new Promise((resolve, reject) => {
     const child = nodeSpawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });

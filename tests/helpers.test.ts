@@ -63,7 +63,10 @@ test("run(): a failure rejects with ProcessError shaped like the result", async 
   const pending = run("sleep", ["5"], { signal: controller.signal });
   controller.abort();
   await assert.rejects(pending, (e: unknown) => e instanceof ProcessError && e.aborted && /aborted/.test(e.message));
-  await assert.rejects(run("yes", [], { maxBuffer: 100 }), (e: unknown) => e instanceof ProcessError && e.cause instanceof MaxBufferError);
+  await assert.rejects(
+    run("yes", [], { maxBuffer: 100 }),
+    (e: unknown) => e instanceof ProcessError && e.cause instanceof MaxBufferError,
+  );
 });
 
 test("popen3(): the Open3 shape", async () => {
@@ -84,8 +87,14 @@ test("runSync and outputSync block the thread and never run the event loop", () 
   const out = outputSync("cat", [], { input: "x".repeat(300_000) });
   assert.equal(out.stdout.length, 300_000);
   assert.equal(out.status.success, true);
-  assert.throws(() => runSync("sh", ["-c", "echo bad >&2; exit 2"]), (e: unknown) => e instanceof ProcessError && e.code === 2 && e.stderr === "bad\n");
-  assert.throws(() => runSync("yes", [], { maxBuffer: 1000 }), (e: unknown) => e instanceof ProcessError && e.cause instanceof MaxBufferError);
+  assert.throws(
+    () => runSync("sh", ["-c", "echo bad >&2; exit 2"]),
+    (e: unknown) => e instanceof ProcessError && e.code === 2 && e.stderr === "bad\n",
+  );
+  assert.throws(
+    () => runSync("yes", [], { maxBuffer: 1000 }),
+    (e: unknown) => e instanceof ProcessError && e.cause instanceof MaxBufferError,
+  );
   const timed = outputSync("sleep", ["5"], { timeoutMs: 100 });
   assert.deepEqual([timed.timedOut, timed.status.signal], [true, "SIGTERM"]);
   assert.equal(timerRan, false);
@@ -103,7 +112,9 @@ test("interop: our stdout pipes into our stdin", async () => {
 test("interop: the runtime's own child's stdout feeds our stdin", async () => {
   const consumer = spawnHandle("wc", ["-c"], { stdin: "piped", stdout: "piped" });
   if (isBun) {
-    const bun = (globalThis as unknown as { Bun: { spawn(cmd: string[], o: object): { stdout: ReadableStream<Uint8Array>; exited: Promise<number> } } }).Bun;
+    const bun = (globalThis as unknown as {
+      Bun: { spawn(cmd: string[], o: object): { stdout: ReadableStream<Uint8Array>; exited: Promise<number> } };
+    }).Bun;
     const theirs = bun.spawn(["head", "-c", "50000", "/dev/zero"], { stdout: "pipe" });
     await theirs.stdout.pipeTo(consumer.stdin!);
     await theirs.exited;

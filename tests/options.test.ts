@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import process from "node:process";
 import { libc } from "../ffi/libc.ts";
-import { spawnHandle, SpawnError } from "../mod.ts";
+import { SpawnError, spawnHandle } from "../mod.ts";
 import { openFds, procStat, readAll, sleep, test } from "./harness.ts";
 
 const c = await libc();
@@ -116,7 +116,9 @@ test("pgroup: true makes the child a group leader; kill(-pgid) works as soon as 
 test("sendSignal with group: true reaches the grandchildren", async () => {
   const child = spawnHandle("sh", ["-c", "sleep 30 & sleep 30 & wait"], { pgroup: true });
   await sleep(100);
-  const grandchildren = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(" ").map(Number);
+  const grandchildren = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(" ").map(
+    Number,
+  );
   assert.equal(grandchildren.length, 2);
   assert.equal(child.sendSignal("SIGKILL", { group: true }), true);
   assert.equal((await child.wait()).signal, "SIGKILL");
@@ -161,7 +163,10 @@ test("a child told rlimits: { nofile: 0 } still starts (the limit applies after 
 test("uid, gid and groups: the child runs as another user (root only)", async () => {
   if (process.getuid?.() !== 0) return;
   const child = spawnHandle("id", [], { stdout: "piped", uid: 65534, gid: 65534, groups: [65534, 100] });
-  assert.equal(await text(child.stdout), `uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup),100(users)\n`.replace(/\([a-z]+\)/g, (m) => m));
+  assert.equal(
+    await text(child.stdout),
+    `uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup),100(users)\n`.replace(/\([a-z]+\)/g, (m) => m),
+  );
   await child.wait();
 }, { timeoutMs: 10_000 });
 
@@ -205,7 +210,10 @@ test("signal: aborting sends killSignal; an aborted signal spawns nothing", asyn
   assert.equal(child.aborted, true);
   assert.equal(child.timedOut, false);
   const fdsBefore = openFds().size;
-  assert.throws(() => spawnHandle("true", [], { signal: controller.signal }), (e: unknown) => (e as Error).name === "AbortError");
+  assert.throws(
+    () => spawnHandle("true", [], { signal: controller.signal }),
+    (e: unknown) => (e as Error).name === "AbortError",
+  );
   assert.equal(openFds().size, fdsBefore);
   const other = new AbortController();
   const custom = spawnHandle("sleep", ["5"], { signal: other.signal, killSignal: "SIGINT" });
@@ -251,7 +259,11 @@ test("validation: each bad option throws a typed error naming it, and nothing is
   ];
   const fdsBefore = openFds().size;
   for (const [options, type, message] of cases) {
-    assert.throws(() => spawnHandle("true", [], options), (e: unknown) => e instanceof type && message.test((e as Error).message), JSON.stringify(options));
+    assert.throws(
+      () => spawnHandle("true", [], options),
+      (e: unknown) => e instanceof type && message.test((e as Error).message),
+      JSON.stringify(options),
+    );
   }
   assert.equal(openFds().size, fdsBefore);
 });

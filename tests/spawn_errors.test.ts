@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { reaperInfo, spawnHandle, SpawnError } from "../mod.ts";
+import { reaperInfo, SpawnError, spawnHandle } from "../mod.ts";
 import { openFds, sleep, test, zombiesOf } from "./harness.ts";
 
 const dir = mkdtempSync("/tmp/ph-errors-");
@@ -52,30 +52,80 @@ async function expectSpawnError(
 }
 
 test("a missing program: ENOENT at execve, by PATH and by path", async () => {
-  await expectSpawnError(() => spawnHandle("no-such-program-ph"), { code: "ENOENT", errno: 2, syscall: "execve", command: "no-such-program-ph" });
-  await expectSpawnError(() => spawnHandle(`${dir}/missing`), { code: "ENOENT", errno: 2, syscall: "execve", command: `${dir}/missing` });
-  await expectSpawnError(() => spawnHandle("ls", [], { env: { PATH: "/nonexistent" } }), { code: "ENOENT", errno: 2, syscall: "execve", command: "ls" });
+  await expectSpawnError(() => spawnHandle("no-such-program-ph"), {
+    code: "ENOENT",
+    errno: 2,
+    syscall: "execve",
+    command: "no-such-program-ph",
+  });
+  await expectSpawnError(() => spawnHandle(`${dir}/missing`), {
+    code: "ENOENT",
+    errno: 2,
+    syscall: "execve",
+    command: `${dir}/missing`,
+  });
+  await expectSpawnError(() => spawnHandle("ls", [], { env: { PATH: "/nonexistent" } }), {
+    code: "ENOENT",
+    errno: 2,
+    syscall: "execve",
+    command: "ls",
+  });
 });
 
 test("a file without execute permission: EACCES", async () => {
-  await expectSpawnError(() => spawnHandle(notExecutable), { code: "EACCES", errno: 13, syscall: "execve", command: notExecutable });
+  await expectSpawnError(() => spawnHandle(notExecutable), {
+    code: "EACCES",
+    errno: 13,
+    syscall: "execve",
+    command: notExecutable,
+  });
   await expectSpawnError(() => spawnHandle(dir), { code: "EACCES", errno: 13, syscall: "execve", command: dir });
   // Found only in a PATH entry where it is not executable: EACCES, like execvp.
-  await expectSpawnError(() => spawnHandle("not-executable", [], { env: { PATH: dir } }), { code: "EACCES", errno: 13, syscall: "execve", command: "not-executable" });
+  await expectSpawnError(() => spawnHandle("not-executable", [], { env: { PATH: dir } }), {
+    code: "EACCES",
+    errno: 13,
+    syscall: "execve",
+    command: "not-executable",
+  });
 });
 
 test("a bad format: ENOEXEC, and a script without #! is never run through /bin/sh", async () => {
-  await expectSpawnError(() => spawnHandle(garbage), { code: "ENOEXEC", errno: 8, syscall: "execve", command: garbage });
-  await expectSpawnError(() => spawnHandle(noShebang), { code: "ENOEXEC", errno: 8, syscall: "execve", command: noShebang });
+  await expectSpawnError(() => spawnHandle(garbage), {
+    code: "ENOEXEC",
+    errno: 8,
+    syscall: "execve",
+    command: garbage,
+  });
+  await expectSpawnError(() => spawnHandle(noShebang), {
+    code: "ENOEXEC",
+    errno: 8,
+    syscall: "execve",
+    command: noShebang,
+  });
 });
 
 test("a missing cwd: ENOENT at chdir, naming the directory", async () => {
-  await expectSpawnError(() => spawnHandle("true", [], { cwd: `${dir}/nope` }), { code: "ENOENT", errno: 2, syscall: "chdir", command: "true", path: `${dir}/nope` });
-  await expectSpawnError(() => spawnHandle("true", [], { cwd: notExecutable }), { code: "ENOTDIR", errno: 20, syscall: "chdir", command: "true", path: notExecutable });
+  await expectSpawnError(() => spawnHandle("true", [], { cwd: `${dir}/nope` }), {
+    code: "ENOENT",
+    errno: 2,
+    syscall: "chdir",
+    command: "true",
+    path: `${dir}/nope`,
+  });
+  await expectSpawnError(() => spawnHandle("true", [], { cwd: notExecutable }), {
+    code: "ENOTDIR",
+    errno: 20,
+    syscall: "chdir",
+    command: "true",
+    path: notExecutable,
+  });
 });
 
 test("a failed spawn with piped stdio leaks no pipe end", async () => {
-  await expectSpawnError(() => spawnHandle("no-such-program-ph", [], { stdin: "piped", stdout: "piped", stderr: "piped" }), { code: "ENOENT", errno: 2, syscall: "execve", command: "no-such-program-ph" });
+  await expectSpawnError(
+    () => spawnHandle("no-such-program-ph", [], { stdin: "piped", stdout: "piped", stderr: "piped" }),
+    { code: "ENOENT", errno: 2, syscall: "execve", command: "no-such-program-ph" },
+  );
 });
 
 test("bad arguments throw a TypeError naming the option and the value, before anything is created", async () => {

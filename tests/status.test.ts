@@ -68,7 +68,13 @@ test("signal names and numbers parse like Process.kill and reject unknown ones",
   assert.equal(signalNumber("RTMAX"), 64);
   assert.equal(signalName(36), "SIGRTMIN+2");
   for (const bad of ["SIGNOPE", "", "RTMIN+40", 65, -1, 1.5, NaN]) {
-    assert.throws(() => signalNumber(bad as string), (e: unknown) => e instanceof UnknownSignalError && e instanceof TypeError && (e as UnknownSignalError).code === "ERR_UNKNOWN_SIGNAL", String(bad));
+    assert.throws(
+      () => signalNumber(bad as string),
+      (e: unknown) =>
+        e instanceof UnknownSignalError && e instanceof TypeError &&
+        (e as UnknownSignalError).code === "ERR_UNKNOWN_SIGNAL",
+      String(bad),
+    );
   }
   const child = spawnHandle("sleep", ["5"]);
   assert.throws(() => child.sendSignal("SIGBOGUS"), UnknownSignalError);

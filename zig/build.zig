@@ -3,14 +3,13 @@ const std = @import("std");
 /// Every source file of the library: inputs of the build-lib command, so edits rebuild it.
 const sources = [_][]const u8{ "src/root.zig", "src/abi.zig", "src/sys.zig", "src/linux.zig", "src/pid_table.zig" };
 
-pub fn build(b: *std.Build) void {
-    const target = b.standardTargetOptions(.{});
-    const optimize = b.standardOptimizeOption(.{});
+/// The targets shipped inside the package (`zig build prebuilt`).
+const prebuilt_targets = [_][]const u8{ "x86_64-linux-none", "aarch64-linux-none" };
 
-    // The library is built by `zig build-lib` directly because the build API cannot pass
-    // `-z nodelete`, which we need: the reaper runs the library's code, and a runtime that
-    // dlclose()s it at exit would unmap that code under the reaper's feet.
-    const triple = target.query.zigTriple(b.allocator) catch @panic("OOM");
+/// The library is built by `zig build-lib` directly because the build API cannot pass
+/// `-z nodelete`, which we need: the reaper runs the library's code, and a runtime that
+/// dlclose()s it at exit would unmap that code under the reaper's feet.
+fn buildLibrary(b: *std.Build, triple: []const u8, optimize: std.builtin.OptimizeMode) std.Build.LazyPath {
     const lib = b.addSystemCommand(&.{
         b.graph.zig_exe, "build-lib",
         "-dynamic",      "-fPIC",
@@ -24,9 +23,24 @@ pub fn build(b: *std.Build) void {
     if (optimize != .Debug) lib.addArg("-fstrip");
     lib.addFileArg(b.path("src/root.zig"));
     for (sources) |source| lib.addFileInput(b.path(source));
-    const output = lib.addPrefixedOutputFileArg("-femit-bin=", "libprivate_spawn.so");
-    const install = b.addInstallLibFile(output, "libprivate_spawn.so");
+    return lib.addPrefixedOutputFileArg("-femit-bin=", "libprivate_spawn.so");
+}
+
+pub fn build(b: *std.Build) void {
+    const target = b.standardTargetOptions(.{});
+    const optimize = b.standardOptimizeOption(.{});
+
+    const triple = target.query.zigTriple(b.allocator) catch @panic("OOM");
+    const install = b.addInstallLibFile(buildLibrary(b, triple, optimize), "libprivate_spawn.so");
     b.getInstallStep().dependOn(&install.step);
+
+    // Small, stripped, one per architecture, installed as prebuilt/<triple>/libprivate_spawn.so.
+    const prebuilt = b.step("prebuilt", "Cross-compile the libraries shipped in the package");
+    for (prebuilt_targets) |prebuilt_triple| {
+        const file = buildLibrary(b, prebuilt_triple, .ReleaseSmall);
+        const dest = b.fmt("prebuilt/{s}/libprivate_spawn.so", .{prebuilt_triple});
+        prebuilt.dependOn(&b.addInstallFile(file, dest).step);
+    }
 
     const test_module = b.createModule(.{
         .root_source_file = b.path("src/root.zig"),
