@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: Zig unit tests, then the same TypeScript tests under Deno and Bun.
+# The whole test suite: Zig unit tests, static checks, the same TypeScript tests under Deno
+# and Bun, then the core suites again under seccomp faults that force each fallback.
 # Ends with one line "N passed, N failed" counting every test that ran.
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh" || exit 1
@@ -13,22 +14,54 @@ count() { # name, passed, failed
   printf '[test] %s: %s passed, %s failed\n' "$1" "$2" "$3"
   passed=$((passed + $2))
   failed=$((failed + $3))
+  [ "$3" -eq 0 ] || status=1
 }
 
-echo "[test] zig build test"
-(cd zig && zig build test --summary all) >"$LOGS/zig.log" 2>&1 || status=1
-cat "$LOGS/zig.log"
-zig_line=$(grep -Eo '[0-9]+/[0-9]+ tests passed' "$LOGS/zig.log" | tail -1)
-if [ -n "$zig_line" ]; then
-  zp=${zig_line%%/*}
-  zt=${zig_line#*/}
-  zt=${zt%% *}
-  count zig "$zp" $((zt - zp))
-else
-  count zig 0 1
-fi
+zig_suite() { # label, command prefix...
+  local label=$1
+  shift
+  echo "[test] $label"
+  (cd zig && "$@" zig build test --summary all) >"$LOGS/zig.log" 2>&1 || status=1
+  cat "$LOGS/zig.log"
+  local line
+  line=$(grep -Eo '[0-9]+/[0-9]+ tests passed' "$LOGS/zig.log" | tail -1)
+  if [ -n "$line" ]; then
+    local zp=${line%%/*} zt=${line#*/}
+    zt=${zt%% *}
+    count "$label" "$zp" $((zt - zp))
+  else
+    count "$label" 0 1
+  fi
+}
 
-echo "[test] static checks"
+deno_suite() { # label, command prefix...
+  local label=$1
+  shift
+  echo "[test] $label"
+  NO_COLOR=1 "$@" deno test -A --quiet --v8-flags=--expose-gc tests/ 2>&1 | tee "$LOGS/deno.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  local line
+  line=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$LOGS/deno.log" | tail -1)
+  if [ -n "$line" ]; then
+    count "$label" "$(echo "$line" | grep -Eo '[0-9]+ passed' | cut -d' ' -f1)" \
+      "$(echo "$line" | grep -Eo '[0-9]+ failed' | cut -d' ' -f1)"
+  else
+    count "$label" 0 1
+  fi
+}
+
+bun_suite() { # label, command prefix...
+  local label=$1
+  shift
+  echo "[test] $label"
+  "$@" bun test --timeout 300000 tests/ 2>&1 | tee "$LOGS/bun.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  local bp bf
+  bp=$(grep -E '^ *[0-9]+ pass$' "$LOGS/bun.log" | tail -1 | grep -Eo '[0-9]+')
+  bf=$(grep -E '^ *[0-9]+ fail$' "$LOGS/bun.log" | tail -1 | grep -Eo '[0-9]+')
+  if [ -n "$bp" ]; then count "$label" "$bp" "${bf:-0}"; else count "$label" 0 1; fi
+}
+
 check() { # name, command...
   local name=$1
   shift
@@ -39,10 +72,21 @@ check() { # name, command...
     count "$name" 0 1
   fi
 }
+
 no_warnings() { # runs a command and fails on any "warning" in its output
   "$@" >"$LOGS/nw.log" 2>&1 || { cat "$LOGS/nw.log"; return 1; }
   ! grep -qi "warning" "$LOGS/nw.log" || { cat "$LOGS/nw.log"; return 1; }
 }
+
+# Helpers the tests use: the tiny static child and the seccomp launcher.
+mkdir -p .tools/bench
+zig build-exe -O ReleaseSmall -fstrip -femit-bin=.tools/bench/tiny bench/tiny.zig || exit 1
+zig cc -O2 -o .tools/seccomp_launcher tests/fault/seccomp_launcher.c || exit 1
+export BENCH_TINY="$ROOT/.tools/bench/tiny"
+
+zig_suite "zig build test"
+
+echo "[test] static checks"
 check "deno fmt --check" deno fmt --check
 check "deno lint" deno lint
 check "deno check" deno check mod.ts tests/ bench/ demo/ scripts/
@@ -51,26 +95,22 @@ check "deno publish --dry-run" no_warnings deno publish --dry-run --allow-dirty
 check "zig build prebuilt" bash -c "cd zig && zig build prebuilt"
 check "embedded libraries match the build" deno run -A scripts/embed.ts --check
 
-echo "[test] deno test"
-NO_COLOR=1 deno test -A --quiet tests/ 2>&1 | tee "$LOGS/deno.log"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-deno_line=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$LOGS/deno.log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g')
-if [ -n "$deno_line" ]; then
-  dp=$(echo "$deno_line" | grep -Eo '[0-9]+ passed' | head -1 | cut -d' ' -f1)
-  df=$(echo "$deno_line" | grep -Eo '[0-9]+ failed' | head -1 | cut -d' ' -f1)
-  count deno "$dp" "$df"
-else
-  count deno 0 1
-fi
+deno_suite "deno test"
+bun_suite "bun test"
 
-echo "[test] bun test"
-bun test --timeout 120000 tests/ 2>&1 | tee "$LOGS/bun.log"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-bp=$(grep -E '^ *[0-9]+ pass$' "$LOGS/bun.log" | tail -1 | grep -Eo '[0-9]+')
-bf=$(grep -E '^ *[0-9]+ fail$' "$LOGS/bun.log" | tail -1 | grep -Eo '[0-9]+')
-if [ -n "$bp" ]; then count bun "$bp" "${bf:-0}"; else count bun 0 1; fi
+# Fault injection: the same suites with clone3 refused, and with no pidfds at all (smaller
+# stress counts; the full counts ran above). clone3-eperm breaks glibc's own thread creation,
+# so it runs against the libc-free Zig tests only.
+LAUNCH="$ROOT/.tools/seccomp_launcher"
+export PH_CYCLES=1000 PH_BURST=2000 PH_STORM=500
+for fault in clone3-enosys no-pidfd; do
+  deno_suite "deno test, $fault" env PH_FAULT=$fault "$LAUNCH" $fault
+  bun_suite "bun test, $fault" env PH_FAULT=$fault "$LAUNCH" $fault
+done
+for fault in clone3-enosys clone3-eperm no-pidfd; do
+  zig_suite "zig build test, $fault" env PH_FAULT=$fault "$LAUNCH" $fault
+done
 
-[ "$failed" -eq 0 ] || status=1
 rm -rf "$LOGS"
 echo "$passed passed, $failed failed"
 exit $status

@@ -10,6 +10,12 @@ import { isBun } from "../ffi/mod.ts";
 
 export { isBun };
 export const runtime = isBun ? "bun" : "deno";
+/** A fault forced by tests/fault/seccomp_launcher.c. */
+export type Fault = "" | "clone3-enosys" | "clone3-eperm" | "no-pidfd";
+/** The fault forced for this run, if any. */
+export const FAULT: Fault = (process.env.PH_FAULT ?? "") as Fault;
+/** Whether children are expected to be held by pidfds in this run. */
+export const EXPECT_PIDFD = FAULT !== "no-pidfd";
 
 type TestFn = () => void | Promise<void>;
 // deno-lint-ignore no-explicit-any

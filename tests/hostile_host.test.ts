@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { runFixture, test } from "./harness.ts";
+import { FAULT, isBun, runFixture, test } from "./harness.ts";
+
+// Bun without pidfds (forced by the seccomp launcher) no longer passes SIGCHLD to JavaScript
+// listeners at all, even for its own children; there the listener cannot serve as a control.
+const SIGCHLD_OBSERVABLE = !(isBun && FAULT === "no-pidfd");
 
 const demo = fileURLToPath(new URL("../demo/hostile_host.ts", import.meta.url));
 
@@ -10,7 +14,7 @@ test("the demo: the runtime's spawner loses its status to the host, spawnHandle 
   const { outcomes } = JSON.parse(result.stdout);
   const [theirs, ours] = outcomes;
   // The runtime's own child is visible to the host: SIGCHLD and a stolen status.
-  assert.equal(theirs.sigchld >= 1, true);
+  if (SIGCHLD_OBSERVABLE) assert.equal(theirs.sigchld >= 1, true);
   assert.equal(theirs.stolenByHost, true);
   assert.equal(theirs.correct, false);
   // Ours is not: no SIGCHLD, waitpid(-1) says ECHILD while it runs, and wait() has the code.
@@ -35,7 +39,7 @@ test("private children beside the runtime's own: only the runtime's are seen and
   const result = await runFixture("hostile_many.ts");
   assert.equal(result.code, 0, result.stderr);
   const report = JSON.parse(result.stdout);
-  assert.ok(report.sigchld >= 1, "the runtime's children do signal the host");
+  if (SIGCHLD_OBSERVABLE) assert.ok(report.sigchld >= 1, "the runtime's children do signal the host");
   const ourPids = new Set(report.ours.map((o: { pid: number }) => o.pid));
   for (const pid of report.stolen) assert.equal(ourPids.has(pid), false, `host reaped our pid ${pid}`);
   for (const pid of report.stolen) assert.ok(report.runtimePids.includes(pid), `unexpected pid ${pid}`);

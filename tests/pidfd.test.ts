@@ -2,39 +2,55 @@ import assert from "node:assert/strict";
 import { readFileSync, readlinkSync } from "node:fs";
 import { libc, POLLIN } from "../ffi/libc.ts";
 import { reaperInfo, spawnHandle } from "../mod.ts";
-import { sleep, test } from "./harness.ts";
+import { EXPECT_PIDFD, sleep, test } from "./harness.ts";
 
 const c = await libc();
 const O_CLOEXEC = 0o2000000;
 
-test("child.fd is a close-on-exec pidfd for the child's pid", async () => {
-  const child = spawnHandle("sleep", ["5"]);
-  assert.equal(reaperInfo().pidfd, true);
-  assert.ok(child.fd > 2);
-  assert.equal(readlinkSync(`/proc/self/fd/${child.fd}`), "anon_inode:[pidfd]");
-  const fdinfo = readFileSync(`/proc/self/fdinfo/${child.fd}`, "utf8");
-  assert.equal(Number(/Pid:\s+(-?\d+)/.exec(fdinfo)![1]), child.pid);
-  assert.ok((parseInt(/flags:\s+(\d+)/.exec(fdinfo)![1], 8) & O_CLOEXEC) !== 0, fdinfo);
-  child.sendSignal("SIGKILL");
-  await child.wait();
-});
+if (EXPECT_PIDFD) {
+  test("child.fd is a close-on-exec pidfd for the child's pid", async () => {
+    const child = spawnHandle("sleep", ["5"]);
+    assert.equal(reaperInfo().pidfd, true);
+    assert.ok(child.fd > 2);
+    assert.equal(readlinkSync(`/proc/self/fd/${child.fd}`), "anon_inode:[pidfd]");
+    const fdinfo = readFileSync(`/proc/self/fdinfo/${child.fd}`, "utf8");
+    assert.equal(Number(/Pid:\s+(-?\d+)/.exec(fdinfo)![1]), child.pid);
+    assert.ok((parseInt(/flags:\s+(\d+)/.exec(fdinfo)![1], 8) & O_CLOEXEC) !== 0, fdinfo);
+    child.sendSignal("SIGKILL");
+    await child.wait();
+  });
+}
 
-test("poll on child.fd is not readable while the child runs, readable once it exits", async () => {
-  const child = spawnHandle("sleep", ["5"]);
-  const [rc, revents] = c.poll(child.fd, POLLIN, 0);
-  assert.deepEqual([rc, revents & POLLIN], [0, 0]);
-  assert.equal(child.waitNonblock().exited, false);
-  await sleep(100);
-  assert.deepEqual(c.poll(child.fd, POLLIN, 0).slice(0, 2), [0, 0]);
-  child.sendSignal("SIGTERM");
-  const [rc2, revents2] = c.poll(child.fd, POLLIN, 5000);
-  assert.equal(rc2, 1);
-  assert.equal(revents2 & POLLIN, POLLIN);
-  const status = await child.wait();
-  assert.equal(status.signal, "SIGTERM");
-  // Observed: the descriptor is closed and reported as -1.
-  assert.equal(child.fd, -1);
-});
+if (EXPECT_PIDFD) {
+  test("poll on child.fd is not readable while the child runs, readable once it exits", async () => {
+    const child = spawnHandle("sleep", ["5"]);
+    const [rc, revents] = c.poll(child.fd, POLLIN, 0);
+    assert.deepEqual([rc, revents & POLLIN], [0, 0]);
+    assert.equal(child.waitNonblock().exited, false);
+    await sleep(100);
+    assert.deepEqual(c.poll(child.fd, POLLIN, 0).slice(0, 2), [0, 0]);
+    child.sendSignal("SIGTERM");
+    const [rc2, revents2] = c.poll(child.fd, POLLIN, 5000);
+    assert.equal(rc2, 1);
+    assert.equal(revents2 & POLLIN, POLLIN);
+    const status = await child.wait();
+    assert.equal(status.signal, "SIGTERM");
+    // Observed: the descriptor is closed and reported as -1.
+    assert.equal(child.fd, -1);
+  });
+}
+
+if (!EXPECT_PIDFD) {
+  test("without pidfds: fd is -1 and signals go by pid, guarded by the reaper", async () => {
+    assert.equal(reaperInfo().pidfd, false);
+    const child = spawnHandle("sleep", ["5"]);
+    assert.equal(child.fd, -1);
+    assert.equal(child.waitNonblock().exited, false);
+    assert.equal(child.sendSignal("SIGTERM"), true);
+    assert.equal((await child.wait()).signal, "SIGTERM");
+    assert.equal(child.sendSignal("SIGTERM"), false);
+  });
+}
 
 test("a handle whose child was reaped never signals anyone again", async () => {
   const child = spawnHandle("true");

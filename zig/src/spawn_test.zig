@@ -152,3 +152,13 @@ test "piped stdout carries the child's bytes" {
     _ = sys.close(fd);
     _ = sys.close(request.pidfd);
 }
+
+test "the clone mode and pidfds match the fault this run forces (PH_FAULT)" {
+    _ = try spawn_wait(&.{"true"});
+    var info: abi.Info = undefined;
+    linux.get_info(&info);
+    const fault = std.posix.getenv("PH_FAULT") orelse "";
+    const forced = fault.len > 0;
+    try testing.expectEqual(@as(u32, if (forced) 2 else 1), info.clone_mode);
+    try testing.expectEqual(@as(u32, if (std.mem.eql(u8, fault, "no-pidfd")) 0 else 1), info.pidfd);
+}

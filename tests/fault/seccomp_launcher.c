@@ -1,0 +1,80 @@
+/* Runs a command under a seccomp filter that forces the library's fallbacks.
+ *   seccomp_launcher clone3-enosys CMD...   clone3 fails with ENOSYS (kernels before 5.3)
+ *   seccomp_launcher clone3-eperm CMD...    clone3 fails with EPERM (container profiles)
+ *   seccomp_launcher no-pidfd CMD...        clone3 ENOSYS, clone(CLONE_PIDFD) EINVAL, pidfd_open
+ *                                           and pidfd_send_signal ENOSYS (kernels before 5.2)
+ * The filter is inherited by every thread and process the command starts. x86_64 and aarch64.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#if defined(__x86_64__)
+#define ARCH 0xc000003e /* AUDIT_ARCH_X86_64 */
+#elif defined(__aarch64__)
+#define ARCH 0xc00000b7 /* AUDIT_ARCH_AARCH64 */
+#endif
+#define CLONE_PIDFD_FLAG 0x1000
+
+#define NR(name) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, name, 0, 1)
+#define FAIL(e) BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (e))
+#define LOAD(field) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, field))
+#define ALLOW BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
+
+int main(int argc, char **argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: %s clone3-enosys|clone3-eperm|no-pidfd CMD...\n", argv[0]);
+    return 2;
+  }
+  int clone3_errno = strcmp(argv[1], "clone3-eperm") == 0 ? EPERM : ENOSYS;
+  int no_pidfd = strcmp(argv[1], "no-pidfd") == 0;
+  if (!no_pidfd && strcmp(argv[1], "clone3-enosys") != 0 && strcmp(argv[1], "clone3-eperm") != 0) {
+    fprintf(stderr, "unknown mode %s\n", argv[1]);
+    return 2;
+  }
+  struct sock_filter with_pidfd[] = {
+      LOAD(arch),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 1, 0),
+      ALLOW,
+      LOAD(nr),
+      NR(__NR_clone3),
+      FAIL(clone3_errno),
+      ALLOW,
+  };
+  struct sock_filter without_pidfd[] = {
+      LOAD(arch),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 1, 0),
+      ALLOW,
+      LOAD(nr),
+      NR(__NR_clone3),
+      FAIL(ENOSYS),
+      NR(__NR_pidfd_open),
+      FAIL(ENOSYS),
+      NR(__NR_pidfd_send_signal),
+      FAIL(ENOSYS),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 1, 0),
+      ALLOW,
+      /* clone's flags are its first argument: low 32 bits on little-endian. */
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_PIDFD_FLAG, 0, 1),
+      FAIL(EINVAL),
+      ALLOW,
+  };
+  struct sock_fprog prog = no_pidfd
+      ? (struct sock_fprog){sizeof without_pidfd / sizeof *without_pidfd, without_pidfd}
+      : (struct sock_fprog){sizeof with_pidfd / sizeof *with_pidfd, with_pidfd};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+    perror("seccomp");
+    return 1;
+  }
+  execvp(argv[2], argv + 2);
+  perror(argv[2]);
+  return 127;
+}

@@ -1,0 +1,265 @@
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import process from "node:process";
+import { HandleClosedError, monotonicNs, reaperInfo, SpawnError, spawnHandle } from "../mod.ts";
+import { isBun, openFds, procStat, readAll, sleep, test, zombiesOf } from "./harness.ts";
+
+const TINY = process.env.BENCH_TINY ?? new URL("../.tools/bench/tiny", import.meta.url).pathname;
+const BURST = Number(process.env.PH_BURST ?? 10_000);
+const STORM_SPAWNS = Number(process.env.PH_STORM ?? 5000);
+
+function gc(): void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (typeof g === "function") g();
+  else if (isBun) (globalThis as unknown as { Bun: { gc(sync: boolean): void } }).Bun.gc(true);
+}
+
+async function settled(): Promise<Map<number, string>> {
+  spawnHandle("true").waitSync();
+  await sleep(50);
+  return openFds();
+}
+
+function sameFds(before: Map<number, string>, after: Map<number, string>): void {
+  const added = [...after].filter(([fd]) => !before.has(fd));
+  assert.deepEqual(added, [], "descriptors leaked");
+}
+
+test("E2BIG: one argument over 128 KiB, or arguments over the total limit, fail synchronously", () => {
+  for (const args of [["x".repeat(200 * 1024)], Array.from({ length: 40 }, () => "y".repeat(100 * 1024))]) {
+    assert.throws(() => spawnHandle("true", args), (e: unknown) => {
+      assert.ok(e instanceof SpawnError);
+      assert.deepEqual([e.code, e.errno, e.syscall], ["E2BIG", 7, "execve"]);
+      return true;
+    });
+  }
+});
+
+test("1,000 failing spawns leave no zombie and no descriptor", async () => {
+  const before = await settled();
+  for (let i = 0; i < 1000; i++) {
+    assert.throws(() => spawnHandle("/nonexistent/program", [], { stdin: "piped", stdout: "piped" }), SpawnError);
+  }
+  await sleep(50);
+  sameFds(before, openFds());
+  assert.deepEqual(zombiesOf(reaperInfo().reaperPid), []);
+  assert.equal(reaperInfo().slotsInUse, 0);
+});
+
+test("pid reuse: a reaped child's handle never signals the process that got its pid", async () => {
+  if (process.getuid?.() !== 0) return;
+  const old = spawnHandle("true");
+  const pid = old.pid;
+  await old.wait();
+  // As root, ask the kernel to hand out the same pid next (ns_last_pid is "the last pid used").
+  const last = "/proc/sys/kernel/ns_last_pid";
+  let reused: ReturnType<typeof spawnHandle> | null = null;
+  for (let attempt = 0; attempt < 20 && reused === null; attempt++) {
+    writeFileSync(last, String(pid - 1));
+    const candidate = spawnHandle("sleep", ["5"]);
+    if (candidate.pid === pid) reused = candidate;
+    else {
+      candidate.sendSignal("KILL");
+      await candidate.wait();
+    }
+  }
+  assert.ok(reused !== null, `pid ${pid} was not reused`);
+  assert.equal(old.sendSignal("SIGKILL"), false);
+  await sleep(50);
+  assert.equal(reused.waitNonblock().exited, false, "the new process with the old pid was hit");
+  assert.equal(procStat(pid)?.state !== "Z", true);
+  reused.sendSignal("KILL");
+  assert.equal((await reused.wait()).signal, "SIGKILL");
+});
+
+test("a signal storm at the host during thousands of spawns corrupts nothing", async () => {
+  let received = 0;
+  const onSignal = () => received++;
+  process.on("SIGUSR1", onSignal);
+  process.on("SIGWINCH", onSignal);
+  const storm = spawnHandle("sh", ["-c", `while :; do kill -USR1 ${process.pid}; kill -WINCH ${process.pid}; done`]);
+  try {
+    for (let done = 0; done < STORM_SPAWNS; done += 50) {
+      const batch = Array.from({ length: 50 }, (_, i) => spawnHandle("sh", ["-c", `exit ${(done + i) % 256}`]));
+      const statuses = await Promise.all(batch.map((c) => c.wait()));
+      statuses.forEach((s, i) => assert.equal(s.code, (done + i) % 256));
+    }
+  } finally {
+    storm.sendSignal("KILL");
+    await storm.wait();
+    await sleep(20);
+    process.off("SIGUSR1", onSignal);
+    process.off("SIGWINCH", onSignal);
+  }
+  assert.ok(received > 0, "the storm never reached the host");
+}, { timeoutMs: 180_000 });
+
+test("a grandchild that keeps stdout open: the exit resolves, EOF waits for the grandchild", async () => {
+  const child = spawnHandle("sh", ["-c", "echo parent; (sleep 0.5; echo grandchild) & exit 0"], { stdout: "piped" });
+  const reading = readAll(child.stdout!);
+  const status = await child.wait();
+  const exitedAt = performance.now();
+  assert.equal(status.code, 0);
+  assert.equal(new TextDecoder().decode(await reading), "parent\ngrandchild\n");
+  assert.ok(performance.now() - exitedAt > 200, "EOF should have waited for the grandchild");
+});
+
+test("kill while reading: the stream ends and the wait settles", async () => {
+  const child = spawnHandle("yes", [], { stdout: "piped" });
+  const reader = child.stdout!.getReader();
+  let bytes = 0;
+  for (let i = 0; i < 10; i++) bytes += (await reader.read()).value?.length ?? 0;
+  assert.ok(bytes > 0);
+  child.sendSignal("SIGKILL");
+  for (;;) {
+    const { done } = await reader.read();
+    if (done) break;
+  }
+  assert.equal((await child.wait()).signal, "SIGKILL");
+});
+
+test(`${BURST} exits in one burst, with forced GC: each delivered exactly once`, async () => {
+  const deadline = monotonicNs() + BigInt(Math.round(BURST * 1.5 + 2000)) * 1_000_000n;
+  const children: ReturnType<typeof spawnHandle>[] = [];
+  for (let i = 0; i < BURST; i++) {
+    children.push(spawnHandle(TINY, ["until", String(deadline)]));
+    if (i % 2000 === 0) gc();
+  }
+  let settledCount = 0;
+  const seen = new Set<number>();
+  const waits = children.map((c) =>
+    c.wait().then((s) => {
+      settledCount++;
+      assert.equal(seen.has(s.pid), false, `pid ${s.pid} delivered twice`);
+      seen.add(s.pid);
+      return s;
+    })
+  );
+  gc();
+  const statuses = await Promise.all(waits);
+  gc();
+  assert.equal(settledCount, BURST);
+  assert.equal(seen.size, BURST);
+  statuses.forEach((s, i) => {
+    assert.equal(s.pid, children[i].pid);
+    assert.equal(s.code, 0);
+  });
+  assert.equal(reaperInfo().slotsInUse, 0);
+}, { timeoutMs: 300_000 });
+
+test("a disposed handle refuses to signal with a typed error", async () => {
+  const child = spawnHandle("sleep", ["5"]);
+  await child[Symbol.asyncDispose]();
+  assert.throws(
+    () => child.sendSignal("SIGTERM"),
+    (e: unknown) => e instanceof HandleClosedError && e.code === "ERR_HANDLE_CLOSED",
+  );
+  assert.equal(child.waitNonblock().signal, "SIGKILL");
+  assert.equal(child.fd, -1);
+});
+
+test("a huge environment reaches the child intact", async () => {
+  const env: Record<string, string> = {};
+  for (let i = 0; i < 5000; i++) env[`PH_VAR_${i}`] = `value-${i}-${"z".repeat(50)}`;
+  const child = spawnHandle("sh", ["-c", 'echo "$PH_VAR_4999"; env | grep -c ^PH_VAR_'], { env, stdout: "piped" });
+  assert.equal(new TextDecoder().decode(await readAll(child.stdout!)), `value-4999-${"z".repeat(50)}\n5000\n`);
+  await child.wait();
+});
+
+/** A small seeded generator, so a failure names a reproducible case. */
+function prng(seed: number): () => number {
+  return () => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed / 0x7fffffff;
+  };
+}
+
+test("fuzzed options: thousands of generated inputs give a handle or a typed error, never a crash", async () => {
+  const random = prng(19322);
+  const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)];
+  const values: unknown[] = [
+    undefined,
+    null,
+    0,
+    -1,
+    1.5,
+    3,
+    2 ** 40,
+    NaN,
+    Infinity,
+    "",
+    "x",
+    "a\0b",
+    "inherit",
+    "null",
+    "piped",
+    "stdout",
+    "piped-input",
+    true,
+    false,
+    [],
+    [1, 2],
+    ["a"],
+    {},
+    { path: "/dev/null" },
+    { path: 5 },
+    { nofile: [10, 20] },
+    { bogus: 1 },
+    new URL("file:///tmp"),
+    Symbol("s"),
+    () => {},
+    10n,
+  ];
+  const keys = [
+    "cwd",
+    "env",
+    "clearEnv",
+    "stdin",
+    "stdout",
+    "stderr",
+    "fds",
+    "inheritFds",
+    "argv0",
+    "pgroup",
+    "setsid",
+    "umask",
+    "rlimits",
+    "uid",
+    "gid",
+    "groups",
+    "keepIgnoredSignals",
+    "timeoutMs",
+    "killSignal",
+    "forceKillAfterMs",
+    "killOnParentExit",
+    "bogusOption",
+  ];
+  const before = await settled();
+  let spawned = 0;
+  for (let i = 0; i < 3000; i++) {
+    const options: Record<string, unknown> = {};
+    const count = Math.floor(random() * 3);
+    for (let k = 0; k < count; k++) options[pick(keys)] = pick(values);
+    const args = random() < 0.9 ? [] : pick(values);
+    try {
+      const child = spawnHandle(random() < 0.95 ? "true" : pick(values) as string, args as string[], options);
+      spawned++;
+      child.sendSignal("SIGKILL");
+      await child.wait();
+      // Streams are the caller's: close what this case was given, as a user would.
+      for (const input of [child.stdin, ...Object.values(child.fdInputs)]) await input?.abort();
+      for (const output of [child.stdout, child.stderr, ...Object.values(child.fdOutputs)]) await output?.cancel();
+    } catch (e) {
+      const typed = e instanceof TypeError || e instanceof RangeError || e instanceof SpawnError;
+      assert.ok(
+        typed,
+        `case ${i}: ${JSON.stringify(options, (_, v) => typeof v === "bigint" ? `${v}n` : v)} threw ${e}`,
+      );
+    }
+  }
+  await sleep(100);
+  assert.ok(spawned > 100, `only ${spawned} valid cases`);
+  sameFds(before, openFds());
+  assert.equal(reaperInfo().slotsInUse, 0);
+  assert.deepEqual(zombiesOf(reaperInfo().reaperPid), []);
+}, { timeoutMs: 180_000 });
