@@ -33,3 +33,12 @@ test("killOnParentExit: the reaper signals the child when the host exits", async
   assert.equal(await gone(reaper, 1000), true, "reaper still alive");
   assert.equal(await gone(child, 2000), true, "child still alive");
 });
+
+test("the host exits in the middle of a burst of spawns: the reaper goes, and kills every child", async () => {
+  const result = await runFixture("exit_mid_burst.ts");
+  assert.equal(result.code, 0, result.stderr);
+  const { reaper, pids } = JSON.parse(result.stdout);
+  assert.ok(pids.length > 50, `only ${pids.length} children`);
+  assert.equal(await gone(reaper, 1000), true, "reaper still alive");
+  for (const pid of pids) assert.equal(await gone(pid, 2000), true, `child ${pid} survived`);
+});

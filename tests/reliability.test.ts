@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import process from "node:process";
 import { HandleClosedError, monotonicNs, reaperInfo, SpawnError, spawnHandle } from "../mod.ts";
-import { isBun, openFds, procStat, readAll, sleep, test, zombiesOf } from "./harness.ts";
+import { fixture, isBun, openFds, procStat, readAll, runtimeArgv, sleep, test, zombiesOf } from "./harness.ts";
 
 const TINY = process.env.BENCH_TINY ?? new URL("../.tools/bench/tiny", import.meta.url).pathname;
 const BURST = Number(process.env.PH_BURST ?? 10_000);
@@ -263,3 +263,15 @@ test("fuzzed options: thousands of generated inputs give a handle or a typed err
   assert.equal(reaperInfo().slotsInUse, 0);
   assert.deepEqual(zombiesOf(reaperInfo().reaperPid), []);
 }, { timeoutMs: 180_000 });
+
+test("EMFILE: with the descriptor table full, spawn fails cleanly and works once descriptors are freed", async () => {
+  const [cmd, args] = runtimeArgv(fixture("emfile.ts"));
+  // The fixture runs with 200 descriptors at most, set by our own rlimits option.
+  const child = spawnHandle(cmd, args, { stdout: "piped", stderr: "piped", rlimits: { nofile: 200 } });
+  const { status, stdout, stderr } = await child.output();
+  assert.equal(status.code, 0, new TextDecoder().decode(stderr));
+  const report = JSON.parse(new TextDecoder().decode(stdout));
+  assert.deepEqual(report.full, { code: "EMFILE", syscall: "pipe" });
+  assert.equal(report.leaked, 0);
+  assert.deepEqual(report.recovered, { ok: true });
+});

@@ -162,3 +162,43 @@ test "the clone mode and pidfds match the fault this run forces (PH_FAULT)" {
     try testing.expectEqual(@as(u32, if (forced) 2 else 1), info.clone_mode);
     try testing.expectEqual(@as(u32, if (std.mem.eql(u8, fault, "no-pidfd")) 0 else 1), info.pidfd);
 }
+
+test "a host that forks without exec: the copy starts its own reaper, the parent keeps its own" {
+    _ = try spawn_wait(&.{"true"});
+    var info: abi.Info = undefined;
+    linux.get_info(&info);
+    const parent_reaper = info.reaper_pid;
+    try testing.expect(parent_reaper > 0);
+
+    const pid = std.os.linux.fork();
+    if (pid == 0) {
+        // The copy: its globals say "reaper = parent_reaper", which must not be used.
+        const code: u8 = forked_copy(parent_reaper) catch 100;
+        sys.exit_group(code);
+    }
+    try testing.expect(sys.errno(pid) == 0);
+    var status: u32 = 0;
+    _ = std.os.linux.waitpid(@intCast(pid), &status, 0);
+    try testing.expectEqual(@as(u32, 0), status);
+
+    _ = try spawn_wait(&.{"true"});
+    linux.get_info(&info);
+    try testing.expectEqual(parent_reaper, info.reaper_pid);
+}
+
+/// Runs in the forked copy; the exit code says what went wrong (0: all well).
+fn forked_copy(parent_reaper: i32) !u8 {
+    const opened = linux.listener_open(false);
+    if (opened < 0) return 10;
+    listener = @intCast(opened);
+    var buffer: [4096]u8 align(8) = undefined;
+    const request = build(&buffer, &.{ "sh", "-c", "exit 9" }, &.{});
+    if (linux.spawn(request, request.buffer_len) != 0) return 11;
+    var record: abi.ExitRecord = undefined;
+    if (linux.wait_sync(request.slot, request.generation, &record, 10_000) != 1) return 12;
+    if (record.kind != .exited or record.value != 9) return 13;
+    var info: abi.Info = undefined;
+    linux.get_info(&info);
+    if (info.reaper_pid == 0 or info.reaper_pid == parent_reaper) return 14;
+    return 0;
+}
