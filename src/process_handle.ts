@@ -8,7 +8,7 @@ import { ExitKind, ExitRecord, FdAction, Request, SIGNAL_GROUP, STEP_NAMES } fro
 import type { Native } from "../ffi/mod.ts";
 import { MaxBufferError, ReaperDiedError, SpawnError } from "./errors.ts";
 import { planSpawn, type SpawnOptions, type SpawnPlan, typeError } from "./options.ts";
-import { getRegistry, type Registry, type Settleable } from "./registry.ts";
+import { GENERATION, getRegistry, type Registry, SETTLE } from "./registry.ts";
 import { type EncodedRequest, encodeRequest } from "./request.ts";
 import { type Signal, signalNumber } from "./signals.ts";
 import { decodeStatus, type ProcessStatus, recordKind, runningStatus } from "./status.ts";
@@ -101,8 +101,9 @@ export class ProcessHandle implements AsyncDisposable {
   #disposed = false;
   #timedOut = false;
   #aborted = false;
-  #timers: ReturnType<typeof setTimeout>[] = [];
-  #cleanup: (() => void)[] = [];
+  /** Allocated only for handles with timeouts or an AbortSignal (most have neither). */
+  #timers: ReturnType<typeof setTimeout>[] | null = null;
+  #cleanup: (() => void)[] | null = null;
   #promise: Promise<ProcessStatus> | null = null;
   #resolve: ((status: ProcessStatus) => void) | null = null;
   #reject: ((error: Error) => void) | null = null;
@@ -125,11 +126,7 @@ export class ProcessHandle implements AsyncDisposable {
     this.#refed = init.ref;
     this.#pidfd = { fd: init.pidfd, native: this.#native };
     pidfdFinalizer.register(this, this.#pidfd, this.#pidfd);
-    const settleable: Settleable = {
-      generation: init.generation,
-      settle: (view, offset) => this.#settle(view, offset),
-    };
-    this.#registry.add(init.slot, settleable);
+    this.#registry.add(init.slot, this);
     this.#armLifetime(init.plan);
     this.#updateHold();
   }
@@ -143,6 +140,16 @@ export class ProcessHandle implements AsyncDisposable {
   get fd(): number {
     this.#fdExported = true;
     return this.#pidfd.fd;
+  }
+
+  /** @internal The slot generation the registry matches exit records against. */
+  get [GENERATION](): number {
+    return this.#generation;
+  }
+
+  /** @internal Called by the registry with this child's exit record. */
+  [SETTLE](view: DataView, offset: number): void {
+    this.#settle(view, offset);
   }
 
   /** Whether `timeoutMs` ran out and `killSignal` was sent. */
@@ -311,7 +318,7 @@ export class ProcessHandle implements AsyncDisposable {
         kill();
       };
       signal.addEventListener("abort", onAbort, { once: true });
-      this.#cleanup.push(() => signal.removeEventListener("abort", onAbort));
+      (this.#cleanup ??= []).push(() => signal.removeEventListener("abort", onAbort));
     }
     if (plan.timeoutMs !== null) {
       this.#timer(() => {
@@ -325,7 +332,7 @@ export class ProcessHandle implements AsyncDisposable {
   #timer(fn: () => void, ms: number): void {
     const timer = setTimeout(fn, ms);
     timer.unref?.();
-    this.#timers.push(timer);
+    (this.#timers ??= []).push(timer);
   }
 
   #poll(timeoutMs: number): void {
@@ -345,10 +352,10 @@ export class ProcessHandle implements AsyncDisposable {
 
   #settle(view: DataView, offset: number): void {
     if (this.#status !== null || this.#lost !== null) return;
-    for (const timer of this.#timers) clearTimeout(timer);
-    for (const cleanup of this.#cleanup) cleanup();
-    this.#timers = [];
-    this.#cleanup = [];
+    for (const timer of this.#timers ?? []) clearTimeout(timer);
+    for (const cleanup of this.#cleanup ?? []) cleanup();
+    this.#timers = null;
+    this.#cleanup = null;
     if (recordKind(view, offset) === ExitKind.lost) {
       // The pidfd stays open: the orphan may still run and it is the only safe way to it.
       this.#lost = new ReaperDiedError(this.pid, this.#command);

@@ -11,11 +11,17 @@ import { clearInterval, clearTimeout, setInterval, setTimeout } from "node:timer
 import { ExitRecord } from "../ffi/abi.ts";
 import { loadNative, type Native, type WakeSource } from "../ffi/mod.ts";
 
+/** Key of the method a handle receives its exit record by (not part of the public API). */
+export const SETTLE: unique symbol = Symbol("private_spawn.settle");
+/** Key of the slot generation a handle was spawned with. */
+export const GENERATION: unique symbol = Symbol("private_spawn.generation");
+
 /** What the registry needs from a handle. */
 export interface Settleable {
   /** Called once with the exit record at `offset` of `view`. */
-  settle(view: DataView, offset: number): void;
-  readonly generation: number;
+  [SETTLE](view: DataView, offset: number): void;
+  /** The slot generation, matched against exit records. */
+  readonly [GENERATION]: number;
 }
 
 /** Records drained per library call. */
@@ -72,9 +78,9 @@ export class Registry {
         const slot = this.#view.getUint32(offset + ExitRecord.slot, true);
         const generation = this.#view.getUint32(offset + ExitRecord.generation, true);
         const handle = this.#handles.get(slot);
-        if (handle === undefined || handle.generation !== generation) continue;
+        if (handle === undefined || handle[GENERATION] !== generation) continue;
         this.#handles.delete(slot);
-        handle.settle(this.#view, offset);
+        handle[SETTLE](this.#view, offset);
       }
       if (count < DRAIN_BATCH) return;
     }
