@@ -6,15 +6,15 @@
  */
 
 /** Must equal `abi_version` in zig/src/abi.zig. */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 /** `abi.none`: an absent offset or index. */
 export const NONE = 0xffff_ffff;
 /** Most descriptors one spawn may set up. */
 export const FD_ACTIONS_MAX = 64;
 
-/** `struct ph_request`: 136 bytes. */
+/** `struct ph_request`: 144 bytes. */
 export const Request = {
-  size: 136,
+  size: 144,
   buffer_len: 0,
   argc: 4,
   envc: 8,
@@ -40,13 +40,14 @@ export const Request = {
   rlimits_off: 88,
   rlimits_count: 92,
   ignore_mask: 96,
-  pid: 104,
-  pidfd: 108,
-  slot: 112,
-  generation: 116,
-  err_errno: 120,
-  err_step: 124,
-  err_index: 128,
+  environ_addr: 104,
+  pid: 112,
+  pidfd: 116,
+  slot: 120,
+  generation: 124,
+  err_errno: 128,
+  err_step: 132,
+  err_index: 136,
 } as const;
 
 /** `struct ph_rlimit`: 24 bytes. */
@@ -69,6 +70,7 @@ export const RequestFlag = {
   gid: 1 << 4,
   groups: 1 << 5,
   inheritFds: 1 << 6,
+  hostEnviron: 1 << 7,
 } as const;
 
 /** `struct ph_fd_action`: 32 bytes. */

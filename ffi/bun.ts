@@ -67,6 +67,9 @@ export function openBun(path: string): Native {
     checkReaper: () => s.ph_check_reaper(),
     close: (fd) => s.ph_close(fd),
     environment: () => process.env,
+    getEnv: (name) => process.env[name],
+    // Bun's process.env writes are not mirrored into libc's environ: always copy.
+    hostEnviron: 0n,
     wakeSource: (fd, onWake) => wakeSource(bun, fd, onWake),
     readable: (fd) => readable(bun, fd, (n) => s.ph_close(n)),
     writable: (fd) => writable(bun, fd, (n) => s.ph_close(n)),

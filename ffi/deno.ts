@@ -57,10 +57,28 @@ export function openDeno(path: string): Native {
     close: (fd) => s.ph_close(fd),
     // Three times cheaper than copying process.env, which asks Deno once per variable.
     environment: () => Deno.env.toObject(),
+    getEnv: (name) => Deno.env.get(name),
+    hostEnviron: environAddress(),
     wakeSource,
     readable,
     writable,
   };
+}
+
+/**
+ * The address of libc's `environ`. Deno.env.set() and process.env writes go through setenv,
+ * which keeps `environ` current, so the library can hand it to a child as it is at spawn time.
+ * 0 when libc cannot be opened (the caller then copies the environment in JavaScript).
+ */
+function environAddress(): bigint {
+  try {
+    const libc = Deno.dlopen("libc.so.6", { dlsym: { parameters: ["pointer", "buffer"], result: "pointer" } });
+    const address = libc.symbols.dlsym(null, new TextEncoder().encode("environ\0"));
+    // libc stays open for the life of the process: the address must stay valid.
+    return address === null ? 0n : BigInt(Deno.UnsafePointer.value(address));
+  } catch {
+    return 0n;
+  }
 }
 
 function wakeSource(fd: number, onWake: () => void): WakeSource {

@@ -39,6 +39,13 @@ export interface Native {
   close(fd: number): number;
   /** The host's environment now, as cheaply as the runtime allows. */
   environment(): Record<string, string | undefined>;
+  /** One variable of the host's environment. */
+  getEnv(name: string): string | undefined;
+  /**
+   * The address of libc's `environ` when the runtime keeps it current (Deno's env writes go
+   * through setenv), so a child can inherit it without a copy in JavaScript; else 0.
+   */
+  readonly hostEnviron: bigint;
   /** Whether the wake-up pipe's read end should be non-blocking on this runtime. */
   readonly nonblockingWake: boolean;
   /** Calls `onWake` whenever `fd` becomes readable (the bytes are consumed). */

@@ -124,6 +124,8 @@ export interface SpawnPlan {
   args: readonly string[];
   argv: string[];
   env: string[];
+  /** libc's `environ` address when the child inherits the host's environment as is, else 0. */
+  hostEnviron: bigint;
   searchPath: string | null;
   cwd: string | null;
   actions: FdPlan[];
@@ -247,16 +249,22 @@ const ID_MAX = 0xffff_fffe;
 /** The default PATH searched when the child's environment has none (glibc's `_CS_PATH`). */
 export const DEFAULT_SEARCH_PATH = "/bin:/usr/bin";
 
+/** How the planner reads the host's environment (the runtime binding provides it). */
+export interface HostEnvironment {
+  /** The whole environment, copied. */
+  environment(): Record<string, string | undefined>;
+  /** One variable. */
+  getEnv(name: string): string | undefined;
+  /** libc's `environ` address when it is current, else 0 (see `Native.hostEnviron`). */
+  readonly hostEnviron: bigint;
+}
+
 /**
- * Validates the arguments of `spawnHandle` and resolves them into a plan; `environment`
- * gives the host's environment (read only when the child inherits it).
+ * Validates the arguments of `spawnHandle` and resolves them into a plan. The host's
+ * environment is read only when the child inherits it, and not copied at all when the
+ * runtime keeps libc's `environ` current and the options leave it untouched.
  */
-export function planSpawn(
-  command: unknown,
-  args: unknown,
-  options: unknown,
-  environment: () => Record<string, string | undefined>,
-): SpawnPlan {
+export function planSpawn(command: unknown, args: unknown, options: unknown, host: HostEnvironment): SpawnPlan {
   const cmd = checkString("command", command, false);
   if (args === undefined) args = [];
   if (!Array.isArray(args)) throw typeError("args", "an array of strings", args);
@@ -270,7 +278,8 @@ export function planSpawn(
 
   const cwd = o.cwd === undefined ? null : checkPath("cwd", o.cwd);
   checkBoolean("clearEnv", o.clearEnv);
-  const merged: Record<string, string> = o.clearEnv ? {} : definedOnly(environment());
+  const inherit = o.env === undefined && !o.clearEnv && host.hostEnviron !== 0n;
+  const merged: Record<string, string> = o.clearEnv || inherit ? {} : definedOnly(host.environment());
   if (o.env !== undefined) {
     if (o.env === null || typeof o.env !== "object" || Array.isArray(o.env)) {
       throw typeError("env", "an object of strings", o.env);
@@ -283,7 +292,8 @@ export function planSpawn(
       else merged[key] = checkString(`env.${key}`, value);
     }
   }
-  const env = Object.entries(merged).map(([key, value]) => `${key}=${value}`);
+  const env = inherit ? [] : Object.entries(merged).map(([key, value]) => `${key}=${value}`);
+  const path = inherit ? host.getEnv("PATH") : merged.PATH;
   const argv0 = o.argv0 === undefined ? cmd : checkString("argv0", o.argv0);
 
   const actions = planDescriptors(o);
@@ -310,7 +320,8 @@ export function planSpawn(
     args: argList,
     argv: [argv0, ...argList],
     env,
-    searchPath: cmd.includes("/") ? null : (merged.PATH ?? DEFAULT_SEARCH_PATH),
+    searchPath: cmd.includes("/") ? null : (path ?? DEFAULT_SEARCH_PATH),
+    hostEnviron: inherit ? host.hostEnviron : 0n,
     cwd,
     actions,
     inheritFds,

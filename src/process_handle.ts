@@ -463,7 +463,7 @@ interface HandleInit {
  * ```
  */
 export function spawnHandle(command: string, args?: readonly string[], options?: SpawnOptions): ProcessHandle {
-  const plan = planSpawn(command, args, options, () => getRegistry().native.environment());
+  const plan = planSpawn(command, args, options, getRegistry().native);
   return spawnPlanned(plan, { streams: true, ref: true }).handle;
 }
 

@@ -85,6 +85,7 @@ export function encodeRequest(plan: SpawnPlan, listener: number, ignoreMask: big
   if (plan.gid !== null) flags |= RequestFlag.gid;
   if (plan.groups !== null) flags |= RequestFlag.groups;
   if (plan.inheritFds.length > 0) flags |= RequestFlag.inheritFds;
+  if (plan.hostEnviron !== 0n) flags |= RequestFlag.hostEnviron;
 
   const length = at;
   const u32 = (field: number, value: number) => view.setUint32(field, value, true);
@@ -114,5 +115,6 @@ export function encodeRequest(plan: SpawnPlan, listener: number, ignoreMask: big
   u32(Request.rlimits_off, rlimitsOffset);
   u32(Request.rlimits_count, plan.rlimits.length);
   view.setBigUint64(Request.ignore_mask, ignoreMask, true);
+  view.setBigUint64(Request.environ_addr, plan.hostEnviron, true);
   return { bytes, view, length, actionsOffset };
 }

@@ -145,7 +145,7 @@ export function outputSync(
   options?: RunOptions,
 ): ProcessOutput & { timedOut: boolean } {
   const [spawnOptions, input, maxBuffer] = splitRunOptions(options);
-  const plan = planSpawn(command, args, spawnOptions, () => getNative().environment());
+  const plan = planSpawn(command, args, spawnOptions, getNative());
   const { handle, pipes } = spawnPlanned(plan, { streams: false, ref: false });
   const native = getNative();
   const outputs = new Map<number, { chunks: Uint8Array[]; total: number }>();

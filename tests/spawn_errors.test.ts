@@ -178,3 +178,20 @@ test("argv0 and cwd reach the child", async () => {
 });
 
 test("cleanup", () => rmSync(dir, { recursive: true, force: true }));
+
+test("the child gets the host's environment as it is at spawn time, changes included", async () => {
+  const { readAll } = await import("./harness.ts");
+  const { default: process } = await import("node:process");
+  const seen = async () => {
+    const child = spawnHandle("/usr/bin/env", [], { stdout: "piped" });
+    const lines = new TextDecoder().decode(await readAll(child.stdout!)).split("\n");
+    await child.wait();
+    return lines;
+  };
+  process.env.PH_LIVE_TEST = "first";
+  assert.ok((await seen()).includes("PH_LIVE_TEST=first"));
+  process.env.PH_LIVE_TEST = "second";
+  assert.ok((await seen()).includes("PH_LIVE_TEST=second"));
+  delete process.env.PH_LIVE_TEST;
+  assert.equal((await seen()).some((l) => l.startsWith("PH_LIVE_TEST=")), false);
+});

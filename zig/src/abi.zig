@@ -6,7 +6,7 @@ const std = @import("std");
 
 /// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
 /// TypeScript loader refuses a library whose version differs.
-pub const abi_version: u32 = 3;
+pub const abi_version: u32 = 4;
 
 pub const slots_max: u32 = 1 << 16;
 pub const listeners_max: u32 = 64;
@@ -54,6 +54,9 @@ pub const flag_gid: u32 = 1 << 4;
 pub const flag_groups: u32 = 1 << 5;
 /// `inherit_fds_off` lists descriptors (u32 each) that stay open across exec.
 pub const flag_inherit_fds: u32 = 1 << 6;
+/// The child gets the host's environment as it is at spawn time: `*environ_addr`, libc's
+/// `environ`, read when the request is served (envc must be 0).
+pub const flag_host_environ: u32 = 1 << 7;
 
 /// Where a spawn failed; mirrored by `SpawnStep` in `ffi/abi.ts`.
 pub const Step = enum(u32) {
@@ -119,6 +122,8 @@ pub const Request = extern struct {
     rlimits_count: u32,
     /// Signals (bit n-1 for signal n) the child starts with ignored; all others default.
     ignore_mask: u64,
+    /// The address of the host's `environ` variable, for `flag_host_environ`.
+    environ_addr: u64,
 
     // Output.
     pid: i32,
@@ -184,11 +189,12 @@ pub const Info = extern struct {
 
 comptime {
     std.debug.assert(@sizeOf(FdAction) == 32);
-    std.debug.assert(@sizeOf(Request) == 136);
+    std.debug.assert(@sizeOf(Request) == 144);
     std.debug.assert(@sizeOf(RlimitEntry) == 24);
     std.debug.assert(@sizeOf(ExitRecord) == 48);
     std.debug.assert(@sizeOf(Info) == 32);
     std.debug.assert(@offsetOf(Request, "ignore_mask") == 96);
-    std.debug.assert(@offsetOf(Request, "pid") == 104);
+    std.debug.assert(@offsetOf(Request, "environ_addr") == 104);
+    std.debug.assert(@offsetOf(Request, "pid") == 112);
     std.debug.assert(@offsetOf(ExitRecord, "user_cpu_us") == 24);
 }

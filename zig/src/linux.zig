@@ -1133,11 +1133,18 @@ fn prepare_plan(request: *abi.Request, len: usize, plan: *ChildPlan) ?i32 {
     }
     pointers[request.argc] = null;
     pointers[total + 1] = null;
+    var envp: [*]const ?[*:0]const u8 = pointers + request.argc + 1;
+    if (request.flags & abi.flag_host_environ != 0) {
+        if (request.envc != 0 or request.environ_addr == 0) return sys.E.INVAL;
+        const environ: *const ?[*]const ?[*:0]const u8 = @ptrFromInt(request.environ_addr);
+        // A host with no environment at all has environ == NULL: use the empty list.
+        if (environ.*) |host| envp = host;
+    }
     plan.* = .{
         .request = request,
         .base = base,
         .argv = pointers,
-        .envp = pointers + request.argc + 1,
+        .envp = envp,
         .file = if (request.file_off != abi.none) cstr(base, request.file_off) else pointers[0].?,
         .actions = actions[0..request.fd_count],
     };
