@@ -6,7 +6,7 @@
  * @module
  */
 import process from "node:process";
-import type { Native, WakeSource } from "./native.ts";
+import { bindCalls, type Native, type WakeSource } from "./native.ts";
 import { type FfiType, symbols } from "./symbols.ts";
 
 // Bun-only globals, typed here so the rest of the code base stays runtime-neutral.
@@ -49,23 +49,7 @@ export function openBun(path: string): Native {
     runtime: "bun",
     libraryPath: path,
     nonblockingWake: true,
-    abiVersion: () => s.ph_abi_version(),
-    info: (out) => s.ph_info(out),
-    listenerOpen: (nb) => s.ph_listener_open(nb),
-    listenerFd: (l) => s.ph_listener_fd(l),
-    listenerClose: (l) => s.ph_listener_close(l),
-    spawn: (request, length) => s.ph_spawn(request, length),
-    drain: (l, out, max) => s.ph_drain(l, out, max),
-    peek: (slot, gen, out) => s.ph_peek(slot, gen, out),
-    waitSync: (slot, gen, out, ms) => s.ph_wait_sync(slot, gen, out, ms),
-    signal: (slot, gen, sig, flags) => s.ph_signal(slot, gen, sig, flags),
-    ignoredSignals: (out) => s.ph_ignored_signals(out),
-    clockMonotonic: (out) => s.ph_clock_monotonic(out),
-    poll: (fds, count, ms) => s.ph_poll(fds, count, ms),
-    read: (fd, buffer, length) => s.ph_read(fd, buffer, length),
-    write: (fd, buffer, length) => s.ph_write(fd, buffer, length),
-    checkReaper: () => s.ph_check_reaper(),
-    close: (fd) => s.ph_close(fd),
+    ...bindCalls(s, (n) => n),
     environment: () => process.env,
     getEnv: (name) => process.env[name],
     // Bun's process.env writes are not mirrored into libc's environ: always copy.

@@ -5,7 +5,7 @@
  * @module
  */
 import net from "node:net";
-import type { Native, WakeSource } from "./native.ts";
+import { bindCalls, type Native, type WakeSource } from "./native.ts";
 import { type FfiType, symbols } from "./symbols.ts";
 
 const TYPES: Record<FfiType, Deno.NativeResultType> = {
@@ -38,23 +38,7 @@ export function openDeno(path: string): Native {
     runtime: "deno",
     libraryPath: path,
     nonblockingWake: true,
-    abiVersion: () => s.ph_abi_version(),
-    info: (out) => s.ph_info(out),
-    listenerOpen: (nb) => s.ph_listener_open(nb),
-    listenerFd: (l) => s.ph_listener_fd(l),
-    listenerClose: (l) => s.ph_listener_close(l),
-    spawn: (request, length) => s.ph_spawn(request, BigInt(length)),
-    drain: (l, out, max) => s.ph_drain(l, out, max),
-    peek: (slot, gen, out) => s.ph_peek(slot, gen, out),
-    waitSync: (slot, gen, out, ms) => s.ph_wait_sync(slot, gen, out, ms),
-    signal: (slot, gen, sig, flags) => s.ph_signal(slot, gen, sig, flags),
-    ignoredSignals: (out) => s.ph_ignored_signals(out),
-    clockMonotonic: (out) => s.ph_clock_monotonic(out),
-    poll: (fds, count, ms) => s.ph_poll(fds, count, ms),
-    read: (fd, buffer, length) => s.ph_read(fd, buffer, BigInt(length)),
-    write: (fd, buffer, length) => s.ph_write(fd, buffer, BigInt(length)),
-    checkReaper: () => s.ph_check_reaper(),
-    close: (fd) => s.ph_close(fd),
+    ...bindCalls(s, BigInt),
     // Three times cheaper than copying process.env, which asks Deno once per variable.
     environment: () => Deno.env.toObject(),
     getEnv: (name) => Deno.env.get(name),

@@ -16,10 +16,8 @@ export interface WakeSource {
   close(): void;
 }
 
-/** The library's exports, bound for the current runtime, plus runtime I/O. */
-export interface Native {
-  readonly runtime: "deno" | "bun";
-  readonly libraryPath: string;
+/** The library's exports, as TypeScript calls them (the same on both runtimes). */
+export interface LibraryCalls {
   abiVersion(): number;
   info(out: Uint8Array): void;
   listenerOpen(nonblockingRead: number): number;
@@ -37,6 +35,12 @@ export interface Native {
   write(fd: number, buffer: Uint8Array, length: number): number;
   checkReaper(): number;
   close(fd: number): number;
+}
+
+/** The library's calls bound for the current runtime, plus runtime I/O. */
+export interface Native extends LibraryCalls {
+  readonly runtime: "deno" | "bun";
+  readonly libraryPath: string;
   /** The host's environment now, as cheaply as the runtime allows. */
   environment(): Record<string, string | undefined>;
   /** One variable of the host's environment. */
@@ -54,4 +58,33 @@ export interface Native {
   readable(fd: number): ReadableStream<Uint8Array>;
   /** A stream writing `fd` (a non-blocking pipe end); owns and closes `fd`. */
   writable(fd: number): WritableStream<Uint8Array>;
+}
+
+// deno-lint-ignore no-explicit-any
+type Fn = (...args: any[]) => any;
+
+/**
+ * The calls over a runtime's bound symbols. Only `size_t` differs between the runtimes
+ * (Deno wants a bigint, Bun a number), so each binding passes its conversion.
+ */
+export function bindCalls(s: Record<string, Fn>, usize: (n: number) => number | bigint): LibraryCalls {
+  return {
+    abiVersion: () => s.ph_abi_version(),
+    info: (out) => s.ph_info(out),
+    listenerOpen: (nb) => s.ph_listener_open(nb),
+    listenerFd: (l) => s.ph_listener_fd(l),
+    listenerClose: (l) => s.ph_listener_close(l),
+    spawn: (request, length) => s.ph_spawn(request, usize(length)),
+    drain: (l, out, max) => s.ph_drain(l, out, max),
+    peek: (slot, gen, out) => s.ph_peek(slot, gen, out),
+    waitSync: (slot, gen, out, ms) => s.ph_wait_sync(slot, gen, out, ms),
+    signal: (slot, gen, sig, flags) => s.ph_signal(slot, gen, sig, flags),
+    ignoredSignals: (out) => s.ph_ignored_signals(out),
+    clockMonotonic: (out) => s.ph_clock_monotonic(out),
+    poll: (fds, count, ms) => s.ph_poll(fds, count, ms),
+    read: (fd, buffer, length) => s.ph_read(fd, buffer, usize(length)),
+    write: (fd, buffer, length) => s.ph_write(fd, buffer, usize(length)),
+    checkReaper: () => s.ph_check_reaper(),
+    close: (fd) => s.ph_close(fd),
+  };
 }

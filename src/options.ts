@@ -192,7 +192,8 @@ function checkPath(option: string, value: unknown): string {
   return path;
 }
 
-const KNOWN_OPTIONS = new Set([
+/** Every option `spawnHandle` accepts. */
+export const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
   "cwd",
   "env",
   "clearEnv",

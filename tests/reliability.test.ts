@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import process from "node:process";
 import { HandleClosedError, monotonicNs, reaperInfo, SpawnError, spawnHandle } from "../mod.ts";
+import { KNOWN_OPTIONS } from "../src/options.ts";
 import { fixture, isBun, openFds, procStat, readAll, runtimeArgv, sleep, test, zombiesOf } from "./harness.ts";
 
 const TINY = process.env.BENCH_TINY ?? new URL("../.tools/bench/tiny", import.meta.url).pathname;
@@ -210,30 +211,7 @@ test("fuzzed options: thousands of generated inputs give a handle or a typed err
     () => {},
     10n,
   ];
-  const keys = [
-    "cwd",
-    "env",
-    "clearEnv",
-    "stdin",
-    "stdout",
-    "stderr",
-    "fds",
-    "inheritFds",
-    "argv0",
-    "pgroup",
-    "setsid",
-    "umask",
-    "rlimits",
-    "uid",
-    "gid",
-    "groups",
-    "keepIgnoredSignals",
-    "timeoutMs",
-    "killSignal",
-    "forceKillAfterMs",
-    "killOnParentExit",
-    "bogusOption",
-  ];
+  const keys = [...KNOWN_OPTIONS, "bogusOption"];
   const before = await settled();
   let spawned = 0;
   for (let i = 0; i < 3000; i++) {
