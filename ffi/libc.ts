@@ -22,6 +22,8 @@ export interface Libc {
   /** dup(fd): [rc, errno]. */
   dup(fd: number): [number, number];
   getpid(): number;
+  /** prctl(option, arg2, 0, 0, 0): [rc, errno]. */
+  prctl(option: number, arg2: number): [number, number];
 }
 
 /** WNOHANG for waitpid. */
@@ -42,6 +44,7 @@ const SYMBOLS = {
   close: [["i32"], "i32"],
   dup: [["i32"], "i32"],
   getpid: [[], "i32"],
+  prctl: [["i32", "i64", "i64", "i64", "i64"], "i32"],
   __errno_location: [[], "pointer"],
 } as const;
 
@@ -106,6 +109,10 @@ export async function libc(): Promise<Libc> {
       return [rc, err(rc)];
     },
     getpid: () => s.getpid(),
+    prctl(option, arg2) {
+      const rc = s.prctl(option, arg2, 0, 0, 0);
+      return [rc, err(rc)];
+    },
   };
   return cached;
 }

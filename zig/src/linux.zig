@@ -32,7 +32,8 @@ const Slot = extern struct {
     kill_on_exit_signal: i32,
     /// The child's process group when it leads one (pgroup/setsid), else 0.
     pgid: i32,
-    reserved: u32,
+    /// 1 once its reaper died: another process is its parent now; see `orphans`.
+    orphan: u32,
     kind: abi.ExitKind,
     value: i32,
     user_cpu_us: u64,
@@ -82,6 +83,8 @@ const ChildPlan = struct {
     set_uid: ?[3]u32 = null,
     set_priority: ?i32 = null,
     reaper_pid: i32 = 0,
+    /// Set by the reaper when it starts serving the request.
+    taken: u32 = 0,
     // Output, written by the child before it exits on failure.
     err_errno: i32 = 0,
     err_step: abi.Step = .none,
@@ -106,6 +109,8 @@ const State = struct {
     /// 0 unknown, 1 pidfds work, 2 no pidfds (remembered after EINVAL).
     pidfd_mode: u32 = 0,
     plan: ?*ChildPlan = null,
+    /// Children whose reaper died while they ran, held by pidfd until their status is known.
+    orphans: u32 = 0,
     request_done: u32 = 0,
     slots: [*]Slot = undefined,
     free_stack: [*]u32 = undefined,
@@ -447,14 +452,22 @@ fn reaper_alive_locked() bool {
     return false;
 }
 
-/// Every child still running is reported `lost` to its owner; the next spawn starts a new
-/// reaper. The orphans were re-parented by the kernel; their pidfds stay valid.
+/// The kernel re-parented the dead reaper's children (to a subreaper or init). Those held by a
+/// pidfd become orphans: the next reaper watches their pidfds and reads each exit status with
+/// PIDFD_GET_INFO once the new parent has reaped it (Linux 6.15+). The others are reported
+/// `lost` now. `check_reaper` starts the next reaper at once when there are orphans.
 fn reaper_died_locked() void {
     g.reaper_pid = 0;
     var index: u32 = 0;
     while (index < g.next_unused) : (index += 1) {
         const slot = &g.slots[index];
         if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) continue;
+        if (slot.pidfd >= 0 and slot.orphan == 0) {
+            slot.orphan = 1;
+            _ = @atomicRmw(u32, &g.orphans, .Add, 1, .acq_rel);
+            continue;
+        }
+        if (slot.orphan != 0) continue;
         slot.kind = .lost;
         slot.value = 0;
         slot_publish(index);
@@ -465,13 +478,39 @@ fn reaper_died_locked() void {
     }
 }
 
-/// 1 if the reaper had died (its children were reported lost), else 0.
+/// 1 if the reaper had died (its children were reported lost or handed to a new reaper), else 0.
 pub fn check_reaper() i32 {
     lock(&g.lock);
     defer unlock(&g.lock);
     ensure_process();
-    if (g.reaper_pid == 0) return 0;
-    return if (reaper_alive_locked()) 0 else 1;
+    const orphans = @atomicLoad(u32, &g.orphans, .acquire);
+    if (g.reaper_pid == 0 and orphans == 0) return 0;
+    if (g.reaper_pid != 0 and reaper_alive_locked()) return 0;
+    // Orphans need a reaper to watch them, spawn or no spawn.
+    if (@atomicLoad(u32, &g.orphans, .acquire) > 0 and ensure_reaper_locked() < 0) orphans_lost();
+    return 1;
+}
+
+/// No reaper could be started for the orphans: report them lost.
+fn orphans_lost() void {
+    var index: u32 = 0;
+    while (index < g.next_unused) : (index += 1) {
+        const slot = &g.slots[index];
+        if (slot.orphan == 0 or @atomicLoad(u32, &slot.state, .acquire) != SlotState.running) continue;
+        orphan_done(index, .lost, 0);
+    }
+}
+
+fn orphan_done(index: u32, kind: abi.ExitKind, value: i32) void {
+    const slot = &g.slots[index];
+    slot.orphan = 0;
+    _ = @atomicRmw(u32, &g.orphans, .Sub, 1, .acq_rel);
+    slot.kind = kind;
+    slot.value = value;
+    slot.user_cpu_us = 0;
+    slot.system_cpu_us = 0;
+    slot.max_rss_kib = 0;
+    slot_publish(index);
 }
 
 fn ensure_reaper_locked() i32 {
@@ -540,6 +579,13 @@ fn snapshot_attributes(a: *Attributes) void {
 const event_request: u64 = 0;
 const event_signal: u64 = 1;
 const event_host: u64 = 2;
+/// Event data of an orphan's pidfd: this plus its slot index.
+const event_orphan: u64 = 16;
+/// An orphan that exited but whose new parent has not reaped it after this long is reported
+/// lost (some inits never reap, e.g. this project's CI machine's PID 1).
+const orphan_grace_ns = 2_000_000_000;
+/// While orphans wait to be reaped, the reaper retries them this often.
+const orphan_retry_ms = 20;
 /// Without a host pidfd the reaper notices the host's exit by its parent changing.
 const parent_poll_ms = 50;
 /// How long the reaper keeps polling after it handled an event.
@@ -567,15 +613,17 @@ fn reaper_main(_: usize) callconv(.c) u8 {
     }
     if (sys.errno(rc) == 0) rc = sys.epoll_add(g.epoll_fd, g.request_efd, event_request);
     if (sys.errno(rc) == 0 and g.host_pidfd >= 0) rc = sys.epoll_add(g.epoll_fd, g.host_pidfd, event_host);
+    if (sys.errno(rc) == 0) watch_orphans();
     g.reaper_setup_errno = sys.errno(rc);
     @atomicStore(u32, &g.reaper_ready, 1, .release);
     _ = sys.futex_wake(&g.reaper_ready, 1);
     if (g.reaper_setup_errno != 0) sys.exit(1);
 
     var events: [8]sys.EpollEvent = undefined;
-    const timeout_ms: i32 = if (g.host_pidfd >= 0) -1 else parent_poll_ms;
     var busy_until_ns: u64 = 0;
     while (true) {
+        var timeout_ms: i32 = if (g.host_pidfd >= 0) -1 else parent_poll_ms;
+        if (orphans_exited > 0) timeout_ms = orphan_retry_ms;
         // Right after work, poll instead of sleeping: a spawned child often exits, or the
         // next request comes, within microseconds, and a sleep costs a cross-CPU wake-up.
         const now_ns = sys.clock_monotonic_ns();
@@ -599,11 +647,75 @@ fn reaper_main(_: usize) callconv(.c) u8 {
                     reap_all();
                 },
                 event_host => host_exited(),
-                else => unreachable,
+                else => {
+                    assert(event.data >= event_orphan);
+                    orphan_exited(@intCast(event.data - event_orphan));
+                },
             }
         }
+        if (orphans_exited > 0) retry_orphans();
         if (g.host_pidfd < 0 and sys.getppid() != g.host_pid) host_exited();
     }
+}
+
+/// Orphans whose pidfd reported their exit and whose status is not known yet (reaper only).
+var orphans_exited: u32 = 0;
+var orphan_deadline_ns: [abi.slots_max]u64 = undefined;
+
+fn watch_orphans() void {
+    orphans_exited = 0;
+    var index: u32 = 0;
+    while (index < g.next_unused) : (index += 1) {
+        const slot = &g.slots[index];
+        if (slot.orphan != 1 or @atomicLoad(u32, &slot.state, .acquire) != SlotState.running) continue;
+        if (sys.errno(sys.epoll_add(g.epoll_fd, slot.pidfd, event_orphan + index)) != 0) {
+            orphan_done(index, .lost, 0);
+        }
+    }
+}
+
+/// The orphan's pidfd is readable: it has exited. Stop watching (the pidfd stays readable) and
+/// try to read its status; until its new parent reaps it, retry on a short timeout.
+fn orphan_exited(index: u32) void {
+    const slot = &g.slots[index];
+    _ = sys.epoll_del(g.epoll_fd, slot.pidfd);
+    if (slot.orphan != 1) return;
+    slot.orphan = 2;
+    orphans_exited += 1;
+    orphan_deadline_ns[index] = sys.clock_monotonic_ns() + orphan_grace_ns;
+    _ = collect_orphan(index);
+}
+
+fn retry_orphans() void {
+    var index: u32 = 0;
+    while (index < g.next_unused and orphans_exited > 0) : (index += 1) {
+        if (g.slots[index].orphan == 2) _ = collect_orphan(index);
+    }
+}
+
+/// True once the orphan's status was published (found, unavailable, or given up on).
+fn collect_orphan(index: u32) bool {
+    const slot = &g.slots[index];
+    var info = sys.PidfdInfo{ .mask = sys.PIDFD_INFO_EXIT };
+    const rc = sys.ioctl(slot.pidfd, sys.PIDFD_GET_INFO, @intFromPtr(&info));
+    if (sys.errno(rc) == 0 and info.mask & sys.PIDFD_INFO_EXIT != 0) {
+        const status: u32 = @bitCast(info.exit_code);
+        const signal_number: i32 = @intCast(status & 0x7f);
+        orphans_exited -= 1;
+        if (signal_number == 0) {
+            orphan_done(index, .exited, @intCast((status >> 8) & 0xff));
+        } else {
+            orphan_done(index, if (status & 0x80 != 0) .dumped else .killed, signal_number);
+        }
+        return true;
+    }
+    // No PIDFD_GET_INFO (before 6.15) or no exit information yet: give up after the grace.
+    if (sys.errno(rc) != 0 or sys.clock_monotonic_ns() >= orphan_deadline_ns[index]) {
+        orphans_exited -= 1;
+        orphan_done(index, .lost, 0);
+        return true;
+    }
+    return false;
 }
 
 fn host_exited() noreturn {
@@ -662,6 +774,7 @@ fn serve_request() void {
     var counter: u64 = 0;
     _ = sys.read(g.request_efd, @ptrCast(&counter), 8);
     const plan = g.plan orelse return;
+    @atomicStore(u32, &plan.taken, 1, .release);
     const request = plan.request;
     spawn_child(plan);
     if (request.err_errno == 0) {
@@ -971,19 +1084,17 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
     }
     host_attribute_changes(&plan);
 
-    g.plan = &plan;
-    @atomicStore(u32, &g.request_done, 0, .release);
-    const one: u64 = 1;
-    _ = sys.write(g.request_efd, @ptrCast(&one), 8);
-    spin_until_done();
-    while (@atomicLoad(u32, &g.request_done, .acquire) == 0) {
-        _ = sys.futex_wait(&g.request_done, 0, liveness_check_ms);
-        if (@atomicLoad(u32, &g.request_done, .acquire) == 0 and !reaper_alive_locked()) {
-            g.plan = null;
-            request.err_errno = sys.E.CHILD;
-            request.err_step = .reaper;
-            break;
-        }
+    var attempts: u32 = 0;
+    while (attempts < 2) : (attempts += 1) {
+        if (submit(&plan)) break;
+        // The reaper died. If it never took the request, no child can exist: resend it once
+        // to a new reaper. If it had taken it, a child may have been created: fail.
+        g.plan = null;
+        const retry = @atomicLoad(u32, &plan.taken, .acquire) == 0 and attempts == 0 and ensure_reaper_locked() == 0;
+        if (retry) continue;
+        request.err_errno = sys.E.CHILD;
+        request.err_step = .reaper;
+        break;
     }
     close_pipes(plan.actions, request.err_errno != 0);
     if (request.err_errno != 0) {
@@ -991,6 +1102,21 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
         return -request.err_errno;
     }
     return 0;
+}
+
+/// Hands `plan` to the reaper and waits for its answer; false if the reaper died first.
+fn submit(plan: *ChildPlan) bool {
+    @atomicStore(u32, &plan.taken, 0, .release);
+    g.plan = plan;
+    @atomicStore(u32, &g.request_done, 0, .release);
+    const one: u64 = 1;
+    _ = sys.write(g.request_efd, @ptrCast(&one), 8);
+    spin_until_done();
+    while (@atomicLoad(u32, &g.request_done, .acquire) == 0) {
+        _ = sys.futex_wait(&g.request_done, 0, liveness_check_ms);
+        if (@atomicLoad(u32, &g.request_done, .acquire) == 0 and !reaper_alive_locked()) return false;
+    }
+    return true;
 }
 
 /// A spawn takes tens of microseconds; sleeping on the futex adds a cross-CPU wake-up as long

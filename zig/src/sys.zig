@@ -271,6 +271,29 @@ pub fn pidfd_send_signal(pidfd: i32, sig: i32, flags: u32) usize {
 }
 pub const PIDFD_SIGNAL_PROCESS_GROUP = 1 << 2;
 
+/// `struct pidfd_info` up to `exit_code` (PIDFD_INFO_SIZE_VER0; exit_code since Linux 6.15).
+pub const PidfdInfo = extern struct {
+    mask: u64 = 0,
+    cgroupid: u64 = 0,
+    ids: [11]u32 = [_]u32{0} ** 11,
+    exit_code: i32 = 0,
+};
+pub const PIDFD_INFO_EXIT: u64 = 1 << 3;
+/// _IOWR(PIDFS_IOCTL_MAGIC, 11, struct pidfd_info) with the 64-byte struct.
+pub const PIDFD_GET_INFO: u32 = 0xc040ff0b;
+
+comptime {
+    std.debug.assert(@sizeOf(PidfdInfo) == 64);
+}
+
+pub fn ioctl(fd: i32, request: u32, arg: usize) usize {
+    return sc3(.ioctl, u(fd), request, arg);
+}
+
+pub fn epoll_del(epfd: i32, fd: i32) usize {
+    return sc4(.epoll_ctl, u(epfd), 2, u(fd), 0);
+}
+
 pub const PollFd = extern struct { fd: i32, events: i16, revents: i16 };
 pub fn poll(fds: [*]PollFd, count: u32, timeout_ms: i32) usize {
     if (@hasField(SYS, "poll")) return sc3(.poll, @intFromPtr(fds), count, u(timeout_ms));
