@@ -8,8 +8,8 @@
  * BENCH_TINY and BENCH_C name the tiny static child and the C baseline (bench/run.sh builds them).
  */
 import { spawn as nodeSpawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import os, { tmpdir } from "node:os";
 import process from "node:process";
 import { isBun } from "../ffi/mod.ts";
 import { monotonicNs, spawnHandle } from "../mod.ts";
@@ -215,15 +215,22 @@ async function sleepers(count: number) {
     const spawnStart = now();
     // Everyone sleeps until one absolute deadline, far enough to spawn them all first.
     const deadline = monotonicNs() + BigInt(Math.round(count * 1.2 + 1500)) * 1_000_000n;
+    // Each child appends the time it woke (its exit) here, so the last exit is known exactly.
+    const stamps = `${tmpdir()}/ph-bench-exits-${process.pid}-${s.name.replace(/\W/g, "_")}`;
+    rmSync(stamps, { force: true });
     const waits: Promise<void>[] = [];
-    for (let i = 0; i < count; i++) waits.push(s.run(TINY, ["until", String(deadline)]));
+    for (let i = 0; i < count; i++) waits.push(s.run(TINY, ["until", String(deadline), stamps]));
     const spawnMs = now() - spawnStart;
     gc();
     const threadsDuring = threads();
     const rssDuring = rssKiB();
     const beforeDeadline = monotonicNs() < deadline;
     await Promise.all(waits);
-    const settledAfterDeadlineMs = Number(monotonicNs() - deadline) / 1e6;
+    const settled = monotonicNs();
+    const exits = readFileSync(stamps, "utf8").trim().split("\n").map(BigInt);
+    rmSync(stamps, { force: true });
+    const lastExit = exits.reduce((a, b) => (a > b ? a : b));
+    const firstExit = exits.reduce((a, b) => (a < b ? a : b));
     out[s.name] = {
       count,
       spawnMs,
@@ -231,7 +238,9 @@ async function sleepers(count: number) {
       threadsBefore,
       threadsDuring,
       rssPerChildKiB: (rssDuring - rssBefore) / count,
-      lastSettleAfterExitsMs: settledAfterDeadlineMs,
+      exitsRecorded: exits.length,
+      exitSpreadMs: Number(lastExit - firstExit) / 1e6,
+      lastSettleAfterLastExitMs: Number(settled - lastExit) / 1e6,
     };
   }
   return out;

@@ -57,14 +57,18 @@ for (const run of runs) {
     }.`,
   );
   lines.push("", `3. ${run.sleepers.spawnHandle.count} sleeping children awaited at once:`, "");
-  lines.push("| spawner | threads before → during | host RSS per child | last settle after the exit deadline |");
-  lines.push("|---|---:|---:|---:|");
+  lines.push(
+    "| spawner | threads before → during | host RSS per child | exits spread over | last exit → last settle |",
+  );
+  lines.push("|---|---:|---:|---:|---:|");
   for (const [name, s] of Object.entries(run.sleepers) as [string, Result][]) {
-    lines.push(
-      `| ${name} | ${s.threadsBefore} → ${s.threadsDuring} | ${fmt(s.rssPerChildKiB, 2)} KiB | ${
-        fmt(s.lastSettleAfterExitsMs, 1)
-      } ms |`,
-    );
+    const cells = [
+      `${s.threadsBefore} → ${s.threadsDuring}`,
+      `${fmt(s.rssPerChildKiB, 2)} KiB`,
+      `${fmt(s.exitSpreadMs, 1)} ms`,
+      `${fmt(s.lastSettleAfterLastExitMs, 1)} ms`,
+    ];
+    lines.push(`| ${name} | ${cells.join(" | ")} |`);
   }
   lines.push("");
 }

@@ -2,7 +2,8 @@
 //! not drown the spawner's own cost.
 //!   tiny            exit 0 at once
 //!   tiny stamp      write CLOCK_MONOTONIC nanoseconds to stdout, then exit
-//!   tiny until NS   sleep until CLOCK_MONOTONIC reaches NS, then exit
+//!   tiny until NS [FILE]  sleep until CLOCK_MONOTONIC reaches NS; append the time it woke
+//!                         (its exit, give or take a syscall) to FILE; exit
 const std = @import("std");
 const linux = std.os.linux;
 
@@ -23,6 +24,16 @@ pub fn main() void {
         while (true) {
             const rc = linux.clock_nanosleep(.MONOTONIC, .{ .ABSTIME = true }, &ts, null);
             if (rc == 0) break;
+        }
+        if (argv.len > 3) {
+            var now: linux.timespec = undefined;
+            _ = linux.clock_gettime(.MONOTONIC, &now);
+            const ns: u64 = @as(u64, @intCast(now.sec)) * 1_000_000_000 + @as(u64, @intCast(now.nsec));
+            var buf: [32]u8 = undefined;
+            const text = std.fmt.bufPrint(&buf, "{d}\n", .{ns}) catch return;
+            const flags = linux.O{ .ACCMODE = .WRONLY, .APPEND = true, .CREAT = true };
+            const fd: i32 = @intCast(linux.open(argv[3], flags, 0o644));
+            if (fd >= 0) _ = linux.write(fd, text.ptr, text.len);
         }
     }
 }
