@@ -125,7 +125,7 @@ export class ProcessHandle implements AsyncDisposable {
     this.#leadsGroup = init.plan.pgroup === 0 || init.plan.setsid;
     this.#refed = init.ref;
     this.#pidfd = { fd: init.pidfd, native: this.#native };
-    pidfdFinalizer.register(this, this.#pidfd, this.#pidfd);
+    pidfdFinalizer.register(this, this.#pidfd);
     this.#registry.add(init.slot, this);
     this.#armLifetime(init.plan);
     this.#updateHold();
@@ -380,8 +380,8 @@ export class ProcessHandle implements AsyncDisposable {
   #closePidfd(): void {
     if (this.#pidfd.fd >= 0) {
       this.#native.close(this.#pidfd.fd);
+      // The finalizer sees -1 and does nothing; unregistering would only cost time per exit.
       this.#pidfd.fd = -1;
-      pidfdFinalizer.unregister(this.#pidfd);
     }
   }
 
