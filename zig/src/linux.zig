@@ -849,7 +849,8 @@ fn spawn_child(plan: *ChildPlan) void {
         return;
     }
     request.pid = pid;
-    request.pidfd = if (g.pidfd_mode == 1) pidfd else -1;
+    // CLONE_PIDFD takes the lowest free descriptor: never leave it at the host's 0, 1 or 2.
+    request.pidfd = if (g.pidfd_mode == 1) (move_above_stdio(pidfd) catch -1) else -1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -980,8 +981,16 @@ fn child_fds(plan: *ChildPlan) void {
                 if (sys.errno(flags) == 0 and flags & 1 == 0) continue;
                 const null_fd = sys.openat("/dev/null", sys.O.RDWR | sys.O.CLOEXEC, 0);
                 if (sys.errno(null_fd) != 0) child_fail(plan, .fd_open, null_fd, index);
+                // With the target closed, open() hands out the target itself (dup3 onto itself
+                // would be EINVAL): just keep it across exec.
+                if (sys.int(null_fd) == action.target) {
+                    const kept = sys.fcntl(action.target, sys.F.SETFD, 0);
+                    if (sys.errno(kept) != 0) child_fail(plan, .fd_dup, kept, index);
+                    continue;
+                }
                 const duped = sys.dup3(sys.int(null_fd), action.target, 0);
                 if (sys.errno(duped) != 0) child_fail(plan, .fd_dup, duped, index);
+                _ = sys.close(sys.int(null_fd));
             },
             .close => _ = sys.close(action.target),
             .copy => {},
@@ -1158,6 +1167,14 @@ fn open_pipes(actions: []abi.FdAction) PipeResult {
         if (sys.errno(rc) != 0) {
             close_pipes(actions[0..i], true);
             return .{ .errno = sys.errno(rc), .index = @intCast(i) };
+        }
+        // A host with 0, 1 or 2 closed would otherwise get our pipe there.
+        for (&fds, 0..) |*fd, end| {
+            fd.* = move_above_stdio(fd.*) catch {
+                if (end == 0) _ = sys.close(fds[1]) else _ = sys.close(fds[0]);
+                close_pipes(actions[0..i], true);
+                return .{ .errno = sys.E.MFILE, .index = @intCast(i) };
+            };
         }
         // The host's end is non-blocking (read by the event loop); the child's stays blocking.
         const host_end = if (to_child) fds[1] else fds[0];

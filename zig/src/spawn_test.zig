@@ -202,3 +202,33 @@ fn forked_copy(parent_reaper: i32) !u8 {
     if (info.reaper_pid == 0 or info.reaper_pid == parent_reaper) return 14;
     return 0;
 }
+
+test "a host with fd 0 closed: the child's stdin is /dev/null and our pipes never take fd 0" {
+    try open_listener();
+    const saved = sys.int(sys.fcntl(0, sys.F.DUPFD_CLOEXEC, 3));
+    try testing.expect(saved > 2);
+    _ = sys.close(0);
+    defer {
+        _ = sys.dup3(saved, 0, 0);
+        _ = sys.close(saved);
+    }
+    var buffer: [4096]u8 align(8) = undefined;
+    const actions = [_]abi.FdAction{
+        .{ .target = 0, .kind = .inherit, .fd = -1, .open_flags = 0, .mode = 0, .path_off = 0, .out_fd = -1, .reserved = 0 },
+        .{ .target = 1, .kind = .pipe_from_child, .fd = -1, .open_flags = 0, .mode = 0, .path_off = 0, .out_fd = -1, .reserved = 0 },
+    };
+    const request = build(&buffer, &.{ "sh", "-c", "readlink /proc/self/fd/0" }, &actions);
+    try testing.expectEqual(@as(i32, 0), linux.spawn(request, request.buffer_len));
+    const out_actions: [*]abi.FdAction = @ptrCast(@alignCast(&buffer[@sizeOf(abi.Request)]));
+    const fd = out_actions[1].out_fd;
+    try testing.expect(fd > 2);
+    // fd 0 is still closed in the host: nothing of ours landed there.
+    try testing.expectEqual(@as(i32, sys.E.BADF), sys.errno(sys.fcntl(0, sys.F.GETFD, 0)));
+    var record: abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
+    var bytes: [64]u8 = undefined;
+    const n = sys.read(fd, &bytes, bytes.len);
+    try testing.expectEqualStrings("/dev/null\n", bytes[0..n]);
+    _ = sys.close(fd);
+    if (request.pidfd >= 0) _ = sys.close(request.pidfd);
+}
