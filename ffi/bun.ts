@@ -48,7 +48,6 @@ export function openBun(path: string): Native {
   return {
     runtime: "bun",
     libraryPath: path,
-    nonblockingWake: true,
     ...bindCalls(s, (n) => n),
     environment: () => process.env,
     getEnv: (name) => process.env[name],

@@ -37,7 +37,6 @@ export function openDeno(path: string): Native {
   return {
     runtime: "deno",
     libraryPath: path,
-    nonblockingWake: true,
     ...bindCalls(s, BigInt),
     // Three times cheaper than copying process.env, which asks Deno once per variable.
     environment: () => Deno.env.toObject(),

@@ -50,8 +50,6 @@ export interface Native extends LibraryCalls {
    * through setenv), so a child can inherit it without a copy in JavaScript; else 0.
    */
   readonly hostEnviron: bigint;
-  /** Whether the wake-up pipe's read end should be non-blocking on this runtime. */
-  readonly nonblockingWake: boolean;
   /** Calls `onWake` whenever `fd` becomes readable (the bytes are consumed). */
   wakeSource(fd: number, onWake: () => void): WakeSource;
   /** A stream reading `fd` (a non-blocking pipe end) until EOF; owns and closes `fd`. */

@@ -340,14 +340,10 @@ export class ProcessHandle implements AsyncDisposable {
     const rc = timeoutMs === 0
       ? this.#native.peek(this.#slot, this.#generation, out)
       : this.#native.waitSync(this.#slot, this.#generation, out, timeoutMs);
-    if (rc === 1) {
-      this.#settle(new DataView(out.buffer), 0);
-      // The slot is freed when its record is drained; do that now rather than later.
-      this.#registry.drain();
-    } else if (rc === -ESTALE) {
-      // Already drained: the registry has settled this handle.
-      this.#registry.drain();
-    }
+    if (rc === 1) this.#settle(new DataView(out.buffer), 0);
+    // Exited: the slot is freed when its record is drained, so drain now rather than later.
+    // ESTALE: the record was drained already, and draining settles this handle.
+    if (rc === 1 || rc === -ESTALE) this.#registry.drain();
   }
 
   #settle(view: DataView, offset: number): void {

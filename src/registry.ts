@@ -57,7 +57,8 @@ export class Registry {
 
   constructor(native: Native) {
     this.native = native;
-    const listener = native.listenerOpen(native.nonblockingWake ? 1 : 0);
+    // Non-blocking on both runtimes: Deno's sockets and Bun's Bun.file().stream() read it so.
+    const listener = native.listenerOpen(1);
     if (listener < 0) throw new Error(`private_spawn: cannot open an exit listener (errno ${-listener})`);
     this.listener = listener;
     this.#wake = native.wakeSource(native.listenerFd(listener), () => this.drain());

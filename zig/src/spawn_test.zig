@@ -43,6 +43,11 @@ fn build(buffer: []align(8) u8, argv: []const []const u8, actions: []const abi.F
     return request;
 }
 
+/// A descriptor action with no source fd or path (inherit, devnull, pipes).
+fn action(target: i32, kind: abi.FdKind) abi.FdAction {
+    return .{ .target = target, .kind = kind, .fd = -1, .open_flags = 0, .mode = 0, .path_off = 0, .out_fd = -1, .reserved = 0 };
+}
+
 var listener: u32 = 0;
 var listener_ready = false;
 
@@ -136,8 +141,8 @@ test "piped stdout carries the child's bytes" {
     try open_listener();
     var buffer: [4096]u8 align(8) = undefined;
     const actions = [_]abi.FdAction{
-        .{ .target = 0, .kind = .devnull, .fd = -1, .open_flags = 0, .mode = 0, .path_off = 0, .out_fd = -1, .reserved = 0 },
-        .{ .target = 1, .kind = .pipe_from_child, .fd = -1, .open_flags = 0, .mode = 0, .path_off = 0, .out_fd = -1, .reserved = 0 },
+        action(0, .devnull),
+        action(1, .pipe_from_child),
     };
     const request = build(&buffer, &.{ "echo", "hello" }, &actions);
     try testing.expectEqual(@as(i32, 0), linux.spawn(request, request.buffer_len));
@@ -214,8 +219,8 @@ test "a host with fd 0 closed: the child's stdin is /dev/null and our pipes neve
     }
     var buffer: [4096]u8 align(8) = undefined;
     const actions = [_]abi.FdAction{
-        .{ .target = 0, .kind = .inherit, .fd = -1, .open_flags = 0, .mode = 0, .path_off = 0, .out_fd = -1, .reserved = 0 },
-        .{ .target = 1, .kind = .pipe_from_child, .fd = -1, .open_flags = 0, .mode = 0, .path_off = 0, .out_fd = -1, .reserved = 0 },
+        action(0, .inherit),
+        action(1, .pipe_from_child),
     };
     const request = build(&buffer, &.{ "sh", "-c", "readlink /proc/self/fd/0" }, &actions);
     try testing.expectEqual(@as(i32, 0), linux.spawn(request, request.buffer_len));

@@ -51,7 +51,6 @@ pub const E = struct {
     pub const NODEV = 19;
     pub const STALE = 116;
     pub const TIMEDOUT = 110;
-    pub const OWNERDEAD = 130;
 };
 
 pub const O = struct {
@@ -349,9 +348,6 @@ pub const MAP_NORESERVE = 0x4000;
 
 pub fn mmap(len: usize, prot: u32) usize {
     return linux.syscall6(.mmap, 0, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, u(-1), 0);
-}
-pub fn munmap(addr: usize, len: usize) usize {
-    return sc2(.munmap, addr, len);
 }
 pub fn mprotect(addr: usize, len: usize, prot: u32) usize {
     return sc3(.mprotect, addr, len, prot);
