@@ -1,7 +1,7 @@
 /* The floor: spawning from C with no runtime around it.
  *   c_baseline posix_spawn N PROGRAM   median microseconds of posix_spawn + waitpid
  *   c_baseline vfork N PROGRAM         median microseconds of vfork + execve + waitpid
- * Prints one JSON object.
+ * Prints one JSON object: every sample and their median.
  */
 #define _GNU_SOURCE
 #include <spawn.h>
@@ -47,7 +47,10 @@ int main(int argc, char **argv) {
     waitpid(pid, &status, 0);
     t[i] = now_us() - start;
   }
+  /* Every sample, in order, so a caller can pool them with its own; then the median. */
+  printf("{\"samplesUs\": [");
+  for (int i = 0; i < n; i++) printf(i == 0 ? "%.2f" : ", %.2f", t[i]);
   qsort(t, n, sizeof *t, cmp);
-  printf("{\"medianUs\": %.2f, \"n\": %d}\n", t[n / 2], n);
+  printf("], \"medianUs\": %.2f, \"n\": %d}\n", t[n / 2], n);
   return 0;
 }

@@ -50,11 +50,13 @@ for (const run of runs) {
   const c = run.cBaseline;
   lines.push("");
   lines.push(
-    `C floor (tiny child): posix_spawn+waitpid ${fmt(c.posixSpawnTinyUs)} µs, vfork+execve+waitpid ${
-      fmt(c.vforkTinyUs)
-    } µs; /bin/true ${fmt(c.posixSpawnTrueUs)} µs. spawnHandle / posix_spawn floor: ${
+    `C floor, measured in the same rounds (tiny child): posix_spawn+waitpid ${
+      fmt(c.posixSpawnTinyUs)
+    } µs, vfork+execve+waitpid ${fmt(c.vforkTinyUs)} µs; /bin/true ${
+      fmt(c.posixSpawnTrueUs)
+    } µs. spawnHandle / posix_spawn floor: ${
       fmt(run.sequentialTiny.spawnHandle.medianUs / c.posixSpawnTinyUs, 2)
-    }.`,
+    }; / vfork floor: ${fmt(run.sequentialTiny.spawnHandle.medianUs / c.vforkTinyUs, 2)}.`,
   );
   lines.push("", `3. ${run.sleepers.spawnHandle.count} sleeping children awaited at once:`, "");
   lines.push(

@@ -6,7 +6,7 @@
  */
 
 /** Must equal `abi_version` in zig/src/abi.zig. */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 /** `abi.none`: an absent offset or index. */
 export const NONE = 0xffff_ffff;
 /** Most descriptors one spawn may set up. */
@@ -105,6 +105,8 @@ export const ExitRecord = {
   pid: 8,
   kind: 12,
   value: 16,
+  /** After a lost exit, the pidfd the caller now owns; else -1. */
+  pidfd: 20,
   user_cpu_us: 24,
   system_cpu_us: 32,
   max_rss_kib: 40,

@@ -34,6 +34,8 @@ export interface LibraryCalls {
   read(fd: number, buffer: Uint8Array, length: number): number;
   write(fd: number, buffer: Uint8Array, length: number): number;
   checkReaper(): number;
+  pidfdExport(slot: number, generation: number): number;
+  pidfdRelease(slot: number, generation: number): number;
   close(fd: number): number;
 }
 
@@ -83,6 +85,8 @@ export function bindCalls(s: Record<string, Fn>, usize: (n: number) => number | 
     read: (fd, buffer, length) => s.ph_read(fd, buffer, usize(length)),
     write: (fd, buffer, length) => s.ph_write(fd, buffer, usize(length)),
     checkReaper: () => s.ph_check_reaper(),
+    pidfdExport: (slot, gen) => s.ph_pidfd_export(slot, gen),
+    pidfdRelease: (slot, gen) => s.ph_pidfd_release(slot, gen),
     close: (fd) => s.ph_close(fd),
   };
 }

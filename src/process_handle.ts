@@ -17,9 +17,21 @@ const ESRCH = 3;
 const ESTALE = 116;
 const SIGKILL = 9;
 
-/** Closes pidfds of handles collected without their exit ever being observed. */
-const pidfdFinalizer = new FinalizationRegistry<{ fd: number; native: Native }>((held) => {
-  if (held.fd >= 0) held.native.close(held.fd);
+/** A pidfd JavaScript owns (exported through `fd`, or kept after a lost exit). */
+interface OwnedPidfd {
+  fd: number;
+  readonly slot: number;
+  readonly generation: number;
+  readonly native: Native;
+}
+
+/**
+ * Closes owned pidfds of handles collected before they closed them. While the slot is not
+ * drained, the library takes the pidfd back and closes it at the exit; after that, it is ours.
+ */
+const pidfdFinalizer = new FinalizationRegistry<OwnedPidfd>((held) => {
+  if (held.fd < 0) return;
+  if (held.native.pidfdRelease(held.slot, held.generation) === -ESTALE) held.native.close(held.fd);
 });
 
 /** Thrown when a handle is used after `[Symbol.asyncDispose]` released it. */
@@ -91,8 +103,10 @@ export class ProcessHandle implements AsyncDisposable {
   readonly #command: string;
   readonly #args: readonly string[];
   readonly #leadsGroup: boolean;
-  readonly #pidfd: { fd: number; native: Native };
-  #fdExported = false;
+  /** The pidfd while the library owns it (it closes it when the exit is drained). */
+  #pidfd: number;
+  /** Set once JavaScript owns the pidfd; then only this handle (or its finalizer) closes it. */
+  #owned: OwnedPidfd | null = null;
   #status: ProcessStatus | null = null;
   #lost: ReaperDiedError | null = null;
   #waiters = 0;
@@ -124,8 +138,7 @@ export class ProcessHandle implements AsyncDisposable {
     this.#args = init.plan.args;
     this.#leadsGroup = init.plan.pgroup === 0 || init.plan.setsid;
     this.#refed = init.ref;
-    this.#pidfd = { fd: init.pidfd, native: this.#native };
-    pidfdFinalizer.register(this, this.#pidfd);
+    this.#pidfd = init.pidfd;
     this.#registry.add(init.slot, this);
     this.#armLifetime(init.plan);
     this.#updateHold();
@@ -138,8 +151,12 @@ export class ProcessHandle implements AsyncDisposable {
    * read closes it as soon as the exit is delivered. -1 on kernels without pidfds.
    */
   get fd(): number {
-    this.#fdExported = true;
-    return this.#pidfd.fd;
+    if (this.#owned === null && this.#pidfd >= 0) {
+      // Still running (a delivered exit sets #pidfd to -1): take it from the library.
+      if (this.#native.pidfdExport(this.#slot, this.#generation) < 0) return -1;
+      this.#own();
+    }
+    return this.#owned?.fd ?? -1;
   }
 
   /** @internal The slot generation the registry matches exit records against. */
@@ -353,7 +370,9 @@ export class ProcessHandle implements AsyncDisposable {
     this.#timers = null;
     this.#cleanup = null;
     if (recordKind(view, offset) === ExitKind.lost) {
-      // The pidfd stays open: the orphan may still run and it is the only safe way to it.
+      // The pidfd stays open, now ours: the orphan may still run and it is the only safe way
+      // to it.
+      if (this.#owned === null && this.#pidfd >= 0) this.#own();
       this.#lost = new ReaperDiedError(this.pid, this.#command);
       this.#updateHold();
       this.#reject?.(this.#lost);
@@ -361,7 +380,8 @@ export class ProcessHandle implements AsyncDisposable {
       return;
     }
     this.#status = decodeStatus(view, offset);
-    if (!this.#fdExported) this.#closePidfd();
+    // Not exported: the library closes it as it drains this record.
+    if (this.#owned === null) this.#pidfd = -1;
     this.#updateHold();
     if (this.#resolve !== null) {
       this.#observe();
@@ -373,12 +393,18 @@ export class ProcessHandle implements AsyncDisposable {
     this.#closePidfd();
   }
 
+  #own(): void {
+    this.#owned = { fd: this.#pidfd, slot: this.#slot, generation: this.#generation, native: this.#native };
+    this.#pidfd = -1;
+    pidfdFinalizer.register(this, this.#owned);
+  }
+
   #closePidfd(): void {
-    if (this.#pidfd.fd >= 0) {
-      this.#native.close(this.#pidfd.fd);
-      // The finalizer sees -1 and does nothing; unregistering would only cost time per exit.
-      this.#pidfd.fd = -1;
-    }
+    const owned = this.#owned;
+    if (owned === null || owned.fd < 0) return;
+    this.#native.close(owned.fd);
+    // The finalizer sees -1 and does nothing; unregistering would only cost time per exit.
+    owned.fd = -1;
   }
 
   #updateHold(): void {

@@ -79,7 +79,12 @@ export class Registry {
         const slot = this.#view.getUint32(offset + ExitRecord.slot, true);
         const generation = this.#view.getUint32(offset + ExitRecord.generation, true);
         const handle = this.#handles.get(slot);
-        if (handle === undefined || handle[GENERATION] !== generation) continue;
+        if (handle === undefined || handle[GENERATION] !== generation) {
+          // Nobody will own a lost child's pidfd: close it.
+          const pidfd = this.#view.getInt32(offset + ExitRecord.pidfd, true);
+          if (pidfd >= 0) this.native.close(pidfd);
+          continue;
+        }
         this.#handles.delete(slot);
         handle[SETTLE](this.#view, offset);
       }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readFileSync, readlinkSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { libc, POLLIN } from "../ffi/libc.ts";
 import { reaperInfo, spawnHandle } from "../mod.ts";
 import { EXPECT_PIDFD, sleep, test } from "./harness.ts";
@@ -37,6 +37,78 @@ if (EXPECT_PIDFD) {
     assert.equal(status.signal, "SIGTERM");
     // Observed: the descriptor is closed and reported as -1.
     assert.equal(child.fd, -1);
+  });
+}
+
+function readLinkOrNull(fd: number): string | null {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return null;
+  }
+}
+
+/** The pidfds in this process's table, by the pid each refers to. */
+function pidfdsByPid(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const name of readdirSync("/proc/self/fd")) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${name}`) !== "anon_inode:[pidfd]") continue;
+      const pid = Number(/Pid:\s+(-?\d+)/.exec(readFileSync(`/proc/self/fdinfo/${name}`, "utf8"))![1]);
+      out.set(pid, Number(name));
+    } catch {
+      // Closed while we looked.
+    }
+  }
+  return out;
+}
+
+/** Descriptors watched by some epoll set in this process's table (the reaper's among them). */
+function epollTargets(): Set<number> {
+  const out = new Set<number>();
+  for (const name of readdirSync("/proc/self/fd")) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${name}`) !== "anon_inode:[eventpoll]") continue;
+      const info = readFileSync(`/proc/self/fdinfo/${name}`, "utf8");
+      for (const m of info.matchAll(/tfd:\s+(\d+)/g)) out.add(Number(m[1]));
+    } catch {
+      // Closed while we looked.
+    }
+  }
+  return out;
+}
+
+if (EXPECT_PIDFD) {
+  test("the reaper watches each child's pidfd; one nobody read is closed when the exit arrives", async () => {
+    const children = [0, 1, 2].map(() => spawnHandle("sleep", ["5"]));
+    const pidfds = pidfdsByPid();
+    const watched = epollTargets();
+    const fds = children.map((child) => pidfds.get(child.pid));
+    for (const fd of fds) {
+      assert.ok(fd !== undefined && fd > 2, `a pidfd for each child: ${[...pidfds]}`);
+      assert.ok(watched.has(fd), `pidfd ${fd} is in an epoll set: ${[...watched]}`);
+    }
+    for (const child of children) child.sendSignal("SIGKILL");
+    for (const child of children) assert.equal((await child.wait()).signal, "SIGKILL");
+    const after = pidfdsByPid();
+    for (const child of children) assert.equal(after.get(child.pid), undefined, "closed after the exit");
+  });
+
+  test("a pidfd read through child.fd stays open past the exit until the exit is observed", async () => {
+    const child = spawnHandle("sleep", ["5"]);
+    const fd = child.fd;
+    child.sendSignal("SIGKILL");
+    // Delivered (the registry drains it) but not observed: nobody asked for the status yet.
+    assert.equal(c.poll(fd, POLLIN, 5000)[0], 1);
+    await sleep(100);
+    // Still ours, and the kernel says the process is gone (a reaped pidfd shows Pid -1).
+    assert.equal(readlinkSync(`/proc/self/fd/${fd}`), "anon_inode:[pidfd]");
+    assert.match(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"), /Pid:\s+-1\n/);
+    assert.equal(child.fd, fd);
+    assert.equal((await child.wait()).signal, "SIGKILL");
+    assert.equal(child.fd, -1);
+    // Closed (the number may already serve something else, never this pidfd).
+    assert.notEqual(readLinkOrNull(fd), "anon_inode:[pidfd]");
   });
 }
 

@@ -6,7 +6,7 @@ const std = @import("std");
 
 /// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
 /// TypeScript loader refuses a library whose version differs.
-pub const abi_version: u32 = 4;
+pub const abi_version: u32 = 5;
 
 pub const slots_max: u32 = 1 << 16;
 pub const listeners_max: u32 = 64;
@@ -157,7 +157,8 @@ pub const ExitRecord = extern struct {
     kind: ExitKind,
     /// Exit code (`exited`) or signal number (`killed`, `dumped`).
     value: i32,
-    reserved: u32,
+    /// After a `lost` exit, the child's pidfd, which the caller owns from now on; else -1.
+    pidfd: i32,
     user_cpu_us: u64,
     system_cpu_us: u64,
     max_rss_kib: u64,

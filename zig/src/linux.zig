@@ -34,6 +34,10 @@ const Slot = extern struct {
     pgid: i32,
     /// 1 once its reaper died: another process is its parent now; see `orphans`.
     orphan: u32,
+    /// 1 once JavaScript took the pidfd (`ph_pidfd_export`): then it closes it, not `drain`.
+    pidfd_exported: u32,
+    /// 1 while the reaper's epoll set watches its pidfd (reaper only).
+    watched: u32,
     kind: abi.ExitKind,
     value: i32,
     user_cpu_us: u64,
@@ -252,7 +256,7 @@ fn slot_record(index: u32, out: *abi.ExitRecord) void {
         .pid = slot.pid,
         .kind = slot.kind,
         .value = slot.value,
-        .reserved = 0,
+        .pidfd = if (slot.kind == .lost) slot.pidfd else -1,
         .user_cpu_us = slot.user_cpu_us,
         .system_cpu_us = slot.system_cpu_us,
         .max_rss_kib = slot.max_rss_kib,
@@ -360,6 +364,7 @@ pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
     while (tail != head and count < out.len) : (count += 1) {
         const slot_index = l.ring[tail % abi.slots_max];
         slot_record(slot_index, &out[count]);
+        release_pidfd(slot_index);
         slot_free(slot_index);
         g.slots_in_use -= 1;
         tail +%= 1;
@@ -372,6 +377,42 @@ pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
         _ = sys.write(l.write_fd, @ptrCast(&byte), 1);
     }
     return @intCast(count);
+}
+
+/// A drained slot's pidfd is closed here unless JavaScript took it, so delivering an exit
+/// costs no FFI call per child. After a lost exit JavaScript keeps it: the orphan may still
+/// run and its pidfd is the only safe way to it.
+fn release_pidfd(index: u32) void {
+    const slot = &g.slots[index];
+    if (slot.pidfd >= 0 and slot.pidfd_exported == 0 and slot.kind != .lost) _ = sys.close(slot.pidfd);
+    slot.pidfd = -1;
+}
+
+/// Hands a child's pidfd to JavaScript, which closes it from then on; -ESTALE once drained.
+pub fn pidfd_export(index: u32, generation: u32) i32 {
+    if (index >= abi.slots_max) return -sys.E.INVAL;
+    lock(&g.lock);
+    defer unlock(&g.lock);
+    const slot = &g.slots[index];
+    if (slot.generation != generation or @atomicLoad(u32, &slot.state, .acquire) == SlotState.free) {
+        return -sys.E.STALE;
+    }
+    slot.pidfd_exported = 1;
+    return slot.pidfd;
+}
+
+/// Gives an exported pidfd back (its handle was collected): `drain` closes it. -ESTALE once
+/// drained: then the caller closes it.
+pub fn pidfd_release(index: u32, generation: u32) i32 {
+    if (index >= abi.slots_max) return -sys.E.INVAL;
+    lock(&g.lock);
+    defer unlock(&g.lock);
+    const slot = &g.slots[index];
+    if (slot.generation != generation or @atomicLoad(u32, &slot.state, .acquire) == SlotState.free) {
+        return -sys.E.STALE;
+    }
+    slot.pidfd_exported = 0;
+    return 0;
 }
 
 /// 1 and the record when the slot's child has exited, 0 while it runs, -ESTALE for a slot
@@ -581,6 +622,8 @@ const event_signal: u64 = 1;
 const event_host: u64 = 2;
 /// Event data of an orphan's pidfd: this plus its slot index.
 const event_orphan: u64 = 16;
+/// Event data of a running child's pidfd: this plus its slot index.
+const event_child: u64 = event_orphan + abi.slots_max;
 /// An orphan that exited but whose new parent has not reaped it after this long is reported
 /// lost (some inits never reap, e.g. this project's CI machine's PID 1).
 const orphan_grace_ns = 2_000_000_000;
@@ -594,6 +637,8 @@ const reaper_poll_ns = 200_000;
 fn reaper_main(_: usize) callconv(.c) u8 {
     // A name to recognise it by in ps and /proc/<pid>/comm.
     _ = sys.prctl(sys.PR_SET_NAME, @intFromPtr("ph-reaper"));
+    // A new reaper has no children of its own yet (its predecessor's are orphans now).
+    unwatched = 0;
     var act = sys.KSigaction{ .handler = sys.SIG.DFL, .flags = 0, .restorer = 0, .mask = 0 };
     var sig: u32 = 1;
     while (sig <= sys.SIG.max) : (sig += 1) {
@@ -619,7 +664,7 @@ fn reaper_main(_: usize) callconv(.c) u8 {
     _ = sys.futex_wake(&g.reaper_ready, 1);
     if (g.reaper_setup_errno != 0) sys.exit(1);
 
-    var events: [8]sys.EpollEvent = undefined;
+    var events: [64]sys.EpollEvent = undefined;
     var busy_until_ns: u64 = 0;
     while (true) {
         var timeout_ms: i32 = if (g.host_pidfd >= 0) -1 else parent_poll_ms;
@@ -647,7 +692,9 @@ fn reaper_main(_: usize) callconv(.c) u8 {
                     reap_all();
                 },
                 event_host => host_exited(),
-                else => {
+                else => if (event.data >= event_child) {
+                    child_exited(@intCast(event.data - event_child));
+                } else {
                     assert(event.data >= event_orphan);
                     orphan_exited(@intCast(event.data - event_orphan));
                 },
@@ -734,6 +781,7 @@ fn host_exited() noreturn {
 }
 
 fn reap_all() void {
+    if (unwatched == 0) return;
     // Without pidfds, or for children that lead a process group, host threads signal by
     // pid under `signal_lock`; peeking first lets the reaper take that lock before reaping.
     var reaped: u32 = 0;
@@ -753,6 +801,7 @@ fn record_exit(info: *const sys.SigInfo, usage: *const sys.Rusage) void {
     const index = g.table.remove(info.pid) orelse return;
     const slot = &g.slots[index];
     assert(slot.pid == info.pid);
+    if (slot.watched == 0) unwatched -= 1;
     slot.kind = switch (info.code) {
         sys.CLD.EXITED => .exited,
         sys.CLD.KILLED => .killed,
@@ -782,12 +831,41 @@ fn serve_request() void {
         slot.pid = request.pid;
         slot.pidfd = request.pidfd;
         slot.pgid = leads_group(request);
+        slot.watched = 0;
         g.table.insert(request.pid, request.slot);
+        watch_child(request.slot);
         @atomicStore(u32, &slot.state, SlotState.running, .release);
     }
     g.plan = null;
     @atomicStore(u32, &g.request_done, 1, .release);
     _ = sys.futex_wake(&g.request_done, 1);
+}
+
+/// Each child is found by its own pidfd becoming readable, so an exit is reaped by pid:
+/// waitid(P_ALL) walks the children list, which is O(children) per exit with 10,000 waiting.
+/// Children without a watched pidfd are found by SIGCHLD and that walk.
+fn watch_child(index: u32) void {
+    const slot = &g.slots[index];
+    if (slot.pidfd >= 0 and sys.errno(sys.epoll_add_oneshot(g.epoll_fd, slot.pidfd, event_child + index)) == 0) {
+        slot.watched = 1;
+    } else {
+        unwatched += 1;
+    }
+}
+
+/// Running children whose exit only SIGCHLD reports (no pidfd, or epoll refused it).
+var unwatched: u32 = 0;
+
+fn child_exited(index: u32) void {
+    const slot = &g.slots[index];
+    if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) return;
+    var info = std.mem.zeroes(sys.SigInfo);
+    var usage = std.mem.zeroes(sys.Rusage);
+    lock(&signal_lock);
+    defer unlock(&signal_lock);
+    // WNOHANG: a stale event (the slot was reaped and reused since) must not block.
+    const rc = sys.waitid(sys.P.PID, slot.pid, &info, sys.W.EXITED | sys.W.NOHANG, &usage);
+    if (sys.errno(rc) == 0 and info.pid == slot.pid) record_exit(&info, &usage);
 }
 
 fn leads_group(request: *const abi.Request) i32 {
@@ -1082,6 +1160,7 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
     slot.listener = request.listener;
     slot.kill_on_exit_signal = request.kill_on_exit_signal;
     slot.kind = .running;
+    slot.pidfd_exported = 0;
     request.slot = slot_index;
     request.generation = slot.generation;
 

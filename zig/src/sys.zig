@@ -144,6 +144,7 @@ pub const EpollEvent = extern struct {
 };
 
 pub const EPOLLIN = 1;
+pub const EPOLLONESHOT = 1 << 30;
 
 comptime {
     std.debug.assert(@sizeOf(SigInfo) == 128);
@@ -331,6 +332,11 @@ pub fn epoll_create() usize {
 }
 pub fn epoll_add(epfd: i32, fd: i32, data: u64) usize {
     var ev = EpollEvent{ .events = EPOLLIN, .data = data };
+    return sc4(.epoll_ctl, u(epfd), 1, u(fd), @intFromPtr(&ev));
+}
+/// One report, then disabled until the descriptor is closed (which removes it from the set).
+pub fn epoll_add_oneshot(epfd: i32, fd: i32, data: u64) usize {
+    var ev = EpollEvent{ .events = EPOLLIN | EPOLLONESHOT, .data = data };
     return sc4(.epoll_ctl, u(epfd), 1, u(fd), @intFromPtr(&ev));
 }
 pub fn epoll_wait(epfd: i32, events: []EpollEvent, timeout_ms: i32) usize {
