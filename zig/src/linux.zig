@@ -211,7 +211,9 @@ fn reset_after_fork() void {
         g.child_stack = child_stack;
         g.memory_ready = true;
     }
-    // g.lock is zero again: the copy has one thread, nobody else can hold it.
+    // g.lock is zero again: the copy has one thread, nobody else can hold it. Nor can the
+    // parent's reaper hold `signal_lock` here, though it may have at the fork.
+    @atomicStore(u32, &signal_lock, 0, .release);
 }
 
 fn ensure_process() void {
@@ -478,7 +480,7 @@ fn signal_locked(index: u32, sig: i32, group: bool) i32 {
     if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) return -sys.E.SRCH;
     return -sys.errno(sys.kill(if (group) -slot.pgid else slot.pid, sig));
 }
-var signal_lock: u32 = 0;
+pub var signal_lock: u32 = 0;
 
 // ---------------------------------------------------------------------------------------------
 // The reaper's lifetime, seen from the host.

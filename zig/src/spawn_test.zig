@@ -191,6 +191,25 @@ test "a host that forks without exec: the copy starts its own reaper, the parent
     try testing.expectEqual(parent_reaper, info.reaper_pid);
 }
 
+test "a fork while the parent's reaper holds its lock: the copy's reaper is not stuck on it" {
+    _ = try spawn_wait(&.{"true"});
+    var info: abi.Info = undefined;
+    linux.get_info(&info);
+    const parent_reaper = info.reaper_pid;
+    // What the reaper does around each reap; a fork at that instant copies the held lock.
+    @atomicStore(u32, &linux.signal_lock, 1, .release);
+    const pid = std.os.linux.fork();
+    if (pid == 0) {
+        const code: u8 = forked_copy(parent_reaper) catch 100;
+        sys.exit_group(code);
+    }
+    @atomicStore(u32, &linux.signal_lock, 0, .release);
+    try testing.expect(sys.errno(pid) == 0);
+    var status: u32 = 0;
+    _ = std.os.linux.waitpid(@intCast(pid), &status, 0);
+    try testing.expectEqual(@as(u32, 0), status);
+}
+
 /// Runs in the forked copy; the exit code says what went wrong (0: all well).
 fn forked_copy(parent_reaper: i32) !u8 {
     const opened = linux.listener_open(false);
