@@ -123,7 +123,7 @@ export interface SpawnPlan {
   command: string;
   args: readonly string[];
   argv: string[];
-  env: string[];
+  env: readonly string[];
   /** libc's `environ` address when the child inherits the host's environment as is, else 0. */
   hostEnviron: bigint;
   searchPath: string | null;
@@ -280,7 +280,8 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
   const cwd = o.cwd === undefined ? null : checkPath("cwd", o.cwd);
   checkBoolean("clearEnv", o.clearEnv);
   const inherit = o.env === undefined && !o.clearEnv && host.hostEnviron !== 0n;
-  const merged: Record<string, string> = o.clearEnv || inherit ? {} : definedOnly(host.environment());
+  const copyAsIs = o.env === undefined && !o.clearEnv && !inherit;
+  const merged: Record<string, string> = o.clearEnv || inherit || copyAsIs ? {} : definedOnly(host.environment());
   if (o.env !== undefined) {
     if (o.env === null || typeof o.env !== "object" || Array.isArray(o.env)) {
       throw typeError("env", "an object of strings", o.env);
@@ -293,8 +294,8 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
       else merged[key] = checkString(`env.${key}`, value);
     }
   }
-  const env = inherit ? [] : Object.entries(merged).map(([key, value]) => `${key}=${value}`);
-  const path = inherit ? host.getEnv("PATH") : merged.PATH;
+  const env = inherit ? [] : copyAsIs ? hostEnvironmentList(host) : Object.entries(merged).map(([k, v]) => `${k}=${v}`);
+  const path = inherit || copyAsIs ? host.getEnv("PATH") : merged.PATH;
   const argv0 = o.argv0 === undefined ? cmd : checkString("argv0", o.argv0);
 
   const actions = planDescriptors(o);
@@ -451,6 +452,49 @@ function planOne(
     ? '"null", "piped", "piped-input", a descriptor number or { path }'
     : `"inherit", "null", "piped", ${stream === "stderr" ? '"stdout", ' : ""}a descriptor number or { path }`;
   throw valueError(option, `must be ${allowed}`, value);
+}
+
+/** The last host environment copied as "KEY=value" strings, with what it was made from. */
+let lastHostEnvironment: { keys: string[]; values: string[]; list: readonly string[] } | null = null;
+
+/**
+ * The host's environment as "KEY=value" strings. When it has not changed since the last
+ * spawn, the same array comes back, so `encodeRequest` can reuse its encoded bytes too
+ * (Bun keeps no libc copy, so every spawn reads the environment; comparing is the cheap part).
+ */
+export function hostEnvironmentList(host: HostEnvironment): readonly string[] {
+  const environment = host.environment();
+  const last = lastHostEnvironment;
+  if (last !== null) {
+    let i = 0;
+    let same = true;
+    for (const key in environment) {
+      const value = environment[key];
+      if (value === undefined) continue;
+      if (i >= last.keys.length || last.keys[i] !== key || last.values[i] !== value) {
+        same = false;
+        break;
+      }
+      i++;
+    }
+    if (same && i === last.keys.length) return last.list;
+  }
+  const keys: string[] = [];
+  const values: string[] = [];
+  for (const key in environment) {
+    const value = environment[key];
+    if (value === undefined) continue;
+    keys.push(key);
+    values.push(value);
+  }
+  const list = Object.freeze(keys.map((key, i) => `${key}=${values[i]}`));
+  lastHostEnvironment = { keys, values, list };
+  return list;
+}
+
+/** The list `hostEnvironmentList` returned last, if any. */
+export function lastHostEnvironmentList(): readonly string[] | null {
+  return lastHostEnvironment?.list ?? null;
 }
 
 function definedOnly(environment: Record<string, string | undefined>): Record<string, string> {

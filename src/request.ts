@@ -6,7 +6,7 @@
  * @module
  */
 import { FdAction, NONE, Request, RequestFlag, RlimitEntry } from "../ffi/abi.ts";
-import type { SpawnPlan } from "./options.ts";
+import { lastHostEnvironmentList, type SpawnPlan } from "./options.ts";
 
 const encoder = new TextEncoder();
 let buffer = new Uint8Array(16 * 1024);
@@ -20,6 +20,9 @@ export interface EncodedRequest {
 }
 
 const align8 = (n: number) => (n + 7) & ~7;
+
+/** The last environment list encoded, and its bytes ("KEY=value\0" each). */
+let lastEnv: { list: readonly string[]; bytes: Uint8Array } = { list: [], bytes: new Uint8Array(0) };
 
 /** Encodes `plan` for `listener`; `ignoreMask` lists signals the child starts with ignored. */
 export function encodeRequest(plan: SpawnPlan, listener: number, ignoreMask: bigint): EncodedRequest {
@@ -52,7 +55,16 @@ export function encodeRequest(plan: SpawnPlan, listener: number, ignoreMask: big
     return start;
   };
   for (const s of plan.argv) put(s);
-  for (const s of plan.env) put(s);
+  if (plan.env.length > 0 && plan.env === lastEnv.list) {
+    // The host's unchanged environment (see hostEnvironmentList): its bytes as last time.
+    bytes.set(lastEnv.bytes, at);
+    at += lastEnv.bytes.length;
+  } else {
+    const envStart = at;
+    for (const s of plan.env) put(s);
+    // Only the host's own list is worth keeping: it comes back while nothing changes.
+    if (plan.env === lastHostEnvironmentList()) lastEnv = { list: plan.env, bytes: bytes.slice(envStart, at) };
+  }
   const stringsLength = at - stringsOffset;
   const fileOffset = put(plan.command);
   const searchOffset = plan.searchPath !== null ? put(plan.searchPath) : NONE;

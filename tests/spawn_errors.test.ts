@@ -182,8 +182,8 @@ test("cleanup", () => rmSync(dir, { recursive: true, force: true }));
 test("the child gets the host's environment as it is at spawn time, changes included", async () => {
   const { readAll } = await import("./harness.ts");
   const { default: process } = await import("node:process");
-  const seen = async () => {
-    const child = spawnHandle("/usr/bin/env", [], { stdout: "piped" });
+  const seen = async (options: object = {}) => {
+    const child = spawnHandle("/usr/bin/env", [], { stdout: "piped", ...options });
     const lines = new TextDecoder().decode(await readAll(child.stdout!)).split("\n");
     await child.wait();
     return lines;
@@ -192,6 +192,11 @@ test("the child gets the host's environment as it is at spawn time, changes incl
   assert.ok((await seen()).includes("PH_LIVE_TEST=first"));
   process.env.PH_LIVE_TEST = "second";
   assert.ok((await seen()).includes("PH_LIVE_TEST=second"));
+  // An explicit environment in between leaves nothing behind for the next plain spawn.
+  assert.ok((await seen({ env: { PH_ONCE: "1" } })).includes("PH_ONCE=1"));
+  const again = await seen();
+  assert.ok(again.includes("PH_LIVE_TEST=second"));
+  assert.equal(again.some((l) => l.startsWith("PH_ONCE=")), false);
   delete process.env.PH_LIVE_TEST;
   assert.equal((await seen()).some((l) => l.startsWith("PH_LIVE_TEST=")), false);
 });
