@@ -164,6 +164,9 @@ function rssKiB(): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))![1]);
 }
 
+/** Spawners in alternating order, round by round, so drift on a noisy machine hits all alike. */
+const inOrder = (round: number) => (round % 2 === 0 ? spawners : [...spawners].reverse());
+
 /** The C floor's two modes, run as batches inside scenario 1's rounds. */
 const FLOORS = [["C posix_spawn", "posix_spawn"], ["C vfork", "vfork"]] as const;
 
@@ -177,8 +180,7 @@ async function sequential(program: string, args: string[], perRound: number, rou
   const samples = new Map<string, number[]>(names.map((name) => [name, []]));
   for (const s of spawners) for (let i = 0; i < 20; i++) await s.run(program, args);
   for (let round = 0; round < rounds; round++) {
-    const order = round % 2 === 0 ? spawners : [...spawners].reverse();
-    for (const s of order) {
+    for (const s of inOrder(round)) {
       for (let i = 0; i < perRound; i++) {
         const start = now();
         await s.run(program, args);
@@ -197,18 +199,20 @@ async function cBaselineUs(mode: string, n: number, program: string): Promise<nu
   return JSON.parse(text).samplesUs;
 }
 
-/** Scenario 2: N children started at once, wait for all. */
-async function burst(count: number, reps: number) {
-  const out: Record<string, { childrenPerSecond: number; medianMs: number }> = {};
-  for (const s of spawners) {
-    const times: number[] = [];
-    for (let r = 0; r < reps; r++) {
+/** Scenario 2: N children started at once, wait for all; the spawners take turns. */
+async function burst(count: number, rounds: number) {
+  const times = new Map<string, number[]>(spawners.map((s) => [s.name, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (const s of inOrder(round)) {
       const start = now();
       await Promise.all(Array.from({ length: count }, () => s.run(TINY, [])));
-      times.push(now() - start);
+      times.get(s.name)!.push(now() - start);
     }
-    const ms = median(times);
-    out[s.name] = { childrenPerSecond: Math.round(count / (ms / 1000)), medianMs: ms };
+  }
+  const out: Record<string, { childrenPerSecond: number; medianMs: number }> = {};
+  for (const [name, xs] of times) {
+    const ms = median(xs);
+    out[name] = { childrenPerSecond: Math.round(count / (ms / 1000)), medianMs: ms };
   }
   return out;
 }
@@ -257,17 +261,17 @@ async function sleepers(count: number) {
 }
 
 /** Scenario 4: from the child's exit (its last act is a monotonic stamp) to our promise. */
-async function latency(n: number) {
-  const out: Record<string, { medianUs: number; n: number }> = {};
-  for (const s of spawners) {
-    const xs: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const [at, text] = await s.stamped(TINY, ["stamp"]);
-      xs.push(Number(at - BigInt(text.trim())) / 1000);
+async function latency(perRound: number, rounds: number) {
+  const samples = new Map<string, number[]>(spawners.map((s) => [s.name, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (const s of inOrder(round)) {
+      for (let i = 0; i < perRound; i++) {
+        const [at, text] = await s.stamped(TINY, ["stamp"]);
+        samples.get(s.name)!.push(Number(at - BigInt(text.trim())) / 1000);
+      }
     }
-    out[s.name] = { medianUs: median(xs), n };
   }
-  return out;
+  return Object.fromEntries([...samples].map(([name, xs]) => [name, { medianUs: median(xs), n: xs.length }]));
 }
 
 /** Scenario 5: sequential spawn latency with 0, 1 and 4 GiB of touched host memory. */
@@ -282,15 +286,17 @@ async function heap(sizesGiB: number[], n: number) {
       keep.push(block);
       held++;
     }
-    for (const s of spawners) {
-      const xs: number[] = [];
-      for (let i = 0; i < n; i++) {
-        const start = now();
-        await s.run(TINY, []);
-        xs.push((now() - start) * 1000);
+    const samples = new Map<string, number[]>(spawners.map((s) => [s.name, []]));
+    for (let round = 0; round < 5; round++) {
+      for (const s of inOrder(round)) {
+        for (let i = 0; i < n / 5; i++) {
+          const start = now();
+          await s.run(TINY, []);
+          samples.get(s.name)!.push((now() - start) * 1000);
+        }
       }
-      (out[s.name] ??= {})[`${gib}GiB`] = median(xs);
     }
+    for (const [name, xs] of samples) (out[name] ??= {})[`${gib}GiB`] = median(xs);
   }
   keep.length = 0;
   // Collect the dropped gigabytes now, not inside whichever scenario runs next.
@@ -302,7 +308,7 @@ async function heap(sizesGiB: number[], n: number) {
 async function throughput(bytes: number, rounds: number) {
   const samples = new Map<string, number[]>(spawners.map((s) => [s.name, []]));
   for (let round = 0; round < rounds; round++) {
-    for (const s of round % 2 === 0 ? spawners : [...spawners].reverse()) {
+    for (const s of inOrder(round)) {
       gc();
       const start = now();
       const read = await s.cat(bytes);
@@ -337,9 +343,9 @@ const result = {
     "1. sequential, /bin/true",
     () => sequential("/bin/true", [], QUICK ? 20 : 50, QUICK ? 2 : 6),
   ),
-  burst: await step("2. 1000 at once", () => burst(QUICK ? 200 : 1000, QUICK ? 1 : 3)),
+  burst: await step("2. 1000 at once", () => burst(QUICK ? 200 : 1000, QUICK ? 1 : 5)),
   sleepers: await step("3. sleeping children", () => sleepers(QUICK ? 500 : 10_000)),
-  latency: await step("4. exit-notification latency", () => latency(QUICK ? 30 : 200)),
+  latency: await step("4. exit-notification latency", () => latency(QUICK ? 10 : 40, QUICK ? 3 : 6)),
   heap: await step("5. spawn latency vs touched heap", () => heap(QUICK ? [0, 1] : [0, 1, 4], QUICK ? 30 : 100)),
   throughput: await step("6. piped throughput through cat", () => throughput(QUICK ? 64 * 2 ** 20 : 2 ** 30, 3)),
 };
