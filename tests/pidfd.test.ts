@@ -104,6 +104,8 @@ if (EXPECT_PIDFD) {
     // Still ours, and the kernel says the process is gone (a reaped pidfd shows Pid -1).
     assert.equal(readlinkSync(`/proc/self/fd/${fd}`), "anon_inode:[pidfd]");
     assert.match(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"), /Pid:\s+-1\n/);
+    // The reaper took it out of its epoll set once it reaped the child.
+    assert.equal(epollTargets().has(fd), false);
     assert.equal(child.fd, fd);
     assert.equal((await child.wait()).signal, "SIGKILL");
     assert.equal(child.fd, -1);

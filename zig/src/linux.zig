@@ -861,13 +861,19 @@ var unwatched: u32 = 0;
 fn child_exited(index: u32) void {
     const slot = &g.slots[index];
     if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) return;
+    const pidfd = slot.pidfd;
     var info = std.mem.zeroes(sys.SigInfo);
     var usage = std.mem.zeroes(sys.Rusage);
     lock(&signal_lock);
-    defer unlock(&signal_lock);
     // WNOHANG: a stale event (the slot was reaped and reused since) must not block.
     const rc = sys.waitid(sys.P.PID, slot.pid, &info, sys.W.EXITED | sys.W.NOHANG, &usage);
-    if (sys.errno(rc) == 0 and info.pid == slot.pid) record_exit(&info, &usage);
+    const reaped = sys.errno(rc) == 0 and info.pid == slot.pid;
+    if (reaped) record_exit(&info, &usage);
+    unlock(&signal_lock);
+    // Out of the set now, after publishing: else the host's close of the pidfd would take the
+    // epoll set's mutex, against this thread. If the host closed it already and the number
+    // went to another file, the kernel matches (file, fd) and this is a harmless ENOENT.
+    if (reaped) _ = sys.epoll_del(g.epoll_fd, pidfd);
 }
 
 fn leads_group(request: *const abi.Request) i32 {
