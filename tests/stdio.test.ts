@@ -109,3 +109,17 @@ test("the host's pipe ends are closed once the streams finish", async () => {
   // A leak is a descriptor that appeared; one from an earlier test may close meanwhile.
   assert.deepEqual([...openFds()].filter(([fd]) => !before.has(fd)), [], "pipe ends leaked");
 });
+
+test('piped stdio are pipes, so the child can reopen them as "/dev/stdin" and "/dev/stdout"', async () => {
+  // Runtimes that use socketpairs (Bun.spawn, node:child_process) fail this with ENXIO.
+  const child = spawnHandle("sh", ["-c", "stat -L -c %F /dev/stdin /dev/stdout; cat /dev/stdin > /dev/stdout"], {
+    stdin: "piped",
+    stdout: "piped",
+  });
+  const writer = child.stdin!.getWriter();
+  await writer.write(new TextEncoder().encode("through /dev/stdin\n"));
+  await writer.close();
+  const text = new TextDecoder().decode(await readAll(child.stdout!));
+  assert.equal(text, "fifo\nfifo\nthrough /dev/stdin\n");
+  assert.equal((await child.wait()).code, 0);
+});
