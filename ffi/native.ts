@@ -35,7 +35,6 @@ export interface LibraryCalls {
   write(fd: number, buffer: Uint8Array, length: number): number;
   checkReaper(): number;
   pidfdExport(slot: number, generation: number): number;
-  pidfdRelease(slot: number, generation: number): number;
   close(fd: number): number;
 }
 
@@ -86,7 +85,6 @@ export function bindCalls(s: Record<string, Fn>, usize: (n: number) => number | 
     write: (fd, buffer, length) => s.ph_write(fd, buffer, usize(length)),
     checkReaper: () => s.ph_check_reaper(),
     pidfdExport: (slot, gen) => s.ph_pidfd_export(slot, gen),
-    pidfdRelease: (slot, gen) => s.ph_pidfd_release(slot, gen),
     close: (fd) => s.ph_close(fd),
   };
 }

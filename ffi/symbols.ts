@@ -51,8 +51,6 @@ export const symbols = {
   ph_check_reaper: { parameters: [], result: "i32" },
   /** int32_t ph_pidfd_export(uint32_t slot, uint32_t generation) */
   ph_pidfd_export: { parameters: ["u32", "u32"], result: "i32" },
-  /** int32_t ph_pidfd_release(uint32_t slot, uint32_t generation) */
-  ph_pidfd_release: { parameters: ["u32", "u32"], result: "i32" },
   /** int32_t ph_close(int32_t fd) */
   ph_close: { parameters: ["i32"], result: "i32" },
 } as const satisfies Record<string, SymbolSpec>;

@@ -17,21 +17,15 @@ const ESRCH = 3;
 const ESTALE = 116;
 const SIGKILL = 9;
 
-/** A pidfd JavaScript owns (exported through `fd`, or kept after a lost exit). */
+/** A pidfd JavaScript owns: a duplicate exported through `fd`, or one handed over after a lost exit. */
 interface OwnedPidfd {
   fd: number;
-  readonly slot: number;
-  readonly generation: number;
   readonly native: Native;
 }
 
-/**
- * Closes owned pidfds of handles collected before they closed them. While the slot is not
- * drained, the library takes the pidfd back and closes it at the exit; after that, it is ours.
- */
+/** Closes the owned pidfds of handles collected before they closed them. */
 const pidfdFinalizer = new FinalizationRegistry<OwnedPidfd>((held) => {
-  if (held.fd < 0) return;
-  if (held.native.pidfdRelease(held.slot, held.generation) === -ESTALE) held.native.close(held.fd);
+  if (held.fd >= 0) held.native.close(held.fd);
 });
 
 /** Thrown when a handle is used after `[Symbol.asyncDispose]` released it. */
@@ -103,9 +97,9 @@ export class ProcessHandle implements AsyncDisposable {
   readonly #command: string;
   readonly #args: readonly string[];
   readonly #leadsGroup: boolean;
-  /** The pidfd while the library owns it (it closes it when the exit is drained). */
-  #pidfd: number;
-  /** Set once JavaScript owns the pidfd; then only this handle (or its finalizer) closes it. */
+  /** The library's pidfd for the child (-1 without pidfds); the library closes it. */
+  readonly #pidfd: number;
+  /** A pidfd this handle owns and closes (or its finalizer does). */
   #owned: OwnedPidfd | null = null;
   #status: ProcessStatus | null = null;
   #lost: ReaperDiedError | null = null;
@@ -145,16 +139,18 @@ export class ProcessHandle implements AsyncDisposable {
   }
 
   /**
-   * The pidfd: it polls readable once the child has exited. Once read, it stays open until
-   * the exit is observed (`wait` resolved, `waitNonblock`/`waitSync` reported it) or the
-   * handle is disposed; then it is closed and this reads -1. A handle whose `fd` was never
-   * read closes it as soon as the exit is delivered. -1 on kernels without pidfds.
+   * A pidfd for the child: it polls readable once the child has exited. The first read makes
+   * it (a duplicate of the library's own, so closing it early hides nothing from the reaper);
+   * it stays open until the exit is observed (`wait` resolved, `waitNonblock`/`waitSync`
+   * reported it) or the handle is disposed, then it is closed and this reads -1. Read first
+   * after the exit was delivered, or on kernels without pidfds, it is -1.
    */
   get fd(): number {
-    if (this.#owned === null && this.#pidfd >= 0) {
-      // Still running (a delivered exit sets #pidfd to -1): take it from the library.
-      if (this.#native.pidfdExport(this.#slot, this.#generation) < 0) return -1;
-      this.#own();
+    if (this.#owned === null && this.#pidfd >= 0 && this.#status === null && this.#lost === null) {
+      // A duplicate: closing it, even early, cannot hide the exit from the reaper.
+      const fd = this.#native.pidfdExport(this.#slot, this.#generation);
+      if (fd < 0) return -1;
+      this.#own(fd);
     }
     return this.#owned?.fd ?? -1;
   }
@@ -370,9 +366,11 @@ export class ProcessHandle implements AsyncDisposable {
     this.#timers = null;
     this.#cleanup = null;
     if (recordKind(view, offset) === ExitKind.lost) {
-      // The pidfd stays open, now ours: the orphan may still run and it is the only safe way
-      // to it.
-      if (this.#owned === null && this.#pidfd >= 0) this.#own();
+      // The library hands its pidfd over: the orphan may still run and it is the only safe way
+      // to it. One exported before is enough.
+      const handed = view.getInt32(offset + ExitRecord.pidfd, true);
+      if (handed >= 0 && this.#owned === null) this.#own(handed);
+      else if (handed >= 0) this.#native.close(handed);
       this.#lost = new ReaperDiedError(this.pid, this.#command);
       this.#updateHold();
       this.#reject?.(this.#lost);
@@ -380,8 +378,6 @@ export class ProcessHandle implements AsyncDisposable {
       return;
     }
     this.#status = decodeStatus(view, offset);
-    // Not exported: the library closes it as it drains this record.
-    if (this.#owned === null) this.#pidfd = -1;
     this.#updateHold();
     if (this.#resolve !== null) {
       this.#observe();
@@ -393,9 +389,8 @@ export class ProcessHandle implements AsyncDisposable {
     this.#closePidfd();
   }
 
-  #own(): void {
-    this.#owned = { fd: this.#pidfd, slot: this.#slot, generation: this.#generation, native: this.#native };
-    this.#pidfd = -1;
+  #own(fd: number): void {
+    this.#owned = { fd, native: this.#native };
     pidfdFinalizer.register(this, this.#owned);
   }
 

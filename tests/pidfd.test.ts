@@ -48,6 +48,21 @@ function readLinkOrNull(fd: number): string | null {
   }
 }
 
+/** Every pidfd in this process's table that refers to `pid`. */
+function pidfdsOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc/self/fd")) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${name}`) !== "anon_inode:[pidfd]") continue;
+      const info = readFileSync(`/proc/self/fdinfo/${name}`, "utf8");
+      if (Number(/Pid:\s+(-?\d+)/.exec(info)![1]) === pid) out.push(Number(name));
+    } catch {
+      // Closed while we looked.
+    }
+  }
+  return out;
+}
+
 /** The pidfds in this process's table, by the pid each refers to. */
 function pidfdsByPid(): Map<number, number> {
   const out = new Map<number, number>();
@@ -97,6 +112,9 @@ if (EXPECT_PIDFD) {
   test("a pidfd read through child.fd stays open past the exit until the exit is observed", async () => {
     const child = spawnHandle("sleep", ["5"]);
     const fd = child.fd;
+    // The library's own pidfd for the child, which its reaper watches.
+    const own = pidfdsOf(child.pid).find((n) => n !== fd);
+    assert.ok(own !== undefined && epollTargets().has(own), `library pidfd ${own}`);
     child.sendSignal("SIGKILL");
     // Delivered (the registry drains it) but not observed: nobody asked for the status yet.
     assert.equal(c.poll(fd, POLLIN, 5000)[0], 1);
@@ -104,13 +122,30 @@ if (EXPECT_PIDFD) {
     // Still ours, and the kernel says the process is gone (a reaped pidfd shows Pid -1).
     assert.equal(readlinkSync(`/proc/self/fd/${fd}`), "anon_inode:[pidfd]");
     assert.match(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"), /Pid:\s+-1\n/);
-    // The reaper took it out of its epoll set once it reaped the child.
-    assert.equal(epollTargets().has(fd), false);
+    // The reaper took its own out of its epoll set when it reaped the child. (Closing it would
+    // not: the entry lives as long as the open file, which our copy shares.)
+    assert.equal(epollTargets().has(own), false);
     assert.equal(child.fd, fd);
     assert.equal((await child.wait()).signal, "SIGKILL");
     assert.equal(child.fd, -1);
     // Closed (the number may already serve something else, never this pidfd).
     assert.notEqual(readLinkOrNull(fd), "anon_inode:[pidfd]");
+  });
+}
+
+if (EXPECT_PIDFD) {
+  test("child.fd is the caller's own copy: closing it early hides nothing from the reaper", async () => {
+    const child = spawnHandle("sleep", ["5"]);
+    const fd = child.fd;
+    assert.ok(fd > 2);
+    assert.notEqual(pidfdsByPid().size, 0);
+    assert.equal(c.close(fd)[0], 0);
+    // The library's own pidfd is still there and still watched.
+    const own = pidfdsByPid().get(child.pid);
+    assert.ok(own !== undefined && own !== fd && epollTargets().has(own), `library pidfd ${own}`);
+    child.sendSignal("SIGKILL");
+    const status = await Promise.race([child.wait(), sleep(5000).then(() => null)]);
+    assert.equal(status?.signal, "SIGKILL");
   });
 }
 

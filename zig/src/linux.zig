@@ -34,8 +34,6 @@ const Slot = extern struct {
     pgid: i32,
     /// 1 once its reaper died: another process is its parent now; see `orphans`.
     orphan: u32,
-    /// 1 once JavaScript took the pidfd (`ph_pidfd_export`): then it closes it, not `drain`.
-    pidfd_exported: u32,
     /// 1 while the reaper's epoll set watches its pidfd (reaper only).
     watched: u32,
     kind: abi.ExitKind,
@@ -381,16 +379,18 @@ pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
     return @intCast(count);
 }
 
-/// A drained slot's pidfd is closed here unless JavaScript took it, so delivering an exit
-/// costs no FFI call per child. After a lost exit JavaScript keeps it: the orphan may still
-/// run and its pidfd is the only safe way to it.
+/// A drained slot's pidfd is closed here, so delivering an exit costs no FFI call per child.
+/// After a lost exit it goes to JavaScript with the record: the orphan may still run and its
+/// pidfd is the only safe way to it.
 fn release_pidfd(index: u32) void {
     const slot = &g.slots[index];
-    if (slot.pidfd >= 0 and slot.pidfd_exported == 0 and slot.kind != .lost) _ = sys.close(slot.pidfd);
+    if (slot.pidfd >= 0 and slot.kind != .lost) _ = sys.close(slot.pidfd);
     slot.pidfd = -1;
 }
 
-/// Hands a child's pidfd to JavaScript, which closes it from then on; -ESTALE once drained.
+/// A duplicate of a child's pidfd for JavaScript, which owns and closes it. The library keeps
+/// its own: the reaper's epoll set watches that one, so nothing the caller does with the copy
+/// (closing it early included) can hide the exit. -ESTALE once drained.
 pub fn pidfd_export(index: u32, generation: u32) i32 {
     if (index >= abi.slots_max) return -sys.E.INVAL;
     lock(&g.lock);
@@ -399,22 +399,10 @@ pub fn pidfd_export(index: u32, generation: u32) i32 {
     if (slot.generation != generation or @atomicLoad(u32, &slot.state, .acquire) == SlotState.free) {
         return -sys.E.STALE;
     }
-    slot.pidfd_exported = 1;
-    return slot.pidfd;
-}
-
-/// Gives an exported pidfd back (its handle was collected): `drain` closes it. -ESTALE once
-/// drained: then the caller closes it.
-pub fn pidfd_release(index: u32, generation: u32) i32 {
-    if (index >= abi.slots_max) return -sys.E.INVAL;
-    lock(&g.lock);
-    defer unlock(&g.lock);
-    const slot = &g.slots[index];
-    if (slot.generation != generation or @atomicLoad(u32, &slot.state, .acquire) == SlotState.free) {
-        return -sys.E.STALE;
-    }
-    slot.pidfd_exported = 0;
-    return 0;
+    if (slot.pidfd < 0) return -sys.E.BADF;
+    const rc = sys.fcntl(slot.pidfd, sys.F.DUPFD_CLOEXEC, 3);
+    if (sys.errno(rc) != 0) return -sys.errno(rc);
+    return sys.int(rc);
 }
 
 /// 1 and the record when the slot's child has exited, 0 while it runs, -ESTALE for a slot
@@ -1168,7 +1156,6 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
     slot.listener = request.listener;
     slot.kill_on_exit_signal = request.kill_on_exit_signal;
     slot.kind = .running;
-    slot.pidfd_exported = 0;
     request.slot = slot_index;
     request.generation = slot.generation;
 

@@ -97,11 +97,6 @@ export fn ph_pidfd_export(slot: u32, generation: u32) i32 {
     return backend.pidfd_export(slot, generation);
 }
 
-/// int32_t ph_pidfd_release(uint32_t slot, uint32_t generation)
-export fn ph_pidfd_release(slot: u32, generation: u32) i32 {
-    return backend.pidfd_release(slot, generation);
-}
-
 /// int32_t ph_close(int32_t fd)
 export fn ph_close(fd: i32) i32 {
     return backend.close_fd(fd);
