@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import process from "node:process";
-import { procStat, runFixture, sleep, test } from "./harness.ts";
+import { spawn as nodeSpawn } from "node:child_process";
+import { fixture, procStat, runFixture, runtimeArgv, sleep, test } from "./harness.ts";
 
 async function gone(pid: number, withinMs: number): Promise<boolean> {
   const end = performance.now() + withinMs;
@@ -41,4 +42,22 @@ test("the host exits in the middle of a burst of spawns: the reaper goes, and ki
   assert.ok(pids.length > 50, `only ${pids.length} children`);
   assert.equal(await gone(reaper, 1000), true, "reaper still alive");
   for (const pid of pids) assert.equal(await gone(pid, 2000), true, `child ${pid} survived`);
+});
+
+test("a host killed with SIGKILL in the middle of spawning leaves no reaper behind (8 kills)", async () => {
+  // Each kill lands somewhere in a spawn; some land while the child waits for the host's
+  // attributes, which it must notice through the host's pidfd instead of holding the reaper.
+  for (let round = 0; round < 8; round++) {
+    const [cmd, argv] = runtimeArgv(fixture("spawn_loop.ts"));
+    const host = nodeSpawn(cmd, argv, { stdio: ["ignore", "pipe", "inherit"] });
+    const line = await new Promise<string>((resolve, reject) => {
+      host.stdout!.setEncoding("utf8").once("data", (d: string) => resolve(d));
+      host.on("error", reject);
+    });
+    const { reaper } = JSON.parse(line);
+    assert.ok(reaper > 0);
+    await sleep(20 + round * 7);
+    host.kill("SIGKILL");
+    assert.equal(await gone(reaper, 3000), true, `round ${round}: reaper ${reaper} still alive`);
+  }
 });

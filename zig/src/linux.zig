@@ -87,6 +87,10 @@ const ChildPlan = struct {
     reaper_pid: i32 = 0,
     /// Set by the reaper when it starts serving the request.
     taken: u32 = 0,
+    /// 1 once the host filled in its attribute changes (rlimits..set_uid above). The host
+    /// reads its attributes (about 20 syscalls) while the reaper wakes and clones; the child
+    /// waits for this before it applies them (set before the hand-off when there is no host pidfd).
+    attributes_ready: u32 = 0,
     // Output, written by the child before it exits on failure.
     err_errno: i32 = 0,
     err_step: abi.Step = .none,
@@ -964,6 +968,7 @@ fn child_main(arg: usize) callconv(.c) u8 {
     if (request.flags & abi.flag_setsid != 0) check(plan, .setsid, sys.setsid());
     if (request.flags & abi.flag_setpgid != 0) check(plan, .setpgid, sys.setpgid(0, request.pgid));
 
+    child_wait_attributes(plan);
     var resource: u32 = 0;
     while (resource < sys.rlimit_count) : (resource += 1) {
         if (plan.rlimit_mask & (@as(u32, 1) << @intCast(resource)) == 0) continue;
@@ -995,6 +1000,26 @@ fn child_main(arg: usize) callconv(.c) u8 {
     check(plan, .signals, sys.rt_sigprocmask(sys.SIG.SETMASK, &empty, null));
     child_exec(plan);
 }
+
+/// Waits for the host's attribute changes (see `ChildPlan.attributes_ready`). The host sets
+/// them right after handing over the request, so this is microseconds; a host that died in
+/// between is noticed through its pidfd and fails the child instead of holding the reaper.
+fn child_wait_attributes(plan: *ChildPlan) void {
+    var spins: u32 = 0;
+    while (@atomicLoad(u32, &plan.attributes_ready, .acquire) == 0) : (spins += 1) {
+        if (spins < attributes_spin_max) {
+            std.atomic.spinLoopHint();
+            continue;
+        }
+        _ = sys.futex_wait(&plan.attributes_ready, 0, liveness_check_ms);
+        if (@atomicLoad(u32, &plan.attributes_ready, .acquire) != 0) return;
+        if (g.host_pidfd >= 0) {
+            var fds = [1]sys.PollFd{.{ .fd = g.host_pidfd, .events = sys.POLLIN, .revents = 0 }};
+            if (sys.poll(&fds, 1, 0) == 1) child_fail(plan, .reaper, @bitCast(@as(isize, -sys.E.SRCH)), abi.none);
+        }
+    }
+}
+const attributes_spin_max = 20_000;
 
 fn cstr(base: [*]u8, offset: u32) [*:0]const u8 {
     return @ptrCast(base + offset);
@@ -1165,8 +1190,12 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
         request.err_index = pipes_rc.index;
         return fail(request, .pipe, pipes_rc.errno);
     }
-    host_attribute_changes(&plan);
-
+    if (g.host_pidfd < 0) {
+        // Without a host pidfd the child could not tell a dead host from a stopped one while
+        // it waits, so nothing overlaps: read the attributes first.
+        host_attribute_changes(&plan);
+        plan.attributes_ready = 1;
+    }
     var attempts: u32 = 0;
     while (attempts < 2) : (attempts += 1) {
         if (submit(&plan)) break;
@@ -1194,6 +1223,11 @@ fn submit(plan: *ChildPlan) bool {
     @atomicStore(u32, &g.request_done, 0, .release);
     const one: u64 = 1;
     _ = sys.write(g.request_efd, @ptrCast(&one), 8);
+    if (@atomicLoad(u32, &plan.attributes_ready, .acquire) == 0) {
+        host_attribute_changes(plan);
+        @atomicStore(u32, &plan.attributes_ready, 1, .release);
+        _ = sys.futex_wake(&plan.attributes_ready, 1);
+    }
     spin_until_done();
     while (@atomicLoad(u32, &g.request_done, .acquire) == 0) {
         _ = sys.futex_wait(&g.request_done, 0, liveness_check_ms);

@@ -144,6 +144,7 @@ pub const EpollEvent = extern struct {
 };
 
 pub const EPOLLIN = 1;
+pub const POLLIN: i16 = 1;
 pub const EPOLLONESHOT = 1 << 30;
 
 comptime {
