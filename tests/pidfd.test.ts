@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
 import { libc, POLLIN } from "../ffi/libc.ts";
 import { reaperInfo, spawnHandle } from "../mod.ts";
-import { EXPECT_PIDFD, sleep, test } from "./harness.ts";
+import { EXPECT_PIDFD, openFds, sleep, test } from "./harness.ts";
 
 const c = await libc();
 const O_CLOEXEC = 0o2000000;
@@ -40,57 +40,37 @@ if (EXPECT_PIDFD) {
   });
 }
 
-function readLinkOrNull(fd: number): string | null {
-  try {
-    return readlinkSync(`/proc/self/fd/${fd}`);
-  } catch {
-    return null;
+const PIDFD = "anon_inode:[pidfd]";
+const pidOf = (fdinfo: string) => Number(/Pid:\s+(-?\d+)/.exec(fdinfo)![1]);
+
+/** This process's descriptors that link to `link`, each with its fdinfo text. */
+function fdinfosOf(link: string): { fd: number; fdinfo: string }[] {
+  const out: { fd: number; fdinfo: string }[] = [];
+  for (const [fd, target] of openFds()) {
+    if (target !== link) continue;
+    try {
+      out.push({ fd, fdinfo: readFileSync(`/proc/self/fdinfo/${fd}`, "utf8") });
+    } catch {
+      // Closed while we looked.
+    }
   }
+  return out;
 }
 
 /** Every pidfd in this process's table that refers to `pid`. */
 function pidfdsOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync("/proc/self/fd")) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${name}`) !== "anon_inode:[pidfd]") continue;
-      const info = readFileSync(`/proc/self/fdinfo/${name}`, "utf8");
-      if (Number(/Pid:\s+(-?\d+)/.exec(info)![1]) === pid) out.push(Number(name));
-    } catch {
-      // Closed while we looked.
-    }
-  }
-  return out;
+  return fdinfosOf(PIDFD).filter((e) => pidOf(e.fdinfo) === pid).map((e) => e.fd);
 }
 
 /** The pidfds in this process's table, by the pid each refers to. */
 function pidfdsByPid(): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const name of readdirSync("/proc/self/fd")) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${name}`) !== "anon_inode:[pidfd]") continue;
-      const pid = Number(/Pid:\s+(-?\d+)/.exec(readFileSync(`/proc/self/fdinfo/${name}`, "utf8"))![1]);
-      out.set(pid, Number(name));
-    } catch {
-      // Closed while we looked.
-    }
-  }
-  return out;
+  return new Map(fdinfosOf(PIDFD).map((e) => [pidOf(e.fdinfo), e.fd]));
 }
 
 /** Descriptors watched by some epoll set in this process's table (the reaper's among them). */
 function epollTargets(): Set<number> {
-  const out = new Set<number>();
-  for (const name of readdirSync("/proc/self/fd")) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${name}`) !== "anon_inode:[eventpoll]") continue;
-      const info = readFileSync(`/proc/self/fdinfo/${name}`, "utf8");
-      for (const m of info.matchAll(/tfd:\s+(\d+)/g)) out.add(Number(m[1]));
-    } catch {
-      // Closed while we looked.
-    }
-  }
-  return out;
+  const targets = fdinfosOf("anon_inode:[eventpoll]").flatMap((e) => [...e.fdinfo.matchAll(/tfd:\s+(\d+)/g)]);
+  return new Set(targets.map((m) => Number(m[1])));
 }
 
 if (EXPECT_PIDFD) {
@@ -129,7 +109,7 @@ if (EXPECT_PIDFD) {
     assert.equal((await child.wait()).signal, "SIGKILL");
     assert.equal(child.fd, -1);
     // Closed (the number may already serve something else, never this pidfd).
-    assert.notEqual(readLinkOrNull(fd), "anon_inode:[pidfd]");
+    assert.notEqual(openFds().get(fd), PIDFD);
   });
 }
 
