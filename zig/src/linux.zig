@@ -648,10 +648,10 @@ fn reaper_main(_: usize) callconv(.c) u8 {
     }
     if (sys.errno(rc) == 0) {
         g.epoll_fd = sys.int(rc);
-        rc = sys.epoll_add(g.epoll_fd, g.signal_fd, event_signal);
+        rc = sys.epoll_add(g.epoll_fd, g.signal_fd, sys.EPOLLIN, event_signal);
     }
-    if (sys.errno(rc) == 0) rc = sys.epoll_add(g.epoll_fd, g.request_efd, event_request);
-    if (sys.errno(rc) == 0 and g.host_pidfd >= 0) rc = sys.epoll_add(g.epoll_fd, g.host_pidfd, event_host);
+    if (sys.errno(rc) == 0) rc = sys.epoll_add(g.epoll_fd, g.request_efd, sys.EPOLLIN, event_request);
+    if (sys.errno(rc) == 0 and g.host_pidfd >= 0) rc = sys.epoll_add(g.epoll_fd, g.host_pidfd, sys.EPOLLIN, event_host);
     if (sys.errno(rc) == 0) watch_orphans();
     g.reaper_setup_errno = sys.errno(rc);
     @atomicStore(u32, &g.reaper_ready, 1, .release);
@@ -709,7 +709,7 @@ fn watch_orphans() void {
     while (index < g.next_unused) : (index += 1) {
         const slot = &g.slots[index];
         if (slot.orphan != 1 or @atomicLoad(u32, &slot.state, .acquire) != SlotState.running) continue;
-        if (sys.errno(sys.epoll_add(g.epoll_fd, slot.pidfd, event_orphan + index)) != 0) {
+        if (sys.errno(sys.epoll_add(g.epoll_fd, slot.pidfd, sys.EPOLLIN, event_orphan + index)) != 0) {
             orphan_done(index, .lost, 0);
         }
     }
@@ -840,7 +840,9 @@ fn serve_request() void {
 /// Children without a watched pidfd are found by SIGCHLD and that walk.
 fn watch_child(index: u32) void {
     const slot = &g.slots[index];
-    if (slot.pidfd >= 0 and sys.errno(sys.epoll_add_oneshot(g.epoll_fd, slot.pidfd, event_child + index)) == 0) {
+    // One report each: `child_exited` takes it out of the set once it has reaped the child.
+    const events = sys.EPOLLIN | sys.EPOLLONESHOT;
+    if (slot.pidfd >= 0 and sys.errno(sys.epoll_add(g.epoll_fd, slot.pidfd, events, event_child + index)) == 0) {
         slot.watched = 1;
     } else {
         unwatched += 1;

@@ -331,13 +331,8 @@ pub fn eventfd() usize {
 pub fn epoll_create() usize {
     return sc1(.epoll_create1, O.CLOEXEC);
 }
-pub fn epoll_add(epfd: i32, fd: i32, data: u64) usize {
-    var ev = EpollEvent{ .events = EPOLLIN, .data = data };
-    return sc4(.epoll_ctl, u(epfd), 1, u(fd), @intFromPtr(&ev));
-}
-/// One report, then disabled until the descriptor is closed (which removes it from the set).
-pub fn epoll_add_oneshot(epfd: i32, fd: i32, data: u64) usize {
-    var ev = EpollEvent{ .events = EPOLLIN | EPOLLONESHOT, .data = data };
+pub fn epoll_add(epfd: i32, fd: i32, events: u32, data: u64) usize {
+    var ev = EpollEvent{ .events = events, .data = data };
     return sc4(.epoll_ctl, u(epfd), 1, u(fd), @intFromPtr(&ev));
 }
 pub fn epoll_wait(epfd: i32, events: []EpollEvent, timeout_ms: i32) usize {
