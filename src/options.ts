@@ -294,7 +294,7 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
       else merged[key] = checkString(`env.${key}`, value);
     }
   }
-  const env = inherit ? [] : copyAsIs ? hostEnvironmentList(host) : Object.entries(merged).map(([k, v]) => `${k}=${v}`);
+  const env = inherit ? [] : copyAsIs ? hostEnvironmentList(host) : environmentStrings(merged);
   const path = inherit || copyAsIs ? host.getEnv("PATH") : merged.PATH;
   const argv0 = o.argv0 === undefined ? cmd : checkString("argv0", o.argv0);
 
@@ -455,12 +455,13 @@ function planOne(
 }
 
 /** The last host environment copied as "KEY=value" strings, with what it was made from. */
-let lastHostEnvironment: { keys: string[]; values: string[]; list: readonly string[] } | null = null;
+let lastHostEnvironment: { keys: string[]; defined: Record<string, string>; list: readonly string[] } | null = null;
 
 /**
  * The host's environment as "KEY=value" strings. When it has not changed since the last
- * spawn, the same array comes back, so `encodeRequest` can reuse its encoded bytes too
- * (Bun keeps no libc copy, so every spawn reads the environment; comparing is the cheap part).
+ * spawn (same keys, same order, same values), the same array comes back, so `encodeRequest`
+ * can reuse its encoded bytes too (Bun keeps no libc copy, so every spawn reads the
+ * environment; comparing is the cheap part).
  */
 export function hostEnvironmentList(host: HostEnvironment): readonly string[] {
   const environment = host.environment();
@@ -471,7 +472,7 @@ export function hostEnvironmentList(host: HostEnvironment): readonly string[] {
     for (const key in environment) {
       const value = environment[key];
       if (value === undefined) continue;
-      if (i >= last.keys.length || last.keys[i] !== key || last.values[i] !== value) {
+      if (i >= last.keys.length || last.keys[i] !== key || last.defined[key] !== value) {
         same = false;
         break;
       }
@@ -479,17 +480,15 @@ export function hostEnvironmentList(host: HostEnvironment): readonly string[] {
     }
     if (same && i === last.keys.length) return last.list;
   }
-  const keys: string[] = [];
-  const values: string[] = [];
-  for (const key in environment) {
-    const value = environment[key];
-    if (value === undefined) continue;
-    keys.push(key);
-    values.push(value);
-  }
-  const list = Object.freeze(keys.map((key, i) => `${key}=${values[i]}`));
-  lastHostEnvironment = { keys, values, list };
+  const defined = definedOnly(environment);
+  const list = Object.freeze(environmentStrings(defined));
+  lastHostEnvironment = { keys: Object.keys(defined), defined, list };
   return list;
+}
+
+/** "KEY=value" for each entry, in order. */
+function environmentStrings(environment: Record<string, string>): string[] {
+  return Object.entries(environment).map(([key, value]) => `${key}=${value}`);
 }
 
 /** The list `hostEnvironmentList` returned last, if any. */
