@@ -16,6 +16,9 @@ import { monotonicNs, spawnHandle } from "../mod.ts";
 
 const OUT = process.argv[2] ?? "bench/results/bench.json";
 const QUICK = process.argv.includes("--quick");
+// `--only=3` (or `--only=1,6`) runs only those scenarios, for profiling one at a time; the
+// report needs a full run.
+const ONLY = process.argv.find((a) => a.startsWith("--only="))?.slice("--only=".length).split(",");
 const TINY = process.env.BENCH_TINY ?? ".tools/bench/tiny";
 const C_BASELINE = process.env.BENCH_C ?? ".tools/bench/c_baseline";
 const runtime = isBun ? "bun" : "deno";
@@ -229,11 +232,16 @@ async function sleepers(count: number) {
     const spawnStart = now();
     // Everyone sleeps until one absolute deadline, far enough to spawn them all first.
     const deadline = monotonicNs() + BigInt(Math.round(count * 1.2 + 1500)) * 1_000_000n;
-    // Each child appends the time it woke (its exit) here, so the last exit is known exactly.
+    // Each child stores the time it woke (its last act before exit) in its own 8-byte slot.
     const stamps = `${tmpdir()}/ph-bench-exits-${process.pid}-${s.name.replace(/\W/g, "_")}`;
-    rmSync(stamps, { force: true });
+    writeFileSync(stamps, new Uint8Array(count * 8));
+    // When each child's promise settled, to see how far delivery lags the exits.
+    const settles = new BigUint64Array(count);
     const waits: Promise<void>[] = [];
-    for (let i = 0; i < count; i++) waits.push(s.run(TINY, ["until", String(deadline), stamps]));
+    for (let i = 0; i < count; i++) {
+      const args = ["until", String(deadline), stamps, String(i)];
+      waits.push(s.run(TINY, args).then(() => void (settles[i] = monotonicNs())));
+    }
     const spawnMs = now() - spawnStart;
     gc();
     const threadsDuring = threads();
@@ -241,7 +249,8 @@ async function sleepers(count: number) {
     const beforeDeadline = monotonicNs() < deadline;
     await Promise.all(waits);
     const settled = monotonicNs();
-    const exits = readFileSync(stamps, "utf8").trim().split("\n").map(BigInt);
+    // A copy, so the array starts on an 8-byte boundary whatever buffer readFileSync used.
+    const exits = [...new BigUint64Array(new Uint8Array(readFileSync(stamps)).buffer)].filter((ns) => ns > 0n);
     rmSync(stamps, { force: true });
     const lastExit = exits.reduce((a, b) => (a > b ? a : b));
     const firstExit = exits.reduce((a, b) => (a < b ? a : b));
@@ -254,6 +263,8 @@ async function sleepers(count: number) {
       rssPerChildKiB: (rssDuring - rssBefore) / count,
       exitsRecorded: exits.length,
       exitSpreadMs: Number(lastExit - firstExit) / 1e6,
+      settledByLastExitPercent: (100 * settles.filter((ns) => ns <= lastExit).length) / count,
+      firstSettleAfterFirstExitMs: Number(settles.reduce((a, b) => (a < b ? a : b)) - firstExit) / 1e6,
       lastSettleAfterLastExitMs: Number(settled - lastExit) / 1e6,
     };
   }
@@ -321,7 +332,8 @@ async function throughput(bytes: number, rounds: number) {
 
 const version = isBun ? `Bun ${Bun.version}` : `Deno ${Deno.version.deno}`;
 console.error(`[bench] ${version}${QUICK ? " (quick)" : ""}`);
-const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+const step = async <T>(name: string, fn: () => Promise<T>): Promise<T | null> => {
+  if (ONLY && !ONLY.includes(name.split(".")[0])) return null;
   console.error(`[bench] ${name}`);
   return await fn();
 };
@@ -350,9 +362,9 @@ const result = {
   throughput: await step("6. piped throughput through cat", () => throughput(QUICK ? 64 * 2 ** 20 : 2 ** 30, 3)),
 };
 const cBaseline = {
-  posixSpawnTinyUs: result.sequentialTiny["C posix_spawn"].medianUs,
-  vforkTinyUs: result.sequentialTiny["C vfork"].medianUs,
-  posixSpawnTrueUs: result.sequentialTrue["C posix_spawn"].medianUs,
+  posixSpawnTinyUs: result.sequentialTiny?.["C posix_spawn"].medianUs,
+  vforkTinyUs: result.sequentialTiny?.["C vfork"].medianUs,
+  posixSpawnTrueUs: result.sequentialTrue?.["C posix_spawn"].medianUs,
 };
 writeFileSync(OUT, JSON.stringify({ ...result, cBaseline }, null, 2) + "\n");
 console.error(`[bench] wrote ${OUT}`);

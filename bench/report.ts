@@ -60,14 +60,16 @@ for (const run of runs) {
   );
   lines.push("", `3. ${run.sleepers.spawnHandle.count} sleeping children awaited at once:`, "");
   lines.push(
-    "| spawner | threads before → during | host RSS per child | exits spread over | last exit → last settle |",
+    "| spawner | threads before → during | host RSS per child | exits spread over | first exit → first settle | settled by the last exit | last exit → last settle |",
   );
-  lines.push("|---|---:|---:|---:|---:|");
+  lines.push("|---|---:|---:|---:|---:|---:|---:|");
   for (const [name, s] of Object.entries(run.sleepers) as [string, Result][]) {
     const cells = [
       `${s.threadsBefore} → ${s.threadsDuring}`,
       `${fmt(s.rssPerChildKiB, 2)} KiB`,
       `${fmt(s.exitSpreadMs, 1)} ms`,
+      `${fmt(s.firstSettleAfterFirstExitMs, 1)} ms`,
+      `${fmt(s.settledByLastExitPercent, 0)} %`,
       `${fmt(s.lastSettleAfterLastExitMs, 1)} ms`,
     ];
     lines.push(`| ${name} | ${cells.join(" | ")} |`);
