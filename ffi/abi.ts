@@ -6,7 +6,7 @@
  */
 
 /** Must equal `abi_version` in zig/src/abi.zig. */
-export const ABI_VERSION = 6;
+export const ABI_VERSION = 7;
 /** `abi.none`: an absent offset or index. */
 export const NONE = 0xffff_ffff;
 /** Most descriptors one spawn may set up. */
@@ -156,4 +156,5 @@ export const STEP_NAMES: readonly string[] = [
   "slots",
   "prctl",
   "setpriority",
+  "sched_setaffinity",
 ];

@@ -24,7 +24,22 @@ export interface Libc {
   getpid(): number;
   /** prctl(option, arg2, 0, 0, 0): [rc, errno]. */
   prctl(option: number, arg2: number): [number, number];
+  /** prlimit(0, resource, &{cur, max}, NULL) on the calling process: [rc, errno]. */
+  setrlimit(resource: number, cur: bigint, max: bigint): [number, number];
+  /** getrlimit(resource): [rc, cur, max, errno]. */
+  getrlimit(resource: number): [number, bigint, bigint, number];
+  /** setpriority(PRIO_PROCESS, 0, nice) for the calling thread: [rc, errno]. */
+  setNice(nice: number): [number, number];
+  /** sched_setaffinity(0, ...) for the calling thread to exactly `cpus`: [rc, errno]. */
+  setAffinity(cpus: number[]): [number, number];
+  /** sched_getaffinity(0, ...) of the calling thread: [rc, cpus, errno]. */
+  getAffinity(): [number, number[], number];
+  /** setgroups, then setresgid and setresuid to `gid` and `uid` (glibc applies each to every thread): [rc, errno]. */
+  setIds(uid: number, gid: number, groups: number[]): [number, number];
 }
+
+/** RLIMIT_NOFILE. */
+export const RLIMIT_NOFILE = 7;
 
 /** WNOHANG for waitpid. */
 export const WNOHANG = 1;
@@ -45,6 +60,13 @@ const SYMBOLS = {
   dup: [["i32"], "i32"],
   getpid: [[], "i32"],
   prctl: [["i32", "i64", "i64", "i64", "i64"], "i32"],
+  prlimit64: [["i32", "i32", "buffer", "buffer"], "i32"],
+  setpriority: [["i32", "i32", "i32"], "i32"],
+  sched_setaffinity: [["i32", "u64", "buffer"], "i32"],
+  sched_getaffinity: [["i32", "u64", "buffer"], "i32"],
+  setgroups: [["u64", "buffer"], "i32"],
+  setresgid: [["u32", "u32", "u32"], "i32"],
+  setresuid: [["u32", "u32", "u32"], "i32"],
   __errno_location: [[], "pointer"],
 } as const;
 
@@ -78,6 +100,8 @@ export async function libc(): Promise<Libc> {
   const pollfd = new Uint8Array(8);
   const pollView = new DataView(pollfd.buffer);
   const status = new Int32Array(1);
+  // cpu_set_t: 1024 CPUs.
+  const cpuMask = new BigUint64Array(16);
   const err = (rc: number) => (rc < 0 ? errno() : 0);
   cached = {
     waitpid(pid, options) {
@@ -112,6 +136,42 @@ export async function libc(): Promise<Libc> {
     prctl(option, arg2) {
       const rc = s.prctl(option, arg2, 0, 0, 0);
       return [rc, err(rc)];
+    },
+    setrlimit(resource, cur, max) {
+      const limit = new BigUint64Array([cur, max]);
+      const rc = s.prlimit64(0, resource, limit, null);
+      return [rc, err(rc)];
+    },
+    getrlimit(resource) {
+      const limit = new BigUint64Array(2);
+      const rc = s.prlimit64(0, resource, null, limit);
+      return [rc, limit[0], limit[1], err(rc)];
+    },
+    setNice(nice) {
+      const rc = s.setpriority(0, 0, nice);
+      return [rc, err(rc)];
+    },
+    setAffinity(cpus) {
+      cpuMask.fill(0n);
+      for (const cpu of cpus) cpuMask[cpu >> 6] |= 1n << BigInt(cpu & 63);
+      const rc = s.sched_setaffinity(0, isBun ? cpuMask.byteLength : BigInt(cpuMask.byteLength), cpuMask);
+      return [rc, err(rc)];
+    },
+    setIds(uid, gid, groups) {
+      const list = new Uint32Array(groups);
+      let rc = s.setgroups(isBun ? list.length : BigInt(list.length), list);
+      if (rc === 0) rc = s.setresgid(gid, gid, gid);
+      if (rc === 0) rc = s.setresuid(uid, uid, uid);
+      return [rc, err(rc)];
+    },
+    getAffinity() {
+      cpuMask.fill(0n);
+      const rc = s.sched_getaffinity(0, isBun ? cpuMask.byteLength : BigInt(cpuMask.byteLength), cpuMask);
+      const cpus: number[] = [];
+      for (let cpu = 0; cpu < cpuMask.length * 64; cpu++) {
+        if (cpuMask[cpu >> 6] & (1n << BigInt(cpu & 63))) cpus.push(cpu);
+      }
+      return [rc, cpus, err(rc)];
     },
   };
   return cached;

@@ -3,7 +3,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import process from "node:process";
 import { libc } from "../ffi/libc.ts";
 import { SpawnError, spawnHandle } from "../mod.ts";
-import { openFds, procStat, readAll, sleep, test } from "./harness.ts";
+import { openFds, procStat, readAll, runFixture, sleep, test } from "./harness.ts";
 
 const c = await libc();
 const dir = mkdtempSync("/tmp/ph-options-");
@@ -269,3 +269,15 @@ test("validation: each bad option throws a typed error naming it, and nothing is
 });
 
 test("cleanup", () => rmSync(dir, { recursive: true, force: true }));
+
+test("the host's rlimits, nice value, CPU affinity and ids as they are at spawn time, changes after the reaper's start included", async () => {
+  const result = await runFixture("host_attributes.ts");
+  assert.equal(result.code, 0, result.stderr);
+  const { host, child } = JSON.parse(result.stdout);
+  assert.equal(child.nofile, host.nofile);
+  assert.equal(child.nice, host.nice);
+  // With one CPU allowed there is nothing to narrow, and this part could not fail.
+  if (host.cpusBefore.includes(",")) assert.equal(child.cpus, host.cpus);
+  // Only root can change its ids.
+  if (host.ids !== null) assert.equal(child.ids, host.ids);
+});

@@ -6,7 +6,7 @@ const std = @import("std");
 
 /// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
 /// TypeScript loader refuses a library whose version differs.
-pub const abi_version: u32 = 6;
+pub const abi_version: u32 = 7;
 
 pub const slots_max: u32 = 1 << 16;
 pub const listeners_max: u32 = 64;
@@ -81,6 +81,7 @@ pub const Step = enum(u32) {
     slots = 18,
     pdeathsig = 19,
     priority = 20,
+    affinity = 21,
 };
 
 /// The spawn request: one buffer that TypeScript fills and passes by a single pointer.

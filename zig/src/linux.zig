@@ -67,6 +67,9 @@ const Attributes = struct {
     groups_count: u32 = 0,
     groups: [groups_max]u32 = undefined,
     priority: i32 = 0,
+    /// The calling thread's CPU affinity; zeros where the kernel's mask ends. Not known when
+    /// sched_getaffinity failed (a machine with more than 1024 CPUs): then never copied.
+    affinity: ?sys.CpuMask = null,
 };
 const groups_max = 256;
 
@@ -84,6 +87,7 @@ const ChildPlan = struct {
     set_gid: ?[3]u32 = null,
     set_uid: ?[3]u32 = null,
     set_priority: ?i32 = null,
+    set_affinity: ?sys.CpuMask = null,
     reaper_pid: i32 = 0,
     /// Set by the reaper when it starts serving the request.
     taken: u32 = 0,
@@ -606,6 +610,8 @@ fn snapshot_attributes(a: *Attributes) void {
     const rc = sys.getgroups(&a.groups);
     a.groups_count = if (sys.errno(rc) == 0) @intCast(rc) else 0;
     a.priority = sys.int(sys.getpriority());
+    var mask = std.mem.zeroes(sys.CpuMask);
+    a.affinity = if (sys.errno(sys.sched_getaffinity(&mask)) == 0) mask else null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -977,6 +983,7 @@ fn child_main(arg: usize) callconv(.c) u8 {
         check(plan, .rlimit, sys.prlimit(0, resource, &plan.rlimits[resource], null));
     }
     if (plan.set_priority) |priority| check(plan, .priority, sys.setpriority(priority));
+    if (plan.set_affinity) |*mask| check(plan, .affinity, sys.sched_setaffinity(mask));
 
     child_fds(plan);
     child_copies(plan);
@@ -1325,6 +1332,10 @@ fn host_attribute_changes(plan: *ChildPlan) void {
         plan.rlimits[i] = host;
     }
     plan.set_priority = if (now.priority != reaper.priority) 20 - now.priority else null;
+    plan.set_affinity = null;
+    if (now.affinity != null and reaper.affinity != null and !std.mem.eql(u64, &now.affinity.?, &reaper.affinity.?)) {
+        plan.set_affinity = now.affinity;
+    }
     plan.set_groups = null;
     plan.set_gid = null;
     plan.set_uid = null;

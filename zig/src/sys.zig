@@ -252,6 +252,15 @@ pub fn getpriority() usize {
 pub fn setpriority(nice: i32) usize {
     return sc3(.setpriority, 0, 0, u(nice));
 }
+/// The calling thread's CPU mask: 1024 CPUs, like glibc's cpu_set_t. Returns the bytes the
+/// kernel wrote (its own mask size); the rest of `mask` is left as it was.
+pub const CpuMask = [16]u64;
+pub fn sched_getaffinity(mask: *CpuMask) usize {
+    return sc3(.sched_getaffinity, 0, @sizeOf(CpuMask), @intFromPtr(mask));
+}
+pub fn sched_setaffinity(mask: *const CpuMask) usize {
+    return sc3(.sched_setaffinity, 0, @sizeOf(CpuMask), @intFromPtr(mask));
+}
 pub fn prlimit(pid: i32, resource: u32, new: ?*const Rlimit, old: ?*Rlimit) usize {
     return sc4(.prlimit64, u(pid), resource, @intFromPtr(new), @intFromPtr(old));
 }
