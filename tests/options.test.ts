@@ -268,8 +268,6 @@ test("validation: each bad option throws a typed error naming it, and nothing is
   assert.equal(openFds().size, fdsBefore);
 });
 
-test("cleanup", () => rmSync(dir, { recursive: true, force: true }));
-
 test("the host's rlimits, nice value, CPU affinity and ids as they are at spawn time, changes after the reaper's start included", async () => {
   const result = await runFixture("host_attributes.ts");
   assert.equal(result.code, 0, result.stderr);
@@ -281,3 +279,5 @@ test("the host's rlimits, nice value, CPU affinity and ids as they are at spawn 
   // Only root can change its ids.
   if (host.ids !== null) assert.equal(child.ids, host.ids);
 });
+
+test("cleanup", () => rmSync(dir, { recursive: true, force: true }));
