@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import process from "node:process";
 import { reaperInfo, spawnHandle } from "../mod.ts";
-import { openFds, sleep, test, threadCount, zombiesOf } from "./harness.ts";
+import { openFds, procStat, sleep, test, threadCount, zombiesOf } from "./harness.ts";
 
 const CYCLES = Number(process.env.PH_CYCLES ?? 10_000);
 const BATCH = 50;
@@ -33,6 +33,22 @@ test(`${CYCLES} spawn/wait cycles leave fds, threads and zombies unchanged`, asy
   assert.equal(reaperInfo().slotsInUse, 0);
   assert.equal(reaperInfo().reaperPid, reaper, "one reaper for the whole run");
 }, { timeoutMs: 300_000 });
+
+test("an exit goes out before its zombie is reaped, and the zombie is reaped at once, with nothing else to do", async () => {
+  const reaper = (await spawnHandle("true").wait(), reaperInfo().reaperPid);
+  for (let i = 0; i < 20; i++) {
+    const child = spawnHandle("true");
+    await child.wait();
+    // Within microseconds in practice; a zombie left until some later event would stay.
+    const end = performance.now() + 500;
+    let stat = procStat(child.pid);
+    while (stat !== null && stat.ppid === reaper && performance.now() < end) {
+      await sleep(1);
+      stat = procStat(child.pid);
+    }
+    assert.ok(stat === null || stat.ppid !== reaper, `child ${child.pid} still there: ${JSON.stringify(stat)}`);
+  }
+});
 
 test("handles that are never awaited still release their slots and pidfds", async () => {
   await spawnHandle("true").wait();

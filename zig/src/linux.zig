@@ -639,6 +639,7 @@ fn reaper_main(_: usize) callconv(.c) u8 {
     _ = sys.prctl(sys.PR_SET_NAME, @intFromPtr("ph-reaper"));
     // A new reaper has no children of its own yet (its predecessor's are orphans now).
     unwatched = 0;
+    unreaped_count = 0;
     var act = sys.KSigaction{ .handler = sys.SIG.DFL, .flags = 0, .restorer = 0, .mask = 0 };
     var sig: u32 = 1;
     while (sig <= sys.SIG.max) : (sig += 1) {
@@ -672,10 +673,15 @@ fn reaper_main(_: usize) callconv(.c) u8 {
         // Right after work, poll instead of sleeping: a spawned child often exits, or the
         // next request comes, within microseconds, and a sleep costs a cross-CPU wake-up.
         const now_ns = sys.clock_monotonic_ns();
-        if (now_ns < busy_until_ns) {
+        if (now_ns < busy_until_ns or unreaped_count > 0) {
             rc = sys.epoll_wait(g.epoll_fd, &events, 0);
             if (sys.errno(rc) == 0 and rc == 0) {
-                _ = sys.sched_yield();
+                // Nothing else is pending: now reap the children whose exits went out.
+                if (unreaped_count > 0) {
+                    reap_published();
+                } else {
+                    _ = sys.sched_yield();
+                }
                 continue;
             }
         } else {
@@ -766,6 +772,7 @@ fn collect_orphan(index: u32) bool {
 }
 
 fn host_exited() noreturn {
+    reap_published();
     var index: u32 = 0;
     while (index < g.next_unused) : (index += 1) {
         const slot = &g.slots[index];
@@ -820,6 +827,8 @@ fn micros(t: sys.Timeval) u64 {
 }
 
 fn serve_request() void {
+    // A zombie holds its pid and counts against RLIMIT_NPROC: never spawn past our own.
+    reap_published();
     var counter: u64 = 0;
     _ = sys.read(g.request_efd, @ptrCast(&counter), 8);
     const plan = g.plan orelse return;
@@ -862,18 +871,42 @@ fn child_exited(index: u32) void {
     const slot = &g.slots[index];
     if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) return;
     const pidfd = slot.pidfd;
+    const pid = slot.pid;
     var info = std.mem.zeroes(sys.SigInfo);
     var usage = std.mem.zeroes(sys.Rusage);
     lock(&signal_lock);
-    // WNOHANG: a stale event (the slot was reaped and reused since) must not block.
-    const rc = sys.waitid(sys.P.PID, slot.pid, &info, sys.W.EXITED | sys.W.NOHANG, &usage);
-    const reaped = sys.errno(rc) == 0 and info.pid == slot.pid;
-    if (reaped) record_exit(&info, &usage);
+    // WNOWAIT: read the status and rusage, publish, and leave the zombie for later. Reaping
+    // (release_task) is most of the cost of an exit, and it need not delay the status: after
+    // a storm of exits every status goes out first. WNOHANG: a stale event must not block.
+    const rc = sys.waitid(sys.P.PID, pid, &info, sys.W.EXITED | sys.W.NOHANG | sys.W.NOWAIT, &usage);
+    const exited = sys.errno(rc) == 0 and info.pid == pid;
+    if (exited) record_exit(&info, &usage);
     unlock(&signal_lock);
+    if (!exited) return;
     // Out of the set now, after publishing: else the host's close of the pidfd would take the
     // epoll set's mutex, against this thread. If the host closed it already and the number
     // went to another file, the kernel matches (file, fd) and this is a harmless ENOENT.
-    if (reaped) _ = sys.epoll_del(g.epoll_fd, pidfd);
+    _ = sys.epoll_del(g.epoll_fd, pidfd);
+    // The zombie keeps its pid from reuse until it is reaped; its slot says exited, so no
+    // host thread signals it any more.
+    unreaped[unreaped_count] = pid;
+    unreaped_count += 1;
+    if (unreaped_count == unreaped.len) reap_published();
+}
+
+/// Children whose exit was published but who are still zombies (reaper only). They are
+/// reaped as soon as no event is pending, and before every spawn, so there are never more
+/// than the children alive at the last spawn: `slots_max` at most.
+var unreaped: [abi.slots_max]i32 = undefined;
+var unreaped_count: usize = 0;
+
+/// Reaps the zombies whose exits went out already. ECHILD for one that `reap_all` took.
+fn reap_published() void {
+    for (unreaped[0..unreaped_count]) |pid| {
+        var info = std.mem.zeroes(sys.SigInfo);
+        _ = sys.waitid(sys.P.PID, pid, &info, sys.W.EXITED | sys.W.NOHANG, null);
+    }
+    unreaped_count = 0;
 }
 
 fn leads_group(request: *const abi.Request) i32 {
