@@ -2,8 +2,8 @@
  * Benchmarks, run under Deno or Bun: spawnHandle against the runtime's own spawner and
  * node:child_process in the same process, medians and ratios. Writes a JSON result.
  *
- *   deno run -A --v8-flags=--expose-gc bench/bench.ts OUT.json [--quick]
- *   bun bench/bench.ts OUT.json [--quick]
+ *   deno run -A --v8-flags=--expose-gc bench/bench.ts OUT.json [--quick] [--only=N[,N]]
+ *   bun bench/bench.ts OUT.json [--quick] [--only=N[,N]]
  *
  * BENCH_TINY and BENCH_C name the tiny static child and the C baseline (bench/run.sh builds them).
  */
