@@ -46,6 +46,9 @@ export function threadCount(): number {
   return Number(/Threads:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))![1]);
 }
 
+/** The benchmark's tiny static child (`bench/tiny.zig`), which scripts/test.sh builds. */
+export const TINY: string = process.env.BENCH_TINY ?? new URL("../.tools/bench/tiny", import.meta.url).pathname;
+
 /** The state letter of `pid` ("R", "S", "Z", …) and its parent, or null if it is gone. */
 export function procStat(pid: number): { state: string; ppid: number } | null {
   try {

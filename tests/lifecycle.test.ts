@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import process from "node:process";
-import { reaperInfo, spawnHandle } from "../mod.ts";
-import { openFds, procStat, sleep, test, threadCount, zombiesOf } from "./harness.ts";
+import { monotonicNs, reaperInfo, spawnHandle } from "../mod.ts";
+import { openFds, procStat, sleep, test, threadCount, TINY, zombiesOf } from "./harness.ts";
 
 const CYCLES = Number(process.env.PH_CYCLES ?? 10_000);
 const BATCH = 50;
@@ -34,19 +34,22 @@ test(`${CYCLES} spawn/wait cycles leave fds, threads and zombies unchanged`, asy
   assert.equal(reaperInfo().reaperPid, reaper, "one reaper for the whole run");
 }, { timeoutMs: 300_000 });
 
-test("an exit goes out before its zombie is reaped, and the zombie is reaped at once, with nothing else to do", async () => {
+test("a burst of exits: statuses go out first, and the zombies are reaped right after, with nothing else to do", async () => {
   const reaper = (await spawnHandle("true").wait(), reaperInfo().reaperPid);
-  for (let i = 0; i < 20; i++) {
-    const child = spawnHandle("true");
-    await child.wait();
+  for (let round = 0; round < 5; round++) {
+    // 200 children that wake at one instant, so the reaper sees their exits together.
+    const deadline = String(monotonicNs() + 300_000_000n);
+    const children = Array.from({ length: 200 }, () => spawnHandle(TINY, ["until", deadline]));
+    const statuses = await Promise.all(children.map((child) => child.wait()));
+    assert.ok(statuses.every((status) => status.code === 0));
     // Within microseconds in practice; a zombie left until some later event would stay.
     const end = performance.now() + 500;
-    let stat = procStat(child.pid);
-    while (stat !== null && stat.ppid === reaper && performance.now() < end) {
+    let left = children.filter((child) => procStat(child.pid)?.ppid === reaper);
+    while (left.length > 0 && performance.now() < end) {
       await sleep(1);
-      stat = procStat(child.pid);
+      left = left.filter((child) => procStat(child.pid)?.ppid === reaper);
     }
-    assert.ok(stat === null || stat.ppid !== reaper, `child ${child.pid} still there: ${JSON.stringify(stat)}`);
+    assert.deepEqual(left.map((child) => procStat(child.pid)), [], "zombies left");
   }
 });
 

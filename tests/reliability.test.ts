@@ -3,9 +3,8 @@ import { writeFileSync } from "node:fs";
 import process from "node:process";
 import { HandleClosedError, monotonicNs, reaperInfo, SpawnError, spawnHandle } from "../mod.ts";
 import { KNOWN_OPTIONS } from "../src/options.ts";
-import { fixture, isBun, openFds, procStat, readAll, runtimeArgv, sleep, test, zombiesOf } from "./harness.ts";
+import { fixture, isBun, openFds, procStat, readAll, runtimeArgv, sleep, test, TINY, zombiesOf } from "./harness.ts";
 
-const TINY = process.env.BENCH_TINY ?? new URL("../.tools/bench/tiny", import.meta.url).pathname;
 const BURST = Number(process.env.PH_BURST ?? 10_000);
 const STORM_SPAWNS = Number(process.env.PH_STORM ?? 5000);
 

@@ -689,6 +689,10 @@ fn reaper_main(_: usize) callconv(.c) u8 {
         }
         if (sys.errno(rc) != 0) continue;
         if (rc > 0) busy_until_ns = sys.clock_monotonic_ns() + reaper_poll_ns;
+        // A burst: more than one exit at once. Then every status goes out before any reap.
+        var exits: u32 = 0;
+        for (events[0..@intCast(rc)]) |event| exits += @intFromBool(event.data >= event_child);
+        const burst = exits > 1 or unreaped_count > 0;
         for (events[0..@intCast(rc)]) |event| {
             switch (event.data) {
                 event_request => serve_request(),
@@ -699,7 +703,7 @@ fn reaper_main(_: usize) callconv(.c) u8 {
                 },
                 event_host => host_exited(),
                 else => if (event.data >= event_child) {
-                    child_exited(@intCast(event.data - event_child));
+                    child_exited(@intCast(event.data - event_child), burst);
                 } else {
                     assert(event.data >= event_orphan);
                     orphan_exited(@intCast(event.data - event_orphan));
@@ -867,7 +871,12 @@ fn watch_child(index: u32) void {
 /// Running children whose exit only SIGCHLD reports (no pidfd, or epoll refused it).
 var unwatched: u32 = 0;
 
-fn child_exited(index: u32) void {
+/// A lone exit is reaped, then published: once `wait()` resolves the pid is gone, as with the
+/// runtimes' own spawners. In a burst (`defer_reap`), the status and rusage are read with
+/// WNOWAIT and published, and the zombie is reaped once nothing is pending: reaping
+/// (release_task) is the larger part of an exit's cost, and after a storm of exits it would
+/// hold back every status behind it.
+fn child_exited(index: u32, defer_reap: bool) void {
     const slot = &g.slots[index];
     if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) return;
     const pidfd = slot.pidfd;
@@ -875,10 +884,9 @@ fn child_exited(index: u32) void {
     var info = std.mem.zeroes(sys.SigInfo);
     var usage = std.mem.zeroes(sys.Rusage);
     lock(&signal_lock);
-    // WNOWAIT: read the status and rusage, publish, and leave the zombie for later. Reaping
-    // (release_task) is most of the cost of an exit, and it need not delay the status: after
-    // a storm of exits every status goes out first. WNOHANG: a stale event must not block.
-    const rc = sys.waitid(sys.P.PID, pid, &info, sys.W.EXITED | sys.W.NOHANG | sys.W.NOWAIT, &usage);
+    // WNOHANG: a stale event (the slot was reaped and reused since) must not block.
+    const flags: u32 = sys.W.EXITED | sys.W.NOHANG | @as(u32, if (defer_reap) sys.W.NOWAIT else 0);
+    const rc = sys.waitid(sys.P.PID, pid, &info, flags, &usage);
     const exited = sys.errno(rc) == 0 and info.pid == pid;
     if (exited) record_exit(&info, &usage);
     unlock(&signal_lock);
@@ -887,6 +895,7 @@ fn child_exited(index: u32) void {
     // epoll set's mutex, against this thread. If the host closed it already and the number
     // went to another file, the kernel matches (file, fd) and this is a harmless ENOENT.
     _ = sys.epoll_del(g.epoll_fd, pidfd);
+    if (!defer_reap) return;
     // The zombie keeps its pid from reuse until it is reaped; its slot says exited, so no
     // host thread signals it any more.
     unreaped[unreaped_count] = pid;
