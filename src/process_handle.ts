@@ -122,8 +122,8 @@ export class ProcessHandle implements AsyncDisposable {
     this.stdin = init.stdin;
     this.stdout = init.stdout;
     this.stderr = init.stderr;
-    this.fdOutputs = Object.freeze(init.fdOutputs);
-    this.fdInputs = Object.freeze(init.fdInputs);
+    this.fdOutputs = frozenOrNone(init.fdOutputs);
+    this.fdInputs = frozenOrNone(init.fdInputs);
     this.#registry = init.registry;
     this.#native = init.registry.native;
     this.#slot = init.slot;
@@ -448,6 +448,14 @@ async function collectStream(
     at += chunk.length;
   }
   return out;
+}
+
+/** Shared by every handle without extra descriptors (most): two objects fewer per handle. */
+const NO_STREAMS: Readonly<Record<number, never>> = Object.freeze({});
+
+function frozenOrNone<T>(streams: Record<number, T>): Readonly<Record<number, T>> {
+  for (const _ in streams) return Object.freeze(streams);
+  return NO_STREAMS;
 }
 
 interface HandleInit {
