@@ -909,7 +909,8 @@ fn child_exited(index: u32, defer_reap: bool) void {
 var unreaped: [abi.slots_max]i32 = undefined;
 var unreaped_count: usize = 0;
 
-/// Reaps the zombies whose exits went out already. ECHILD for one that `reap_all` took.
+/// Reaps the zombies whose exits went out already. ECHILD for one that `reap_all` took. A
+/// pid in the list can never belong to a newer child: every spawn empties the list first.
 fn reap_published() void {
     for (unreaped[0..unreaped_count]) |pid| {
         var info = std.mem.zeroes(sys.SigInfo);
