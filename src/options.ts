@@ -281,7 +281,9 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
   checkBoolean("clearEnv", o.clearEnv);
   const inherit = o.env === undefined && !o.clearEnv && host.hostEnviron !== 0n;
   const copyAsIs = o.env === undefined && !o.clearEnv && !inherit;
-  const merged: Record<string, string> = o.clearEnv || inherit || copyAsIs ? {} : definedOnly(host.environment());
+  // The host's variables are merged only under an explicit `env`; otherwise they are inherited
+  // or copied as they are, and `merged` stays empty.
+  const merged: Record<string, string> = o.env === undefined || o.clearEnv ? {} : definedOnly(host.environment());
   if (o.env !== undefined) {
     if (o.env === null || typeof o.env !== "object" || Array.isArray(o.env)) {
       throw typeError("env", "an object of strings", o.env);
