@@ -103,6 +103,8 @@ export async function libc(): Promise<Libc> {
   // cpu_set_t: 1024 CPUs.
   const cpuMask = new BigUint64Array(16);
   const err = (rc: number) => (rc < 0 ? errno() : 0);
+  // A size_t argument: Deno's FFI takes a bigint for u64, Bun's a number.
+  const size = (n: number) => (isBun ? n : BigInt(n));
   cached = {
     waitpid(pid, options) {
       status[0] = 0;
@@ -113,7 +115,7 @@ export async function libc(): Promise<Libc> {
       pollView.setInt32(0, fd, true);
       pollView.setInt16(4, events, true);
       pollView.setInt16(6, 0, true);
-      const rc = s.poll(pollfd, isBun ? 1 : 1n, timeoutMs);
+      const rc = s.poll(pollfd, size(1), timeoutMs);
       return [rc, pollView.getInt16(6, true), err(rc)];
     },
     fcntl(fd, cmd, arg) {
@@ -154,19 +156,19 @@ export async function libc(): Promise<Libc> {
     setAffinity(cpus) {
       cpuMask.fill(0n);
       for (const cpu of cpus) cpuMask[cpu >> 6] |= 1n << BigInt(cpu & 63);
-      const rc = s.sched_setaffinity(0, isBun ? cpuMask.byteLength : BigInt(cpuMask.byteLength), cpuMask);
+      const rc = s.sched_setaffinity(0, size(cpuMask.byteLength), cpuMask);
       return [rc, err(rc)];
     },
     setIds(uid, gid, groups) {
       const list = new Uint32Array(groups);
-      let rc = s.setgroups(isBun ? list.length : BigInt(list.length), list);
+      let rc = s.setgroups(size(list.length), list);
       if (rc === 0) rc = s.setresgid(gid, gid, gid);
       if (rc === 0) rc = s.setresuid(uid, uid, uid);
       return [rc, err(rc)];
     },
     getAffinity() {
       cpuMask.fill(0n);
-      const rc = s.sched_getaffinity(0, isBun ? cpuMask.byteLength : BigInt(cpuMask.byteLength), cpuMask);
+      const rc = s.sched_getaffinity(0, size(cpuMask.byteLength), cpuMask);
       const cpus: number[] = [];
       for (let cpu = 0; cpu < cpuMask.length * 64; cpu++) {
         if (cpuMask[cpu >> 6] & (1n << BigInt(cpu & 63))) cpus.push(cpu);
