@@ -111,9 +111,7 @@ if (EXPECT_PIDFD) {
     // Closed (the number may already serve something else, never this pidfd).
     assert.notEqual(openFds().get(fd), PIDFD);
   });
-}
 
-if (EXPECT_PIDFD) {
   test("child.fd is the caller's own copy: closing it early hides nothing from the reaper", async () => {
     const child = spawnHandle("sleep", ["5"]);
     const fd = child.fd;
