@@ -167,6 +167,14 @@ function rssKiB(): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))![1]);
 }
 
+/** An empty sample list per name (by default, per spawner). */
+const samplesFor = (names: readonly string[] = spawners.map((s) => s.name)) =>
+  new Map<string, number[]>(names.map((name) => [name, []]));
+
+/** Each name's median in microseconds, with the sample count. */
+const mediansUs = (samples: Map<string, number[]>) =>
+  Object.fromEntries([...samples].map(([name, xs]) => [name, { medianUs: median(xs), n: xs.length }]));
+
 /** Spawners in alternating order, round by round, so drift on a noisy machine hits all alike. */
 const inOrder = (round: number) => (round % 2 === 0 ? spawners : [...spawners].reverse());
 
@@ -180,7 +188,7 @@ const FLOORS = [["C posix_spawn", "posix_spawn"], ["C vfork", "vfork"]] as const
  */
 async function sequential(program: string, args: string[], perRound: number, rounds: number) {
   const names = [...spawners.map((s) => s.name), ...FLOORS.map(([name]) => name)];
-  const samples = new Map<string, number[]>(names.map((name) => [name, []]));
+  const samples = samplesFor(names);
   for (const s of spawners) for (let i = 0; i < 20; i++) await s.run(program, args);
   for (let round = 0; round < rounds; round++) {
     for (const s of inOrder(round)) {
@@ -192,7 +200,7 @@ async function sequential(program: string, args: string[], perRound: number, rou
     }
     for (const [name, mode] of FLOORS) samples.get(name)!.push(...await cBaselineUs(mode, perRound, program));
   }
-  return Object.fromEntries([...samples].map(([name, xs]) => [name, { medianUs: median(xs), n: xs.length }]));
+  return mediansUs(samples);
 }
 
 /** Runs the C baseline for `n` spawns of `program`; every sample, in microseconds. */
@@ -204,7 +212,7 @@ async function cBaselineUs(mode: string, n: number, program: string): Promise<nu
 
 /** Scenario 2: N children started at once, wait for all; the spawners take turns. */
 async function burst(count: number, rounds: number) {
-  const times = new Map<string, number[]>(spawners.map((s) => [s.name, []]));
+  const times = samplesFor();
   for (let round = 0; round < rounds; round++) {
     for (const s of inOrder(round)) {
       const start = now();
@@ -273,7 +281,7 @@ async function sleepers(count: number) {
 
 /** Scenario 4: from the child's exit (its last act is a monotonic stamp) to our promise. */
 async function latency(perRound: number, rounds: number) {
-  const samples = new Map<string, number[]>(spawners.map((s) => [s.name, []]));
+  const samples = samplesFor();
   for (let round = 0; round < rounds; round++) {
     for (const s of inOrder(round)) {
       for (let i = 0; i < perRound; i++) {
@@ -282,7 +290,7 @@ async function latency(perRound: number, rounds: number) {
       }
     }
   }
-  return Object.fromEntries([...samples].map(([name, xs]) => [name, { medianUs: median(xs), n: xs.length }]));
+  return mediansUs(samples);
 }
 
 /** Scenario 5: sequential spawn latency with 0, 1 and 4 GiB of touched host memory. */
@@ -297,7 +305,7 @@ async function heap(sizesGiB: number[], n: number) {
       keep.push(block);
       held++;
     }
-    const samples = new Map<string, number[]>(spawners.map((s) => [s.name, []]));
+    const samples = samplesFor();
     for (let round = 0; round < 5; round++) {
       for (const s of inOrder(round)) {
         for (let i = 0; i < n / 5; i++) {
@@ -317,7 +325,7 @@ async function heap(sizesGiB: number[], n: number) {
 
 /** Scenario 6: bytes through cat, three rounds in alternating order, the median of each. */
 async function throughput(bytes: number, rounds: number) {
-  const samples = new Map<string, number[]>(spawners.map((s) => [s.name, []]));
+  const samples = samplesFor();
   for (let round = 0; round < rounds; round++) {
     for (const s of inOrder(round)) {
       gc();
