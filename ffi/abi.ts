@@ -6,7 +6,7 @@
  */
 
 /** Must equal `abi_version` in zig/src/abi.zig. */
-export const ABI_VERSION = 7;
+export const ABI_VERSION = 8;
 /** `abi.none`: an absent offset or index. */
 export const NONE = 0xffff_ffff;
 /** Most descriptors one spawn may set up. */
@@ -131,6 +131,7 @@ export const Info = {
   pidfd: 16,
   reapers_started: 20,
   slots_in_use: 24,
+  fd_table: 28,
 } as const;
 
 /** `enum Step`: where a spawn failed, by the name errors report. */
@@ -157,4 +158,5 @@ export const STEP_NAMES: readonly string[] = [
   "prctl",
   "setpriority",
   "sched_setaffinity",
+  "unshare",
 ];

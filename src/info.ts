@@ -16,6 +16,13 @@ export interface ReaperInfo {
   cloneMode: "clone3" | "clone" | "unknown";
   /** Whether children are held by pidfds (false on kernels without them). */
   pidfd: boolean;
+  /**
+   * How a child gets its descriptor table: "needed" copies only the host's descriptors below
+   * the highest one it is given (not the pidfds of live children), "whole" copies all of them
+   * (kernels before 5.9, or a seccomp filter that refuses `close_range`'s unshare), "unknown"
+   * before the first spawn.
+   */
+  fdTable: "needed" | "whole" | "unknown";
   /** Children whose exit has not been delivered yet. */
   slotsInUse: number;
   /** The most children that can be tracked at once. */
@@ -47,11 +54,18 @@ export function reaperInfo(): ReaperInfo {
     reapersStarted: view.getUint32(Info.reapers_started, true),
     cloneMode: mode === 1 ? "clone3" : mode === 2 ? "clone" : "unknown",
     pidfd: view.getUint32(Info.pidfd, true) === 1,
+    fdTable: fdTableName(view.getUint32(Info.fd_table, true)),
     slotsInUse: view.getUint32(Info.slots_in_use, true),
     slotsMax: view.getUint32(Info.slots_max, true),
     libraryPath: native.libraryPath,
     runtime: native.runtime,
   };
+}
+
+/** `Info.fd_table`: 1 only the needed descriptors; 2 and 3 the whole table (in the child, at clone). */
+function fdTableName(mode: number): ReaperInfo["fdTable"] {
+  if (mode === 1) return "needed";
+  return mode === 2 || mode === 3 ? "whole" : "unknown";
 }
 
 const clockBuffer = new Uint8Array(8);

@@ -11,11 +11,17 @@ import { isBun } from "../ffi/mod.ts";
 export { isBun };
 export const runtime = isBun ? "bun" : "deno";
 /** A fault forced by tests/fault/seccomp_launcher.c. */
-export type Fault = "" | "clone3-enosys" | "clone3-eperm" | "no-pidfd";
+export type Fault = "" | "clone3-enosys" | "clone3-eperm" | "no-pidfd" | "no-unshare";
 /** The fault forced for this run, if any. */
 export const FAULT: Fault = (process.env.PH_FAULT ?? "") as Fault;
 /** Whether children are expected to be held by pidfds in this run. */
 export const EXPECT_PIDFD = FAULT !== "no-pidfd";
+/** How children are expected to be created in this run (`reaperInfo().cloneMode`). */
+export const EXPECT_CLONE = FAULT === "clone3-enosys" || FAULT === "clone3-eperm" || FAULT === "no-pidfd"
+  ? "clone"
+  : "clone3";
+/** Whether children are expected to copy only the descriptors they need (`reaperInfo().fdTable`). */
+export const EXPECT_FD_TABLE = FAULT === "no-unshare" ? "whole" : "needed";
 
 type TestFn = () => void | Promise<void>;
 // deno-lint-ignore no-explicit-any

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { ReaperDiedError, reaperInfo, spawnHandle } from "../mod.ts";
-import { EXPECT_PIDFD, FAULT, procStat, runFixture, sleep, test } from "./harness.ts";
+import { EXPECT_CLONE, EXPECT_FD_TABLE, EXPECT_PIDFD, procStat, runFixture, sleep, test } from "./harness.ts";
 
 test("the reaper is created lazily, once per process, and is not the host's visible child", async () => {
   const result = await runFixture("lazy_reaper.ts");
@@ -22,8 +22,9 @@ test("the reaper is a process of its own named ph-reaper, parented by the host",
   assert.equal(stat.ppid, process.pid);
   // A separate thread group: its own tgid.
   assert.match(readFileSync(`/proc/${pid}/status`, "utf8"), new RegExp(`Tgid:\\s+${pid}\\b`));
-  assert.equal(reaperInfo().cloneMode, FAULT === "" ? "clone3" : "clone");
+  assert.equal(reaperInfo().cloneMode, EXPECT_CLONE);
   assert.equal(reaperInfo().pidfd, EXPECT_PIDFD);
+  assert.equal(reaperInfo().fdTable, EXPECT_FD_TABLE);
 });
 
 test("the library works from a Worker and the main thread at once, with one reaper", async () => {

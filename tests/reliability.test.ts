@@ -1,9 +1,22 @@
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import process from "node:process";
 import { HandleClosedError, monotonicNs, reaperInfo, SpawnError, spawnHandle } from "../mod.ts";
 import { KNOWN_OPTIONS } from "../src/options.ts";
-import { fixture, isBun, openFds, procStat, readAll, runtimeArgv, sleep, test, TINY, zombiesOf } from "./harness.ts";
+import {
+  EXPECT_FD_TABLE,
+  EXPECT_PIDFD,
+  fixture,
+  isBun,
+  openFds,
+  procStat,
+  readAll,
+  runtimeArgv,
+  sleep,
+  test,
+  TINY,
+  zombiesOf,
+} from "./harness.ts";
 
 const BURST = Number(process.env.PH_BURST ?? 10_000);
 const STORM_SPAWNS = Number(process.env.PH_STORM ?? 5000);
@@ -267,3 +280,36 @@ test("a host started with stdin and stderr closed: children get valid 0, 1, 2; s
   // Whatever the runtime put at 0 and 2 itself, spawning changed neither.
   assert.deepEqual(report.during, report.before);
 });
+
+/** The size of a process's descriptor table (`FDSize` in /proc/<pid>/status). */
+function fdTableSize(pid: number | "self"): number {
+  return Number(/FDSize:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]);
+}
+
+test(
+  "next to 600 live children, a new child copies none of their pidfds: its descriptor table stays small",
+  async () => {
+    const deadline = String(monotonicNs() + 60_000_000_000n);
+    const live = Array.from({ length: 600 }, () => spawnHandle(TINY, ["until", deadline]));
+    try {
+      const probe = spawnHandle(TINY, ["until", deadline]);
+      live.push(probe);
+      // The host holds a pidfd per child, so its table has room for at least 600 more.
+      if (EXPECT_PIDFD) assert.ok(fdTableSize("self") >= 1024, `host FDSize ${fdTableSize("self")}`);
+      const size = fdTableSize(probe.pid);
+      assert.equal(reaperInfo().fdTable, EXPECT_FD_TABLE);
+      if (EXPECT_FD_TABLE === "needed") {
+        // Only the host's descriptors below the highest one the child was given: stdio here.
+        assert.ok(size <= 256, `child FDSize ${size}`);
+      } else {
+        // The whole table, as clone copies it (kernels before 5.9, or unsharing refused).
+        assert.ok(size >= 1024, `child FDSize ${size}`);
+      }
+      assert.deepEqual([...openFds(probe.pid).keys()].sort(), [0, 1, 2]);
+    } finally {
+      for (const child of live) child.sendSignal("SIGKILL");
+      await Promise.all(live.map((child) => child.wait()));
+    }
+  },
+  { timeoutMs: 60_000 },
+);

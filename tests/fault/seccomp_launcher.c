@@ -3,6 +3,9 @@
  *   seccomp_launcher clone3-eperm CMD...    clone3 fails with EPERM (container profiles)
  *   seccomp_launcher no-pidfd CMD...        clone3 ENOSYS, clone(CLONE_PIDFD) EINVAL, pidfd_open
  *                                           and pidfd_send_signal ENOSYS (kernels before 5.2)
+ *   seccomp_launcher no-unshare CMD...      close_range with CLOSE_RANGE_UNSHARE and unshare EPERM
+ *                                           (a profile that refuses unsharing, like Docker's
+ *                                           default without CAP_SYS_ADMIN)
  * The filter is inherited by every thread and process the command starts. x86_64 and aarch64.
  */
 #define _GNU_SOURCE
@@ -22,6 +25,7 @@
 #define ARCH 0xc00000b7 /* AUDIT_ARCH_AARCH64 */
 #endif
 #define CLONE_PIDFD_FLAG 0x1000
+#define CLOSE_RANGE_UNSHARE_FLAG 0x2
 
 #define NR(name) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, name, 0, 1)
 #define FAIL(e) BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (e))
@@ -30,12 +34,14 @@
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s clone3-enosys|clone3-eperm|no-pidfd CMD...\n", argv[0]);
+    fprintf(stderr, "usage: %s clone3-enosys|clone3-eperm|no-pidfd|no-unshare CMD...\n", argv[0]);
     return 2;
   }
   int clone3_errno = strcmp(argv[1], "clone3-eperm") == 0 ? EPERM : ENOSYS;
   int no_pidfd = strcmp(argv[1], "no-pidfd") == 0;
-  if (!no_pidfd && strcmp(argv[1], "clone3-enosys") != 0 && strcmp(argv[1], "clone3-eperm") != 0) {
+  int no_unshare = strcmp(argv[1], "no-unshare") == 0;
+  if (!no_pidfd && !no_unshare && strcmp(argv[1], "clone3-enosys") != 0 &&
+      strcmp(argv[1], "clone3-eperm") != 0) {
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
   }
@@ -67,9 +73,25 @@ int main(int argc, char **argv) {
       FAIL(EINVAL),
       ALLOW,
   };
-  struct sock_fprog prog = no_pidfd
-      ? (struct sock_fprog){sizeof without_pidfd / sizeof *without_pidfd, without_pidfd}
-      : (struct sock_fprog){sizeof with_pidfd / sizeof *with_pidfd, with_pidfd};
+  struct sock_filter without_unshare[] = {
+      LOAD(arch),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 1, 0),
+      ALLOW,
+      LOAD(nr),
+      NR(__NR_unshare),
+      FAIL(EPERM),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_close_range, 1, 0),
+      ALLOW,
+      /* close_range's flags are its third argument. */
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLOSE_RANGE_UNSHARE_FLAG, 0, 1),
+      FAIL(EPERM),
+      ALLOW,
+  };
+#define PROG(filter) ((struct sock_fprog){sizeof filter / sizeof *filter, filter})
+  struct sock_fprog prog = no_pidfd         ? PROG(without_pidfd)
+                           : no_unshare     ? PROG(without_unshare)
+                                            : PROG(with_pidfd);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
     perror("seccomp");
     return 1;

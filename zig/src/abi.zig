@@ -6,7 +6,7 @@ const std = @import("std");
 
 /// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
 /// TypeScript loader refuses a library whose version differs.
-pub const abi_version: u32 = 7;
+pub const abi_version: u32 = 8;
 
 pub const slots_max: u32 = 1 << 16;
 pub const listeners_max: u32 = 64;
@@ -82,6 +82,8 @@ pub const Step = enum(u32) {
     pdeathsig = 19,
     priority = 20,
     affinity = 21,
+    /// The child's own descriptor table (`close_range` with `CLOSE_RANGE_UNSHARE`, or `unshare`).
+    unshare = 22,
 };
 
 /// The spawn request: one buffer that TypeScript fills and passes by a single pointer.
@@ -186,7 +188,9 @@ pub const Info = extern struct {
     pidfd: u32,
     reapers_started: u32,
     slots_in_use: u32,
-    reserved: u32,
+    /// 1 when children copy only the descriptors they need, 2 when they copy the whole table
+    /// (a kernel or filter that refuses both ways of unsharing it), 0 not yet known.
+    fd_table: u32,
 };
 
 comptime {

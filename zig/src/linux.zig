@@ -89,6 +89,10 @@ const ChildPlan = struct {
     set_priority: ?i32 = null,
     set_affinity: ?sys.CpuMask = null,
     reaper_pid: i32 = 0,
+    /// Set by the reaper: the child was cloned with CLONE_FILES and must unshare first.
+    shares_fd_table: bool = false,
+    /// Set by the child: how it got its own table (a FdTable value).
+    fd_table: u32 = 0,
     /// Set by the reaper when it starts serving the request.
     taken: u32 = 0,
     /// 1 once the host filled in its attribute changes (rlimits..set_uid above). The host
@@ -99,6 +103,16 @@ const ChildPlan = struct {
     err_errno: i32 = 0,
     err_step: abi.Step = .none,
     err_index: u32 = abi.none,
+};
+
+/// How children get their descriptor tables (`Info.fd_table`).
+const FdTable = struct {
+    /// Only the host's descriptors below the first one they do not need (close_range).
+    const needed_only: u32 = 1;
+    /// The whole table, copied by `unshare` in the child (no close_range).
+    const whole_in_child: u32 = 2;
+    /// The whole table, copied by clone (unsharing refused; remembered).
+    const whole_at_clone: u32 = 3;
 };
 
 const State = struct {
@@ -118,6 +132,9 @@ const State = struct {
     clone_mode: u32 = 0,
     /// 0 unknown, 1 pidfds work, 2 no pidfds (remembered after EINVAL).
     pidfd_mode: u32 = 0,
+    /// How the last child got its descriptor table: 0 not yet known, or a FdTable value.
+    /// `whole_at_clone` is remembered: the child could not unshare (ENOSYS, EPERM).
+    fd_table_mode: u32 = 0,
     plan: ?*ChildPlan = null,
     /// Children whose reaper died while they ran, held by pidfd until their status is known.
     orphans: u32 = 0,
@@ -331,6 +348,20 @@ var ring_mapped = [_]bool{false} ** abi.listeners_max;
 
 /// Our descriptors never take 0, 1 or 2: a host with stdio closed would otherwise have its
 /// next "stdout" be our pipe.
+/// A child copies the host's descriptors up to the highest one it needs (its stdio sources,
+/// `inheritFds`), which are low numbers: the pidfds of live children are kept above this
+/// floor, so a spawn costs the same next to 10,000 children as next to none. A floor at or
+/// above RLIMIT_NOFILE (EINVAL) or no room above it (EMFILE): the lowest free number instead.
+const pidfd_floor = 1024;
+
+fn move_to_pidfd_floor(fd: i32) error{ EMFILE, EBADF }!i32 {
+    if (fd >= pidfd_floor) return fd;
+    const rc = sys.fcntl(fd, sys.F.DUPFD_CLOEXEC, pidfd_floor);
+    if (sys.errno(rc) != 0) return move_above_stdio(fd);
+    _ = sys.close(fd);
+    return sys.int(rc);
+}
+
 fn move_above_stdio(fd: i32) error{ EMFILE, EBADF }!i32 {
     if (fd > 2) return fd;
     const rc = sys.fcntl(fd, sys.F.DUPFD_CLOEXEC, 3);
@@ -930,36 +961,11 @@ fn spawn_child(plan: *ChildPlan) void {
     plan.reaper_pid = sys.getpid();
     var pidfd: i32 = -1;
     var rc: usize = 0;
-    while (true) {
-        const want_pidfd = g.pidfd_mode != 2;
-        const flags: u64 = sys.CLONE.VM | sys.CLONE.VFORK | @as(u64, if (want_pidfd) sys.CLONE.PIDFD else 0);
-        pidfd = -1;
-        if (g.clone_mode != 2) {
-            const args = sys.CloneArgs{
-                .flags = flags,
-                .pidfd = @intFromPtr(&pidfd),
-                .exit_signal = sys.SIG.CHLD,
-                .stack = g.child_stack - child_stack_len,
-                .stack_size = child_stack_len,
-            };
-            rc = sys.clone3(&args, @sizeOf(sys.CloneArgs), child_main, @intFromPtr(plan));
-            const e = sys.errno(rc);
-            if (e == sys.E.NOSYS or e == sys.E.PERM) {
-                // Old kernel, or a seccomp profile that refuses clone3: remember, use clone.
-                g.clone_mode = 2;
-                continue;
-            }
-            if (e == 0) g.clone_mode = 1;
-        } else {
-            rc = sys.clone(child_main, g.child_stack, @intCast(flags | sys.SIG.CHLD), @intFromPtr(plan), &pidfd);
-        }
-        if (sys.errno(rc) == sys.E.INVAL and want_pidfd) {
-            // Kernel without CLONE_PIDFD: the reaper still hides children and signals by pid.
-            g.pidfd_mode = 2;
-            continue;
-        }
-        if (sys.errno(rc) == 0 and want_pidfd) g.pidfd_mode = 1;
-        break;
+    // Each retry remembers a fallback (clone3, CLONE_PIDFD, CLONE_FILES), so at most three.
+    var attempts: u32 = 0;
+    while (attempts < 4) : (attempts += 1) {
+        rc = clone_child(plan, &pidfd);
+        if (!fell_back(plan, rc, pidfd)) break;
     }
     if (sys.errno(rc) != 0) {
         request.err_errno = sys.errno(rc);
@@ -968,18 +974,81 @@ fn spawn_child(plan: *ChildPlan) void {
     }
     const pid = sys.int(rc);
     if (plan.err_errno != 0) {
-        // CLONE_VFORK: the child has exited already; collect it so no zombie is left.
-        var info = std.mem.zeroes(sys.SigInfo);
-        _ = sys.waitid(sys.P.PID, pid, &info, sys.W.EXITED, null);
-        if (pidfd >= 0) _ = sys.close(pidfd);
+        collect_failed_child(pid, pidfd);
         request.err_errno = plan.err_errno;
         request.err_step = plan.err_step;
         request.err_index = plan.err_index;
         return;
     }
+    if (plan.shares_fd_table) g.fd_table_mode = plan.fd_table;
     request.pid = pid;
     // CLONE_PIDFD takes the lowest free descriptor: never leave it at the host's 0, 1 or 2.
-    request.pidfd = if (g.pidfd_mode == 1) (move_above_stdio(pidfd) catch -1) else -1;
+    request.pidfd = if (g.pidfd_mode == 1) (move_to_pidfd_floor(pidfd) catch -1) else -1;
+}
+
+/// One clone of the vfork child, with what this kernel is known to allow; returns its pid
+/// once it has exec'd or failed (`plan.err_*`), or -errno.
+fn clone_child(plan: *ChildPlan, pidfd: *i32) usize {
+    const want_pidfd = g.pidfd_mode != 2;
+    // CLONE_FILES: the child starts on the shared table and copies only the descriptors it
+    // needs (`child_own_fd_table`), never the reaper's pidfds of live children.
+    plan.shares_fd_table = g.fd_table_mode != FdTable.whole_at_clone;
+    const flags: u64 = sys.CLONE.VM | sys.CLONE.VFORK |
+        @as(u64, if (want_pidfd) sys.CLONE.PIDFD else 0) |
+        @as(u64, if (plan.shares_fd_table) sys.CLONE.FILES else 0);
+    pidfd.* = -1;
+    if (g.clone_mode == 2) {
+        return sys.clone(child_main, g.child_stack, @intCast(flags | sys.SIG.CHLD), @intFromPtr(plan), pidfd);
+    }
+    const args = sys.CloneArgs{
+        .flags = flags,
+        .pidfd = @intFromPtr(pidfd),
+        .exit_signal = sys.SIG.CHLD,
+        .stack = g.child_stack - child_stack_len,
+        .stack_size = child_stack_len,
+    };
+    return sys.clone3(&args, @sizeOf(sys.CloneArgs), child_main, @intFromPtr(plan));
+}
+
+/// After a clone: true if it failed for want of something this kernel (or a seccomp filter)
+/// refuses, which is now remembered, so clone again without it.
+fn fell_back(plan: *ChildPlan, rc: usize, pidfd: i32) bool {
+    const e = sys.errno(rc);
+    if (g.clone_mode != 2 and (e == sys.E.NOSYS or e == sys.E.PERM)) {
+        // Old kernel, or a seccomp profile that refuses clone3: use clone.
+        g.clone_mode = 2;
+        return true;
+    }
+    if (g.clone_mode != 2 and e == 0) g.clone_mode = 1;
+    const wanted_pidfd = g.pidfd_mode != 2;
+    if (e == sys.E.INVAL and wanted_pidfd) {
+        // Kernel without CLONE_PIDFD: the reaper still hides children and signals by pid.
+        g.pidfd_mode = 2;
+        return true;
+    }
+    if (e != 0) return false;
+    if (wanted_pidfd) g.pidfd_mode = 1;
+    const unshare_refused = plan.err_step == .unshare and
+        (plan.err_errno == sys.E.NOSYS or plan.err_errno == sys.E.PERM);
+    if (plan.shares_fd_table and unshare_refused) {
+        // The child could not take a table of its own and exited before touching anything:
+        // from now on, clone copies the whole table.
+        collect_failed_child(sys.int(rc), pidfd);
+        g.fd_table_mode = FdTable.whole_at_clone;
+        plan.err_errno = 0;
+        plan.err_step = .none;
+        plan.err_index = abi.none;
+        return true;
+    }
+    return false;
+}
+
+/// CLONE_VFORK: a child that failed its set-up has exited already; collect it so no zombie
+/// is left, and close its pidfd.
+fn collect_failed_child(pid: i32, pidfd: i32) void {
+    var info = std.mem.zeroes(sys.SigInfo);
+    _ = sys.waitid(sys.P.PID, pid, &info, sys.W.EXITED, null);
+    if (pidfd >= 0) _ = sys.close(pidfd);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1028,6 +1097,8 @@ fn child_main(arg: usize) callconv(.c) u8 {
     if (plan.set_priority) |priority| check(plan, .priority, sys.setpriority(priority));
     if (plan.set_affinity) |*mask| check(plan, .affinity, sys.sched_setaffinity(mask));
 
+    // Nothing above changes a descriptor, so it could run on the host's table.
+    if (plan.shares_fd_table) child_own_fd_table(plan);
     child_fds(plan);
     child_copies(plan);
 
@@ -1051,6 +1122,35 @@ fn child_main(arg: usize) callconv(.c) u8 {
     const empty: u64 = 0;
     check(plan, .signals, sys.rt_sigprocmask(sys.SIG.SETMASK, &empty, null));
     child_exec(plan);
+}
+
+/// The child was cloned on the host's descriptor table (CLONE_FILES). Before it changes any
+/// descriptor, it takes a table of its own holding only the host's descriptors below the
+/// first one it does not need: `close_range` with CLOSE_RANGE_UNSHARE copies just those
+/// (Linux 5.9+). Else `unshare` copies the whole table, as clone would have.
+fn child_own_fd_table(plan: *ChildPlan) void {
+    const request = plan.request;
+    var highest: i32 = 2;
+    for (plan.actions) |action| switch (action.kind) {
+        .dup, .pipe_to_child, .pipe_from_child => highest = @max(highest, action.fd),
+        .inherit => highest = @max(highest, action.target),
+        .devnull, .file, .close, .copy => {},
+    };
+    if (request.flags & abi.flag_inherit_fds != 0) {
+        const list: [*]align(1) const u32 = @ptrCast(plan.base + request.inherit_fds_off);
+        for (list[0..request.inherit_fds_count]) |fd| highest = @max(highest, @as(i32, @intCast(fd)));
+    }
+    assert(highest >= 2);
+    const first_unneeded: u32 = @intCast(highest + 1);
+    const rc = sys.close_range(first_unneeded, std.math.maxInt(u32), sys.CLOSE_RANGE_UNSHARE);
+    if (sys.errno(rc) == 0) {
+        plan.fd_table = FdTable.needed_only;
+        return;
+    }
+    plan.fd_table = FdTable.whole_in_child;
+    // ENOSYS before 5.9, or refused by a filter: the whole table. If that is refused too
+    // (ENOSYS, EPERM), the reaper remembers and clones with a full copy from then on.
+    check(plan, .unshare, sys.unshare(sys.CLONE.FILES));
 }
 
 /// Waits for the host's attribute changes (see `ChildPlan.attributes_ready`). The host sets
@@ -1476,7 +1576,7 @@ pub fn get_info(out: *abi.Info) void {
         .pidfd = if (g.pidfd_mode == 1) 1 else 0,
         .reapers_started = g.reapers_started,
         .slots_in_use = g.slots_in_use,
-        .reserved = 0,
+        .fd_table = g.fd_table_mode,
     };
 }
 

@@ -161,14 +161,52 @@ test "piped stdout carries the child's bytes" {
     try testing.expect(drain_listener() >= 1);
 }
 
-test "the clone mode and pidfds match the fault this run forces (PH_FAULT)" {
+test "a child copies only the descriptors it needs, not one the host holds at 1000" {
+    try open_listener();
+    const high = sys.fcntl(0, sys.F.DUPFD_CLOEXEC, 1000);
+    try testing.expectEqual(@as(i32, 0), sys.errno(high));
+    defer _ = sys.close(sys.int(high));
+    var buffer: [4096]u8 align(8) = undefined;
+    const actions = [_]abi.FdAction{
+        action(0, .devnull),
+        action(1, .pipe_from_child),
+    };
+    const request = build(&buffer, &.{ "grep", "FDSize", "/proc/self/status" }, &actions);
+    try testing.expectEqual(@as(i32, 0), linux.spawn(request, request.buffer_len));
+    const out_actions: [*]abi.FdAction = @ptrCast(@alignCast(&buffer[@sizeOf(abi.Request)]));
+    const fd = out_actions[1].out_fd;
+    defer _ = sys.close(fd);
+    var record: abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
+    try testing.expect(drain_listener() >= 1);
+    var bytes: [64]u8 = undefined;
+    const n = sys.read(fd, &bytes, bytes.len);
+    try testing.expect(sys.errno(n) == 0 and n > 0);
+    const text = std.mem.trim(u8, bytes[0..n], " \t\n");
+    const size = try std.fmt.parseInt(u32, std.mem.trim(u8, text["FDSize:".len..], " \t"), 10);
+    var info: abi.Info = undefined;
+    linux.get_info(&info);
+    // 1: the table was copied below the highest descriptor the child needs (2 here); else whole.
+    if (info.fd_table == 1) try testing.expect(size < 1000) else try testing.expect(size > 1000);
+}
+
+test "the clone mode, pidfds and descriptor tables match the fault this run forces (PH_FAULT)" {
     _ = try spawn_wait(&.{"true"});
     var info: abi.Info = undefined;
     linux.get_info(&info);
     const fault = std.posix.getenv("PH_FAULT") orelse "";
-    const forced = fault.len > 0;
-    try testing.expectEqual(@as(u32, if (forced) 2 else 1), info.clone_mode);
-    try testing.expectEqual(@as(u32, if (std.mem.eql(u8, fault, "no-pidfd")) 0 else 1), info.pidfd);
+    const is = struct {
+        fn is(a: []const u8, b: []const u8) bool {
+            return std.mem.eql(u8, a, b);
+        }
+    }.is;
+    const no_clone3 = is(fault, "clone3-enosys") or is(fault, "clone3-eperm") or is(fault, "no-pidfd");
+    try testing.expectEqual(@as(u32, if (no_clone3) 2 else 1), info.clone_mode);
+    try testing.expectEqual(@as(u32, if (is(fault, "no-pidfd")) 0 else 1), info.pidfd);
+    // 1: only the needed descriptors; 2: the whole table, by unshare in the child (no
+    // close_range); 3: the whole table at clone (unsharing refused, remembered).
+    const fd_table: u32 = if (is(fault, "no-unshare")) 3 else 1;
+    try testing.expectEqual(fd_table, info.fd_table);
 }
 
 test "a host that forks without exec: the copy starts its own reaper, the parent keeps its own" {

@@ -194,7 +194,11 @@ pub fn dup3(old: i32, new: i32, flags: u32) usize {
 pub fn close_range(first: u32, last: u32, flags: u32) usize {
     return sc3(.close_range, first, last, flags);
 }
+pub const CLOSE_RANGE_UNSHARE = 1 << 1;
 pub const CLOSE_RANGE_CLOEXEC = 1 << 2;
+pub fn unshare(flags: u64) usize {
+    return sc1(.unshare, flags);
+}
 
 pub fn chdir(path: [*:0]const u8) usize {
     return sc1(.chdir, @intFromPtr(path));
