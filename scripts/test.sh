@@ -98,17 +98,17 @@ check "embedded libraries match the build" deno run -A scripts/embed.ts --check
 deno_suite "deno test"
 bun_suite "bun test"
 
-# Fault injection: the same suites with clone3 refused, with no pidfds at all, and with
-# unsharing the descriptor table refused (smaller
+# Fault injection: the same suites with clone3 refused, with no pidfds at all, without
+# close_range (kernels before 5.9), and with unsharing the descriptor table refused (smaller
 # stress counts; the full counts ran above). clone3-eperm breaks glibc's own thread creation,
 # so it runs against the libc-free Zig tests only.
 LAUNCH="$ROOT/.tools/seccomp_launcher"
 export PH_CYCLES=1000 PH_BURST=2000 PH_STORM=500
-for fault in clone3-enosys no-pidfd no-unshare; do
+for fault in clone3-enosys no-pidfd no-close-range no-unshare; do
   deno_suite "deno test, $fault" env PH_FAULT=$fault "$LAUNCH" $fault
   bun_suite "bun test, $fault" env PH_FAULT=$fault "$LAUNCH" $fault
 done
-for fault in clone3-enosys clone3-eperm no-pidfd no-unshare; do
+for fault in clone3-enosys clone3-eperm no-pidfd no-close-range no-unshare; do
   zig_suite "zig build test, $fault" env PH_FAULT=$fault "$LAUNCH" $fault
 done
 

@@ -11,7 +11,7 @@ import { isBun } from "../ffi/mod.ts";
 export { isBun };
 export const runtime = isBun ? "bun" : "deno";
 /** A fault forced by tests/fault/seccomp_launcher.c. */
-export type Fault = "" | "clone3-enosys" | "clone3-eperm" | "no-pidfd" | "no-unshare";
+export type Fault = "" | "clone3-enosys" | "clone3-eperm" | "no-pidfd" | "no-close-range" | "no-unshare";
 /** The fault forced for this run, if any. */
 export const FAULT: Fault = (process.env.PH_FAULT ?? "") as Fault;
 /** Whether children are expected to be held by pidfds in this run. */
@@ -21,7 +21,7 @@ export const EXPECT_CLONE = FAULT === "clone3-enosys" || FAULT === "clone3-eperm
   ? "clone"
   : "clone3";
 /** Whether children are expected to copy only the descriptors they need (`reaperInfo().fdTable`). */
-export const EXPECT_FD_TABLE = FAULT === "no-unshare" ? "whole" : "needed";
+export const EXPECT_FD_TABLE = FAULT === "no-close-range" || FAULT === "no-unshare" ? "whole" : "needed";
 
 type TestFn = () => void | Promise<void>;
 // deno-lint-ignore no-explicit-any

@@ -3,6 +3,7 @@
  *   seccomp_launcher clone3-eperm CMD...    clone3 fails with EPERM (container profiles)
  *   seccomp_launcher no-pidfd CMD...        clone3 ENOSYS, clone(CLONE_PIDFD) EINVAL, pidfd_open
  *                                           and pidfd_send_signal ENOSYS (kernels before 5.2)
+ *   seccomp_launcher no-close-range CMD...  close_range ENOSYS (kernels before 5.9)
  *   seccomp_launcher no-unshare CMD...      close_range with CLOSE_RANGE_UNSHARE and unshare EPERM
  *                                           (a profile that refuses unsharing, like Docker's
  *                                           default without CAP_SYS_ADMIN)
@@ -34,13 +35,14 @@
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s clone3-enosys|clone3-eperm|no-pidfd|no-unshare CMD...\n", argv[0]);
+    fprintf(stderr, "usage: %s clone3-enosys|clone3-eperm|no-pidfd|no-close-range|no-unshare CMD...\n", argv[0]);
     return 2;
   }
   int clone3_errno = strcmp(argv[1], "clone3-eperm") == 0 ? EPERM : ENOSYS;
   int no_pidfd = strcmp(argv[1], "no-pidfd") == 0;
+  int no_close_range = strcmp(argv[1], "no-close-range") == 0;
   int no_unshare = strcmp(argv[1], "no-unshare") == 0;
-  if (!no_pidfd && !no_unshare && strcmp(argv[1], "clone3-enosys") != 0 &&
+  if (!no_pidfd && !no_close_range && !no_unshare && strcmp(argv[1], "clone3-enosys") != 0 &&
       strcmp(argv[1], "clone3-eperm") != 0) {
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
@@ -73,6 +75,15 @@ int main(int argc, char **argv) {
       FAIL(EINVAL),
       ALLOW,
   };
+  struct sock_filter without_close_range[] = {
+      LOAD(arch),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 1, 0),
+      ALLOW,
+      LOAD(nr),
+      NR(__NR_close_range),
+      FAIL(ENOSYS),
+      ALLOW,
+  };
   struct sock_filter without_unshare[] = {
       LOAD(arch),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 1, 0),
@@ -90,6 +101,7 @@ int main(int argc, char **argv) {
   };
 #define PROG(filter) ((struct sock_fprog){sizeof filter / sizeof *filter, filter})
   struct sock_fprog prog = no_pidfd         ? PROG(without_pidfd)
+                           : no_close_range ? PROG(without_close_range)
                            : no_unshare     ? PROG(without_unshare)
                                             : PROG(with_pidfd);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {

@@ -1209,10 +1209,7 @@ fn child_fds(plan: *ChildPlan) void {
         }
     }
 
-    const rc = sys.close_range(3, std.math.maxInt(u32), sys.CLOSE_RANGE_CLOEXEC);
-    if (sys.errno(rc) != 0 and sys.errno(rc) != sys.E.NOSYS and sys.errno(rc) != sys.E.INVAL) {
-        child_fail(plan, .close_range, rc, abi.none);
-    }
+    child_cloexec_above_stdio(plan);
     if (request.flags & abi.flag_inherit_fds != 0) {
         const list: [*]align(1) const u32 = @ptrCast(plan.base + request.inherit_fds_off);
         for (list[0..request.inherit_fds_count], 0..) |fd, i| {
@@ -1251,6 +1248,63 @@ fn child_fds(plan: *ChildPlan) void {
             },
         }
     }
+}
+
+/// Marks every descriptor above stdio close-on-exec, so that the child keeps only what it
+/// was given. close_range does it in one call (Linux 5.11); before that, or when a filter
+/// refuses it, each descriptor listed in /proc/self/fd, and without /proc each number below
+/// RLIMIT_NOFILE, as CPython's subprocess does.
+fn child_cloexec_above_stdio(plan: *ChildPlan) void {
+    const rc = sys.close_range(3, std.math.maxInt(u32), sys.CLOSE_RANGE_CLOEXEC);
+    const e = sys.errno(rc);
+    if (e == 0) return;
+    if (e != sys.E.NOSYS and e != sys.E.INVAL and e != sys.E.PERM) child_fail(plan, .close_range, rc, abi.none);
+    if (cloexec_listed()) return;
+    var limit = sys.Rlimit{ .cur = 0, .max = 0 };
+    _ = sys.prlimit(0, sys.RLIMIT_NOFILE, null, &limit);
+    const end: u64 = @min(limit.cur, nr_open);
+    var fd: u64 = 3;
+    while (fd < end) : (fd += 1) _ = sys.fcntl(@intCast(fd), sys.F.SETFD, sys.FD_CLOEXEC);
+}
+/// The kernel's NR_OPEN: no descriptor is numbered this high.
+const nr_open = 1 << 20;
+
+/// Marks the descriptors /proc/self/fd lists; false if it cannot be read (no /proc).
+fn cloexec_listed() bool {
+    const opened = sys.openat("/proc/self/fd", sys.O.RDONLY | sys.O.CLOEXEC, 0);
+    if (sys.errno(opened) != 0) return false;
+    const dir = sys.int(opened);
+    defer _ = sys.close(dir);
+    var buffer: [4096]u8 align(8) = undefined;
+    // Bounded: every read but the last lists at least one of at most `nr_open` descriptors.
+    var reads: u32 = 0;
+    while (reads <= nr_open) : (reads += 1) {
+        const n = sys.getdents64(dir, &buffer, buffer.len);
+        if (sys.errno(n) != 0) return false;
+        if (n == 0) return true;
+        var offset: usize = 0;
+        while (offset < n) {
+            const entry: *const sys.Dirent64 = @ptrCast(@alignCast(&buffer[offset]));
+            assert(entry.reclen >= @sizeOf(sys.Dirent64) and offset + entry.reclen <= n);
+            const name: [*:0]const u8 = @ptrCast(&buffer[offset + @offsetOf(sys.Dirent64, "type") + 1]);
+            if (parse_fd(std.mem.span(name))) |fd| {
+                if (fd > 2 and fd != dir) _ = sys.fcntl(fd, sys.F.SETFD, sys.FD_CLOEXEC);
+            }
+            offset += entry.reclen;
+        }
+    }
+    return true;
+}
+
+/// A descriptor number written in decimal, or null ("." and "..").
+fn parse_fd(name: []const u8) ?i32 {
+    if (name.len == 0 or name.len > 7) return null;
+    var fd: i32 = 0;
+    for (name) |c| {
+        if (c < '0' or c > '9') return null;
+        fd = fd * 10 + (c - '0');
+    }
+    return fd;
 }
 
 /// `stderr: "stdout"` and the like: copies of targets, once every other target is in place.

@@ -205,7 +205,7 @@ test "the clone mode, pidfds and descriptor tables match the fault this run forc
     try testing.expectEqual(@as(u32, if (is(fault, "no-pidfd")) 0 else 1), info.pidfd);
     // 1: only the needed descriptors; 2: the whole table, by unshare in the child (no
     // close_range); 3: the whole table at clone (unsharing refused, remembered).
-    const fd_table: u32 = if (is(fault, "no-unshare")) 3 else 1;
+    const fd_table: u32 = if (is(fault, "no-close-range")) 2 else if (is(fault, "no-unshare")) 3 else 1;
     try testing.expectEqual(fd_table, info.fd_table);
 }
 

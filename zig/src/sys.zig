@@ -265,6 +265,18 @@ pub fn sched_getaffinity(mask: *CpuMask) usize {
 pub fn sched_setaffinity(mask: *const CpuMask) usize {
     return sc3(.sched_setaffinity, 0, @sizeOf(CpuMask), @intFromPtr(mask));
 }
+pub fn getdents64(fd: i32, buffer: [*]u8, len: usize) usize {
+    return sc3(.getdents64, u(fd), @intFromPtr(buffer), len);
+}
+/// The fixed head of a `struct linux_dirent64`; the NUL-terminated name follows it.
+pub const Dirent64 = extern struct {
+    ino: u64,
+    off: i64,
+    reclen: u16,
+    type: u8,
+};
+pub const RLIMIT_NOFILE = 7;
+pub const FD_CLOEXEC = 1;
 pub fn prlimit(pid: i32, resource: u32, new: ?*const Rlimit, old: ?*Rlimit) usize {
     return sc4(.prlimit64, u(pid), resource, @intFromPtr(new), @intFromPtr(old));
 }
