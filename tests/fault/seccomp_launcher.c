@@ -32,6 +32,15 @@
 #define FAIL(e) BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (e))
 #define LOAD(field) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, field))
 #define ALLOW BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
+/* A filter's last rule: syscall `nr` fails with `e` when argument `arg` (its low 32 bits, on
+ * little-endian) has `flag` set; everything else is allowed. */
+#define LAST_FAILS_WITH_FLAG(nr, arg, flag, e)                                          \
+  BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 1, 0), ALLOW,                                 \
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[arg])),     \
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, flag, 0, 1), FAIL(e), ALLOW
+/* Every filter starts so: allow other architectures' calls, then load the syscall number. */
+#define SYSCALL_ON_THIS_ARCH \
+  LOAD(arch), BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 1, 0), ALLOW, LOAD(nr)
 
 int main(int argc, char **argv) {
   if (argc < 3) {
@@ -48,56 +57,34 @@ int main(int argc, char **argv) {
     return 2;
   }
   struct sock_filter with_pidfd[] = {
-      LOAD(arch),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 1, 0),
-      ALLOW,
-      LOAD(nr),
+      SYSCALL_ON_THIS_ARCH,
       NR(__NR_clone3),
       FAIL(clone3_errno),
       ALLOW,
   };
   struct sock_filter without_pidfd[] = {
-      LOAD(arch),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 1, 0),
-      ALLOW,
-      LOAD(nr),
+      SYSCALL_ON_THIS_ARCH,
       NR(__NR_clone3),
       FAIL(ENOSYS),
       NR(__NR_pidfd_open),
       FAIL(ENOSYS),
       NR(__NR_pidfd_send_signal),
       FAIL(ENOSYS),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 1, 0),
-      ALLOW,
-      /* clone's flags are its first argument: low 32 bits on little-endian. */
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
-      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_PIDFD_FLAG, 0, 1),
-      FAIL(EINVAL),
-      ALLOW,
+      /* clone's flags are its first argument. */
+      LAST_FAILS_WITH_FLAG(__NR_clone, 0, CLONE_PIDFD_FLAG, EINVAL),
   };
   struct sock_filter without_close_range[] = {
-      LOAD(arch),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 1, 0),
-      ALLOW,
-      LOAD(nr),
+      SYSCALL_ON_THIS_ARCH,
       NR(__NR_close_range),
       FAIL(ENOSYS),
       ALLOW,
   };
   struct sock_filter without_unshare[] = {
-      LOAD(arch),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 1, 0),
-      ALLOW,
-      LOAD(nr),
+      SYSCALL_ON_THIS_ARCH,
       NR(__NR_unshare),
       FAIL(EPERM),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_close_range, 1, 0),
-      ALLOW,
       /* close_range's flags are its third argument. */
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
-      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLOSE_RANGE_UNSHARE_FLAG, 0, 1),
-      FAIL(EPERM),
-      ALLOW,
+      LAST_FAILS_WITH_FLAG(__NR_close_range, 2, CLOSE_RANGE_UNSHARE_FLAG, EPERM),
   };
 #define PROG(filter) ((struct sock_fprog){sizeof filter / sizeof *filter, filter})
   struct sock_fprog prog = no_pidfd         ? PROG(without_pidfd)
