@@ -346,8 +346,6 @@ pub fn listener_open(nonblocking_read: bool) i32 {
 }
 var ring_mapped = [_]bool{false} ** abi.listeners_max;
 
-/// Our descriptors never take 0, 1 or 2: a host with stdio closed would otherwise have its
-/// next "stdout" be our pipe.
 /// A child copies the host's descriptors up to the highest one it needs (its stdio sources,
 /// `inheritFds`), which are low numbers: the pidfds of live children are kept above this
 /// floor, so a spawn costs the same next to 10,000 children as next to none. A floor at or
@@ -362,6 +360,8 @@ fn move_to_pidfd_floor(fd: i32) error{ EMFILE, EBADF }!i32 {
     return sys.int(rc);
 }
 
+/// Our descriptors never take 0, 1 or 2: a host with stdio closed would otherwise have its
+/// next "stdout" be our pipe.
 fn move_above_stdio(fd: i32) error{ EMFILE, EBADF }!i32 {
     if (fd > 2) return fd;
     const rc = sys.fcntl(fd, sys.F.DUPFD_CLOEXEC, 3);
@@ -919,14 +919,15 @@ fn child_exited(index: u32, defer_reap: bool) void {
     const flags: u32 = sys.W.EXITED | sys.W.NOHANG | @as(u32, if (defer_reap) sys.W.NOWAIT else 0);
     const rc = sys.waitid(sys.P.PID, pid, &info, flags, &usage);
     const exited = sys.errno(rc) == 0 and info.pid == pid;
-    if (exited) record_exit(&info, &usage);
+    if (exited) {
+        // Out of the set before the exit is published: once it is, the host may close the
+        // pidfd at any moment, and then EPOLL_CTL_DEL by number fails (EBADF) while a copy
+        // the caller took (`child.fd`) keeps the file, and with it the entry, alive.
+        _ = sys.epoll_del(g.epoll_fd, pidfd);
+        record_exit(&info, &usage);
+    }
     unlock(&signal_lock);
-    if (!exited) return;
-    // Out of the set now, after publishing: else the host's close of the pidfd would take the
-    // epoll set's mutex, against this thread. If the host closed it already and the number
-    // went to another file, the kernel matches (file, fd) and this is a harmless ENOENT.
-    _ = sys.epoll_del(g.epoll_fd, pidfd);
-    if (!defer_reap) return;
+    if (!exited or !defer_reap) return;
     // The zombie keeps its pid from reuse until it is reaped; its slot says exited, so no
     // host thread signals it any more.
     unreaped[unreaped_count] = pid;
@@ -967,6 +968,7 @@ fn spawn_child(plan: *ChildPlan) void {
         rc = clone_child(plan, &pidfd);
         if (!fell_back(plan, rc, pidfd)) break;
     }
+    assert(attempts < 4);
     if (sys.errno(rc) != 0) {
         request.err_errno = sys.errno(rc);
         request.err_step = .clone;
