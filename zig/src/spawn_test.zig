@@ -73,9 +73,17 @@ fn spawn_wait(argv: []const []const u8) !abi.ExitRecord {
 
 /// Delivers the exits waiting in the listener; `drain` closes each child's pidfd, which the
 /// library owns (closing `request.pidfd` here as well would close whatever reused its number).
+/// The reaper marks a slot exited (which ends `wait_sync`) just before it queues the record,
+/// so this waits up to 2 s for a first one.
 fn drain_listener() i32 {
     var drained: [16]abi.ExitRecord = undefined;
-    return linux.drain(listener, &drained);
+    var tries: u32 = 0;
+    while (tries < 2000) : (tries += 1) {
+        const count = linux.drain(listener, &drained);
+        if (count != 0) return count;
+        std.Thread.sleep(std.time.ns_per_ms);
+    }
+    return 0;
 }
 
 test "exit codes come back through the reaper" {
