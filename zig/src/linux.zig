@@ -292,14 +292,20 @@ fn slot_record(index: u32, out: *abi.ExitRecord) void {
 /// Called by the reaper, or by a host thread holding `g.lock` once the reaper is dead.
 fn slot_publish(index: u32) void {
     const slot = &g.slots[index];
+    // Exited before the record is queued: a drain may free the slot as soon as it is.
     @atomicStore(u32, &slot.state, SlotState.exited, .release);
-    _ = sys.futex_wake(&slot.state, std.math.maxInt(i32));
     const l = &g.listeners[slot.listener];
+    if (l.in_use) {
+        const head = @atomicLoad(u32, &l.head, .monotonic);
+        assert(head -% @atomicLoad(u32, &l.tail, .acquire) < abi.slots_max);
+        l.ring[head % abi.slots_max] = index;
+        @atomicStore(u32, &l.head, head +% 1, .release);
+    }
+    // Waiters in wait_sync wake after the record is queued, so their drain finds it and frees
+    // the slot and pidfd now, not at some later drain. (If the slot was freed and reused in
+    // between, its new waiter wakes early and waits again.)
+    _ = sys.futex_wake(&slot.state, std.math.maxInt(i32));
     if (!l.in_use) return;
-    const head = @atomicLoad(u32, &l.head, .monotonic);
-    assert(head -% @atomicLoad(u32, &l.tail, .acquire) < abi.slots_max);
-    l.ring[head % abi.slots_max] = index;
-    @atomicStore(u32, &l.head, head +% 1, .release);
     if (@atomicRmw(u32, &l.wake_pending, .Xchg, 1, .acq_rel) == 0) {
         const byte: u8 = 1;
         // The write end is non-blocking; EAGAIN means unread bytes already wake the reader.
