@@ -2,8 +2,7 @@
 //! not drown the spawner's own cost.
 //!   tiny            exit 0 at once
 //!   tiny stamp      write CLOCK_MONOTONIC nanoseconds to stdout, then exit
-//!   tiny until NS [FILE I]  sleep until CLOCK_MONOTONIC reaches NS; store the time it woke
-//!                           as a u64 in slot I of FILE (mapped before sleeping), then exit
+//!   tiny until NS           sleep until CLOCK_MONOTONIC reaches NS, then exit
 //!   tiny await FILE I NS    wait until the word at offset 0 of FILE is nonzero (a futex; at
 //!                           most until CLOCK_MONOTONIC reaches NS), then store the time in
 //!                           slot I + 1 and exit: every child wakes when the benchmark says
@@ -21,21 +20,17 @@ pub fn main() void {
         _ = linux.write(1, text.ptr, text.len);
     } else if (std.mem.eql(u8, mode, "until") and argv.len > 2) {
         const target = std.fmt.parseInt(u64, std.mem.span(argv[2]), 10) catch return;
-        // The stamp slot is mapped before sleeping, so that after waking the child only reads
-        // the clock, stores, and exits: no file lock shared by thousands of waking children.
-        const slot: ?*u64 = if (argv.len > 4) map_slot(argv[3], std.mem.span(argv[4])) else null;
-        const ts = linux.timespec{ .sec = @intCast(target / 1_000_000_000), .nsec = @intCast(target % 1_000_000_000) };
+        const ts = timespec_of(target);
         while (true) {
             const rc = linux.clock_nanosleep(.MONOTONIC, .{ .ABSTIME = true }, &ts, null);
             if (rc == 0) break;
         }
-        if (slot) |s| s.* = monotonic_ns();
     } else if (std.mem.eql(u8, mode, "await") and argv.len > 4) {
         const index = std.fmt.parseInt(usize, std.mem.span(argv[3]), 10) catch return;
         const deadline = std.fmt.parseInt(u64, std.mem.span(argv[4]), 10) catch return;
         const words = map_words(argv[2], 8 * (index + 2)) orelse return;
         const go: *u32 = @ptrCast(words);
-        const ts = linux.timespec{ .sec = @intCast(deadline / 1_000_000_000), .nsec = @intCast(deadline % 1_000_000_000) };
+        const ts = timespec_of(deadline);
         while (@atomicLoad(u32, go, .acquire) == 0) {
             // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time; shared (not private),
             // because the word is in a file every child maps.
@@ -66,24 +61,12 @@ fn map_words(path: [*:0]const u8, len: usize) ?[*]u64 {
     return @ptrFromInt(rc);
 }
 
+fn timespec_of(ns: u64) linux.timespec {
+    return .{ .sec = @intCast(ns / 1_000_000_000), .nsec = @intCast(ns % 1_000_000_000) };
+}
+
 fn monotonic_ns() u64 {
     var ts: linux.timespec = undefined;
     _ = linux.clock_gettime(.MONOTONIC, &ts);
     return @as(u64, @intCast(ts.sec)) * 1_000_000_000 + @as(u64, @intCast(ts.nsec));
-}
-
-/// Maps slot `index` (8 bytes) of the stamp file `path`, which the benchmark sized beforehand.
-fn map_slot(path: [*:0]const u8, index_text: []const u8) ?*u64 {
-    const index = std.fmt.parseInt(usize, index_text, 10) catch return null;
-    const fd_rc = linux.open(path, .{ .ACCMODE = .RDWR }, 0);
-    if (linux.E.init(fd_rc) != .SUCCESS) return null;
-    const fd: i32 = @intCast(fd_rc);
-    defer _ = linux.close(fd);
-    const page_size = std.heap.page_size_min;
-    const offset = index * 8;
-    const page_offset = offset - offset % page_size;
-    const protection = linux.PROT.READ | linux.PROT.WRITE;
-    const rc = linux.mmap(null, page_size, protection, .{ .TYPE = .SHARED }, fd, @intCast(page_offset));
-    if (linux.E.init(rc) != .SUCCESS) return null;
-    return @ptrFromInt(rc + offset % page_size);
 }
