@@ -990,7 +990,8 @@ fn spawn_child(plan: *ChildPlan) void {
     }
     if (plan.shares_fd_table) g.fd_table_mode = plan.fd_table;
     request.pid = pid;
-    // CLONE_PIDFD takes the lowest free descriptor: never leave it at the host's 0, 1 or 2.
+    // CLONE_PIDFD takes the lowest free descriptor: lift it to the pidfd floor (or at least
+    // above the host's 0, 1 and 2).
     request.pidfd = if (g.pidfd_mode == 1) (move_to_pidfd_floor(pidfd) catch -1) else -1;
 }
 
@@ -1132,22 +1133,26 @@ fn child_main(arg: usize) callconv(.c) u8 {
     child_exec(plan);
 }
 
+/// The host descriptors the child keeps under their own numbers (`inheritFds`).
+fn inherited_fds(plan: *const ChildPlan) []align(1) const u32 {
+    const request = plan.request;
+    if (request.flags & abi.flag_inherit_fds == 0) return &.{};
+    const list: [*]align(1) const u32 = @ptrCast(plan.base + request.inherit_fds_off);
+    return list[0..request.inherit_fds_count];
+}
+
 /// The child was cloned on the host's descriptor table (CLONE_FILES). Before it changes any
 /// descriptor, it takes a table of its own holding only the host's descriptors below the
 /// first one it does not need: `close_range` with CLOSE_RANGE_UNSHARE copies just those
 /// (Linux 5.9+). Else `unshare` copies the whole table, as clone would have.
 fn child_own_fd_table(plan: *ChildPlan) void {
-    const request = plan.request;
     var highest: i32 = 2;
     for (plan.actions) |action| switch (action.kind) {
         .dup, .pipe_to_child, .pipe_from_child => highest = @max(highest, action.fd),
         .inherit => highest = @max(highest, action.target),
         .devnull, .file, .close, .copy => {},
     };
-    if (request.flags & abi.flag_inherit_fds != 0) {
-        const list: [*]align(1) const u32 = @ptrCast(plan.base + request.inherit_fds_off);
-        for (list[0..request.inherit_fds_count]) |fd| highest = @max(highest, @as(i32, @intCast(fd)));
-    }
+    for (inherited_fds(plan)) |fd| highest = @max(highest, @as(i32, @intCast(fd)));
     assert(highest >= 2);
     const first_unneeded: u32 = @intCast(highest + 1);
     const rc = sys.close_range(first_unneeded, std.math.maxInt(u32), sys.CLOSE_RANGE_UNSHARE);
@@ -1189,7 +1194,6 @@ fn cstr(base: [*]u8, offset: u32) [*:0]const u8 {
 /// first copied above all targets (close-on-exec), then everything >= 3 is marked
 /// close-on-exec, then each copy is dup'd onto its target (which clears close-on-exec).
 fn child_fds(plan: *ChildPlan) void {
-    const request = plan.request;
     var max_target: i32 = 2;
     for (plan.actions) |action| max_target = @max(max_target, action.target);
     const floor: usize = @intCast(max_target + 1);
@@ -1218,12 +1222,9 @@ fn child_fds(plan: *ChildPlan) void {
     }
 
     child_cloexec_above_stdio(plan);
-    if (request.flags & abi.flag_inherit_fds != 0) {
-        const list: [*]align(1) const u32 = @ptrCast(plan.base + request.inherit_fds_off);
-        for (list[0..request.inherit_fds_count], 0..) |fd, i| {
-            const cleared = sys.fcntl(@intCast(fd), sys.F.SETFD, 0);
-            if (sys.errno(cleared) != 0) child_fail(plan, .fd_dup, cleared, @intCast(i));
-        }
+    for (inherited_fds(plan), 0..) |fd, i| {
+        const cleared = sys.fcntl(@intCast(fd), sys.F.SETFD, 0);
+        if (sys.errno(cleared) != 0) child_fail(plan, .fd_dup, cleared, @intCast(i));
     }
 
     for (plan.actions, 0..) |action, i| {
@@ -1295,24 +1296,13 @@ fn cloexec_listed() bool {
             const entry: *const sys.Dirent64 = @ptrCast(@alignCast(&buffer[offset]));
             assert(entry.reclen >= @sizeOf(sys.Dirent64) and offset + entry.reclen <= n);
             const name: [*:0]const u8 = @ptrCast(&buffer[offset + @offsetOf(sys.Dirent64, "type") + 1]);
-            if (parse_fd(std.mem.span(name))) |fd| {
-                if (fd > 2 and fd != dir) _ = sys.fcntl(fd, sys.F.SETFD, sys.FD_CLOEXEC);
-            }
+            // "." and ".." are not numbers.
+            const fd: i32 = std.fmt.parseInt(u31, std.mem.span(name), 10) catch -1;
+            if (fd > 2 and fd != dir) _ = sys.fcntl(fd, sys.F.SETFD, sys.FD_CLOEXEC);
             offset += entry.reclen;
         }
     }
     return true;
-}
-
-/// A descriptor number written in decimal, or null ("." and "..").
-fn parse_fd(name: []const u8) ?i32 {
-    if (name.len == 0 or name.len > 7) return null;
-    var fd: i32 = 0;
-    for (name) |c| {
-        if (c < '0' or c > '9') return null;
-        fd = fd * 10 + (c - '0');
-    }
-    return fd;
 }
 
 /// `stderr: "stdout"` and the like: copies of targets, once every other target is in place.
