@@ -6,7 +6,7 @@
  * @module
  */
 import process from "node:process";
-import { bindCalls, type Native, type WakeSource } from "./native.ts";
+import { bindCalls, type Native, pipeGrower, type WakeSource } from "./native.ts";
 import { type FfiType, symbols } from "./symbols.ts";
 
 // Bun-only globals, typed here so the rest of the code base stays runtime-neutral.
@@ -45,17 +45,18 @@ export function openBun(path: string): Native {
   }
   const s = ffi.dlopen(path, table).symbols as Record<keyof typeof symbols, Fn>;
   const bun = (globalThis as unknown as { Bun: BunGlobal }).Bun;
+  const calls = bindCalls(s, (n) => n);
   return {
     runtime: "bun",
     libraryPath: path,
-    ...bindCalls(s, (n) => n),
+    ...calls,
     environment: () => process.env,
     getEnv: (name) => process.env[name],
     // Bun's process.env writes are not mirrored into libc's environ: always copy.
     hostEnviron: 0n,
     wakeSource: (fd, onWake) => wakeSource(bun, fd, onWake),
-    readable: (fd) => readable(bun, fd, (n) => s.ph_close(n)),
-    writable: (fd) => writable(bun, fd, (n) => s.ph_close(n)),
+    readable: (fd) => readable(bun, fd, pipeGrower(calls, fd), (n) => s.ph_close(n)),
+    writable: (fd) => writable(bun, fd, pipeGrower(calls, fd), (n) => s.ph_close(n)),
   };
 }
 
@@ -93,7 +94,12 @@ function wakeSource(bun: BunGlobal, fd: number, onWake: () => void): WakeSource 
   };
 }
 
-function readable(bun: BunGlobal, fd: number, close: (fd: number) => number): ReadableStream<Uint8Array> {
+function readable(
+  bun: BunGlobal,
+  fd: number,
+  sized: (bytes: number) => void,
+  close: (fd: number) => number,
+): ReadableStream<Uint8Array> {
   const source = bun.file(fd).stream();
   const reader = source.getReader();
   let open = true;
@@ -110,6 +116,7 @@ function readable(bun: BunGlobal, fd: number, close: (fd: number) => number): Re
           finish();
           controller.close();
         } else {
+          sized(value.length);
           controller.enqueue(value);
         }
       } catch (error) {
@@ -125,7 +132,12 @@ function readable(bun: BunGlobal, fd: number, close: (fd: number) => number): Re
 }
 
 /** Bun's FileSink never closes a descriptor it was given, so closing it here is the EOF. */
-function writable(bun: BunGlobal, fd: number, close: (fd: number) => number): WritableStream<Uint8Array> {
+function writable(
+  bun: BunGlobal,
+  fd: number,
+  sized: (bytes: number) => void,
+  close: (fd: number) => number,
+): WritableStream<Uint8Array> {
   const sink = bun.file(fd).writer();
   let open = true;
   const finish = async () => {
@@ -139,6 +151,7 @@ function writable(bun: BunGlobal, fd: number, close: (fd: number) => number): Wr
   };
   return new WritableStream<Uint8Array>({
     async write(chunk) {
+      sized(chunk.length);
       await sink.write(chunk);
       await sink.flush();
     },

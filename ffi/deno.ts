@@ -5,7 +5,7 @@
  * @module
  */
 import net from "node:net";
-import { bindCalls, type Native, type WakeSource } from "./native.ts";
+import { bindCalls, type Native, pipeGrower, type WakeSource } from "./native.ts";
 import { type FfiType, symbols } from "./symbols.ts";
 
 const TYPES: Record<FfiType, Deno.NativeResultType> = {
@@ -34,17 +34,18 @@ type Fn = (...args: any[]) => any;
 export function openDeno(path: string): Native {
   const lib = Deno.dlopen(path, denoSymbols());
   const s = lib.symbols as unknown as Record<keyof typeof symbols, Fn>;
+  const calls = bindCalls(s, BigInt);
   return {
     runtime: "deno",
     libraryPath: path,
-    ...bindCalls(s, BigInt),
+    ...calls,
     // Three times cheaper than copying process.env, which asks Deno once per variable.
     environment: () => Deno.env.toObject(),
     getEnv: (name) => Deno.env.get(name),
     hostEnviron: environAddress(),
     wakeSource,
-    readable,
-    writable,
+    readable: (fd) => readable(fd, pipeGrower(calls, fd)),
+    writable: (fd) => writable(fd, pipeGrower(calls, fd)),
   };
 }
 
@@ -81,16 +82,17 @@ function wakeSource(fd: number, onWake: () => void): WakeSource {
   };
 }
 
-function readable(fd: number): ReadableStream<Uint8Array> {
+function readable(fd: number, sized: (bytes: number) => void): ReadableStream<Uint8Array> {
   const socket = new net.Socket({ fd, readable: true, writable: false });
-  return socketReadable(socket);
+  return socketReadable(socket, sized);
 }
 
 /** A byte stream over a `node:net` socket, pausing it while the consumer is full. */
-export function socketReadable(socket: net.Socket): ReadableStream<Uint8Array> {
+export function socketReadable(socket: net.Socket, sized = (_bytes: number) => {}): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>({
     start(controller) {
       socket.on("data", (chunk: Uint8Array) => {
+        sized(chunk.byteLength);
         controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
         if ((controller.desiredSize ?? 1) <= 0) socket.pause();
       });
@@ -115,9 +117,9 @@ export function socketReadable(socket: net.Socket): ReadableStream<Uint8Array> {
   }, { highWaterMark: 16 });
 }
 
-function writable(fd: number): WritableStream<Uint8Array> {
+function writable(fd: number, sized: (bytes: number) => void): WritableStream<Uint8Array> {
   const socket = new net.Socket({ fd, readable: false, writable: true });
-  return socketWritable(socket);
+  return socketWritable(socket, sized);
 }
 
 /**
@@ -125,7 +127,7 @@ function writable(fd: number): WritableStream<Uint8Array> {
  * chunk into its buffer, and waits for "drain" only when the buffer is full, so writes
  * pipeline instead of waiting one by one for the kernel.
  */
-export function socketWritable(socket: net.Socket): WritableStream<Uint8Array> {
+export function socketWritable(socket: net.Socket, sized = (_bytes: number) => {}): WritableStream<Uint8Array> {
   let failure: Error | null = null;
   socket.on("error", (error) => {
     failure = error;
@@ -146,6 +148,7 @@ export function socketWritable(socket: net.Socket): WritableStream<Uint8Array> {
   return new WritableStream<Uint8Array>({
     write(chunk) {
       if (failure) return Promise.reject(failure);
+      sized(chunk.byteLength);
       if (socket.write(chunk)) return;
       return drained();
     },

@@ -9,6 +9,7 @@ import { LIBRARY_PATH_ENV, LibraryError, resolveLibraryPath } from "./loader.ts"
 import type { Native } from "./native.ts";
 
 export type { Native, WakeSource } from "./native.ts";
+export { pipeGrower } from "./native.ts";
 export { LibraryError } from "./loader.ts";
 
 let loaded: Native | null = null;

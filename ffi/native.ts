@@ -36,6 +36,7 @@ export interface LibraryCalls {
   checkReaper(): number;
   pidfdExport(slot: number, generation: number): number;
   close(fd: number): number;
+  pipeGrow(fd: number): number;
 }
 
 /** The library's calls bound for the current runtime, plus runtime I/O. */
@@ -86,5 +87,30 @@ export function bindCalls(s: Record<string, Fn>, usize: (n: number) => number | 
     checkReaper: () => s.ph_check_reaper(),
     pidfdExport: (slot, gen) => s.ph_pidfd_export(slot, gen),
     close: (fd) => s.ph_close(fd),
+    pipeGrow: (fd) => s.ph_pipe_grow(fd),
+  };
+}
+
+/** From this many bytes in one read or one write, a pipe counts as carrying bulk data. */
+export const BULK_CHUNK_BYTES = 32 * 1024;
+/** After the budget of large pipes was full, ask again once this many more bulk chunks went by. */
+const BULK_CHUNKS_BEFORE_RETRY = 64;
+const EAGAIN = 11;
+
+/**
+ * Returns a function to call with the size of each chunk read from or written to the pipe
+ * `fd`: the first bulk chunk asks the library to grow the pipe (`ph_pipe_grow`: 1 MiB, at most
+ * 16 pipes at once). Pipes that carry little never grow, so they never count against the
+ * user's pipe-buffer limit beyond the kernel's default.
+ */
+export function pipeGrower(calls: LibraryCalls, fd: number): (bytes: number) => void {
+  let bulkChunks = 0;
+  let retryAt = 1;
+  return (bytes) => {
+    if (bytes < BULK_CHUNK_BYTES || retryAt === 0) return;
+    bulkChunks += 1;
+    if (bulkChunks < retryAt) return;
+    // Done for good unless the budget was full (EAGAIN), which frees up as pipes close.
+    retryAt = calls.pipeGrow(fd) === -EAGAIN ? bulkChunks + BULK_CHUNKS_BEFORE_RETRY : 0;
   };
 }

@@ -53,6 +53,8 @@ export const symbols = {
   ph_pidfd_export: { parameters: ["u32", "u32"], result: "i32" },
   /** int32_t ph_close(int32_t fd) */
   ph_close: { parameters: ["i32"], result: "i32" },
+  /** int32_t ph_pipe_grow(int32_t fd) */
+  ph_pipe_grow: { parameters: ["i32"], result: "i32" },
 } as const satisfies Record<string, SymbolSpec>;
 
 /** The symbol table's type. */

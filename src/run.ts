@@ -13,6 +13,7 @@ import {
   spawnHandle,
   spawnPlanned,
 } from "./process_handle.ts";
+import { pipeGrower } from "../ffi/mod.ts";
 import { getNative } from "./registry.ts";
 import type { ProcessStatus } from "./status.ts";
 
@@ -156,6 +157,7 @@ export function outputSync(
   }
   const stdinFd = plan.actions.find((a) => a.pipe === "stdin") ? pipes.get(0)! : -1;
   const open = new Set<number>([...outputs.keys()]);
+  const growers = new Map([...outputs.keys(), stdinFd].map((fd) => [fd, pipeGrower(native, fd)]));
   let inputFd = stdinFd;
   let written = 0;
   if (inputFd >= 0 && (input === null || input.length === 0)) {
@@ -199,6 +201,7 @@ export function outputSync(
         if (fd === inputFd) {
           const n = native.write(fd, input!.subarray(written), input!.length - written);
           if (n > 0) written += n;
+          growers.get(fd)!(n);
           if ((n < 0 && n !== -EAGAIN) || written >= input!.length) {
             native.close(fd);
             inputFd = -1;
@@ -212,6 +215,7 @@ export function outputSync(
           open.delete(fd);
           return;
         }
+        growers.get(fd)!(n);
         const sink = outputs.get(fd)!;
         sink.total += n;
         if (sink.total > maxBuffer && overflow === null) {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { spawnHandle } from "../mod.ts";
+import { outputSync, spawnHandle } from "../mod.ts";
+import { libc } from "../ffi/libc.ts";
 import { openFds, readAll, sleep, test } from "./harness.ts";
 
 const MB = 1024 * 1024;
@@ -122,4 +123,86 @@ test('piped stdio are pipes, so the child can reopen them as "/dev/stdin" and "/
   const text = new TextDecoder().decode(await readAll(child.stdout!));
   assert.equal(text, "fifo\nfifo\nthrough /dev/stdin\n");
   assert.equal((await child.wait()).code, 0);
+});
+
+const F_GETPIPE_SZ = 1032;
+const LARGE_PIPE = 1 << 20;
+
+/** The buffer size of each of the host's ends of the child's pipes at `childFds`. */
+async function pipeSizes(pid: number, childFds: number[]): Promise<number[]> {
+  const c = await libc();
+  const host = openFds();
+  const child = openFds(pid);
+  return childFds.map((fd) => {
+    // Bun's FileSink works on a copy of the descriptor: any host end will do, one pipe.
+    const ends = [...host].filter(([, link]) => link === child.get(fd)).map(([n]) => n);
+    assert.ok(ends.length >= 1, `no host end for the child's fd ${fd} (${child.get(fd)})`);
+    const [size, errno] = c.fcntl(ends[0], F_GETPIPE_SZ, 0);
+    assert.equal(errno, 0);
+    return size;
+  });
+}
+
+/** Spawns cat with both ends piped, writes `bytes` and keeps the first read; cat stays alive. */
+async function feedCat(bytes: number) {
+  const child = spawnHandle("cat", [], { stdin: "piped", stdout: "piped" });
+  const writer = child.stdin!.getWriter();
+  await writer.write(new Uint8Array(bytes).fill(7));
+  const reader = child.stdout!.getReader();
+  let read = 0;
+  while (read < bytes) read += (await reader.read()).value!.length;
+  return {
+    child,
+    async finish() {
+      await writer.close();
+      while (!(await reader.read()).done);
+      await child.wait();
+    },
+  };
+}
+
+test("pipes that carry little keep the kernel's size; bulk ones grow to 1 MiB", async () => {
+  const small = await feedCat(100);
+  const bulk = await feedCat(256 * 1024);
+  try {
+    const [smallIn, smallOut] = await pipeSizes(small.child.pid, [0, 1]);
+    assert.ok(smallIn < LARGE_PIPE && smallOut < LARGE_PIPE, `small: ${smallIn}, ${smallOut}`);
+    assert.deepEqual(await pipeSizes(bulk.child.pid, [0, 1]), [LARGE_PIPE, LARGE_PIPE]);
+  } finally {
+    await small.finish();
+    await bulk.finish();
+  }
+});
+
+test("at most 16 pipes hold 1 MiB at once, and closed ones give their place back", async () => {
+  // 12 bulk cats: 24 pipes that all carried bulk data, but only 16 may grow (16 MiB, a
+  // quarter of the kernel's default pipe-user-pages-soft).
+  const cats = await Promise.all(Array.from({ length: 12 }, () => feedCat(128 * 1024)));
+  let sizes: number[] = [];
+  try {
+    for (const cat of cats) sizes.push(...await pipeSizes(cat.child.pid, [0, 1]));
+  } finally {
+    for (const cat of cats) await cat.finish();
+  }
+  assert.equal(sizes.filter((s) => s === LARGE_PIPE).length, 16, `sizes: ${sizes}`);
+  // All closed now: a new bulk pipe gets its place.
+  const next = await feedCat(128 * 1024);
+  try {
+    sizes = await pipeSizes(next.child.pid, [0, 1]);
+  } finally {
+    await next.finish();
+  }
+  assert.deepEqual(sizes, [LARGE_PIPE, LARGE_PIPE]);
+});
+
+test("outputSync grows a bulk pipe too: the child sees 1 MiB after writing 300 kB", () => {
+  // The child's write blocks until the host reads; the first full read grows the pipe.
+  const script = "import fcntl,sys; sys.stdout.buffer.write(bytes(300000)); sys.stdout.flush(); " +
+    "print(fcntl.fcntl(1, 1032))";
+  const out = outputSync("python3", ["-c", script], { stdout: "piped" });
+  assert.equal(out.status.code, 0);
+  assert.equal(out.stdout.length, 300000 + String(LARGE_PIPE).length + 1);
+  assert.equal(new TextDecoder().decode(out.stdout.subarray(300000)), `${LARGE_PIPE}\n`);
+  const small = outputSync("python3", ["-c", "import fcntl; print(fcntl.fcntl(1, 1032))"], { stdout: "piped" });
+  assert.ok(Number(new TextDecoder().decode(small.stdout)) < LARGE_PIPE);
 });

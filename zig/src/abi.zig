@@ -6,7 +6,7 @@ const std = @import("std");
 
 /// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
 /// TypeScript loader refuses a library whose version differs.
-pub const abi_version: u32 = 8;
+pub const abi_version: u32 = 9;
 
 pub const slots_max: u32 = 1 << 16;
 pub const listeners_max: u32 = 64;

@@ -150,6 +150,7 @@ const State = struct {
     child_stack: usize = 0,
     attributes: Attributes = .{},
     memory_ready: bool = false,
+    large_pipes: [large_pipes_max]LargePipe = [_]LargePipe{.{}} ** large_pipes_max,
 };
 
 var g: State = .{};
@@ -1465,8 +1466,6 @@ fn release_slot(index: u32) void {
     g.slots_in_use -= 1;
 }
 
-const pipe_size = 1 << 20;
-
 const PipeResult = struct { errno: i32 = 0, index: u32 = abi.none };
 
 fn open_pipes(actions: []abi.FdAction) PipeResult {
@@ -1492,9 +1491,6 @@ fn open_pipes(actions: []abi.FdAction) PipeResult {
         const host_end = if (to_child) fds[1] else fds[0];
         const child_end = if (to_child) fds[0] else fds[1];
         _ = sys.fcntl(host_end, sys.F.SETFL, sys.O.NONBLOCK);
-        // 1 MiB instead of 64 KiB: a quarter of the wake-ups for bulk data. Pages are only
-        // allocated as data arrives; failure (a lower pipe-max-size) keeps the default.
-        _ = sys.fcntl(host_end, sys.F.SETPIPE_SZ, pipe_size);
         action.fd = child_end;
         action.out_fd = host_end;
     }
@@ -1617,6 +1613,55 @@ fn in_bounds(len: usize, offset: u32, size: usize) bool {
 fn string_in_bounds(base: [*]u8, len: usize, offset: u32) bool {
     if (offset >= len) return false;
     return std.mem.indexOfScalar(u8, base[offset..len], 0) != null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Large pipe buffers, for the pipes that carry bulk data.
+
+/// A pipe grown by `pipe_grow`: the host's descriptor and the file it named then.
+const LargePipe = struct { fd: i32 = -1, dev: u64 = 0, inode: u64 = 0 };
+
+/// 1 MiB instead of 64 KiB: a sixteenth of the wake-ups (and of the reads) for bulk data.
+const large_pipe_size = 1 << 20;
+/// The kernel charges a pipe's whole size to its user when the size is set, used or not, and
+/// once a user's pipes pass `/proc/sys/fs/pipe-user-pages-soft` (64 MiB by default) every new
+/// pipe of that user, in any process, gets 8 KiB. So pipes only grow once they carry bulk
+/// data, and at most this many at once: 16 MiB, a quarter of the default soft limit.
+const large_pipes_max = 16;
+
+/// Gives the pipe `fd` a large buffer. Returns its size in bytes, or -EAGAIN when
+/// `large_pipes_max` pipes still hold one, or the kernel's -errno (-EPERM: a lower
+/// pipe-max-size, or the user is over the soft limit). Asking again for a grown pipe is cheap.
+pub fn pipe_grow(fd: i32) i32 {
+    var st: sys.Stat = undefined;
+    var rc = sys.fstat(fd, &st);
+    if (sys.errno(rc) != 0) return -sys.errno(rc);
+    if (!sys.is_fifo(st.mode)) return -sys.E.INVAL;
+    lock(&g.lock);
+    defer unlock(&g.lock);
+    ensure_process();
+    for (&g.large_pipes) |*entry| {
+        if (entry.fd == fd and entry.dev == st.dev and entry.inode == st.ino) return large_pipe_size;
+    }
+    const entry = large_pipe_free() orelse return -sys.E.AGAIN;
+    rc = sys.fcntl(fd, sys.F.SETPIPE_SZ, large_pipe_size);
+    if (sys.errno(rc) != 0) return -sys.errno(rc);
+    entry.* = .{ .fd = fd, .dev = st.dev, .inode = st.ino };
+    return sys.int(rc);
+}
+
+/// An entry to use: an empty one, else one whose descriptor was closed since or now names
+/// another file (the pipe it grew is gone, or lives on only in a child or a copy).
+fn large_pipe_free() ?*LargePipe {
+    for (&g.large_pipes) |*entry| {
+        if (entry.fd < 0) return entry;
+    }
+    for (&g.large_pipes) |*entry| {
+        var st: sys.Stat = undefined;
+        const rc = sys.fstat(entry.fd, &st);
+        if (sys.errno(rc) != 0 or st.dev != entry.dev or st.ino != entry.inode) return entry;
+    }
+    return null;
 }
 
 pub fn get_info(out: *abi.Info) void {

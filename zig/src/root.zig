@@ -102,6 +102,11 @@ export fn ph_close(fd: i32) i32 {
     return backend.close_fd(fd);
 }
 
+/// int32_t ph_pipe_grow(int32_t fd): the pipe's new size, or -errno (-EAGAIN: over budget).
+export fn ph_pipe_grow(fd: i32) i32 {
+    return backend.pipe_grow(fd);
+}
+
 test {
     _ = @import("pid_table.zig");
     _ = @import("spawn_test.zig");

@@ -296,3 +296,42 @@ test "a host with fd 0 closed: the child's stdin is /dev/null and our pipes neve
     _ = sys.close(fd);
     try testing.expect(drain_listener() >= 1);
 }
+
+fn pipe_size_of(fd: i32) i32 {
+    return sys.int(sys.fcntl(fd, sys.F.GETPIPE_SZ, 0));
+}
+
+test "pipes grow to 1 MiB on request, at most 16 at once, and closed ones give their place back" {
+    const large: i32 = 1 << 20;
+    var pipes: [17][2]i32 = undefined;
+    for (&pipes) |*p| try testing.expectEqual(@as(i32, 0), sys.errno(sys.pipe2(p, sys.O.CLOEXEC)));
+    defer for (pipes) |p| {
+        _ = sys.close(p[0]);
+        _ = sys.close(p[1]);
+    };
+    for (pipes[0..16]) |p| {
+        try testing.expect(pipe_size_of(p[0]) < large);
+        try testing.expectEqual(large, linux.pipe_grow(p[0]));
+        try testing.expectEqual(large, pipe_size_of(p[1]));
+    }
+    // Over budget: the seventeenth keeps its size. Asking again for a grown one is no error.
+    try testing.expectEqual(-@as(i32, sys.E.AGAIN), linux.pipe_grow(pipes[16][0]));
+    try testing.expect(pipe_size_of(pipes[16][0]) < large);
+    try testing.expectEqual(large, linux.pipe_grow(pipes[3][0]));
+    // A grown pipe closed, and its number taken by another pipe: the place is free again,
+    // and the new pipe at the old number is not mistaken for the grown one.
+    const number = pipes[5][0];
+    _ = sys.close(pipes[5][0]);
+    _ = sys.close(pipes[5][1]);
+    try testing.expectEqual(@as(i32, 0), sys.errno(sys.pipe2(&pipes[5], sys.O.CLOEXEC)));
+    try testing.expectEqual(number, pipes[5][0]);
+    try testing.expect(pipe_size_of(pipes[5][0]) < large);
+    try testing.expectEqual(large, linux.pipe_grow(pipes[16][0]));
+    try testing.expectEqual(large, pipe_size_of(pipes[16][1]));
+    try testing.expectEqual(-@as(i32, sys.E.AGAIN), linux.pipe_grow(pipes[5][0]));
+    // Not a pipe, not a descriptor.
+    const null_fd = sys.int(sys.openat("/dev/null", sys.O.RDONLY | sys.O.CLOEXEC, 0));
+    defer _ = sys.close(null_fd);
+    try testing.expectEqual(-@as(i32, sys.E.INVAL), linux.pipe_grow(null_fd));
+    try testing.expectEqual(-@as(i32, sys.E.BADF), linux.pipe_grow(999_999));
+}

@@ -68,6 +68,7 @@ pub const F = struct {
     pub const GETFL = 3;
     pub const SETFL = 4;
     pub const SETPIPE_SZ = 1031;
+    pub const GETPIPE_SZ = 1032;
 };
 
 pub const CLONE = struct {
@@ -187,6 +188,13 @@ pub fn pipe2(fds: *[2]i32, flags: u32) usize {
 }
 pub fn fcntl(fd: i32, cmd: u32, arg: usize) usize {
     return sc3(.fcntl, u(fd), cmd, arg);
+}
+pub const Stat = linux.Stat;
+pub fn fstat(fd: i32, out: *Stat) usize {
+    return linux.fstat(fd, out);
+}
+pub fn is_fifo(mode: u32) bool {
+    return mode & linux.S.IFMT == linux.S.IFIFO;
 }
 pub fn dup3(old: i32, new: i32, flags: u32) usize {
     return sc3(.dup3, u(old), u(new), flags);
