@@ -121,9 +121,9 @@ export const ExitKind = {
   lost: -1,
 } as const;
 
-/** `struct ph_info`: 32 bytes. */
+/** `struct ph_info`: 36 bytes. */
 export const Info = {
-  size: 32,
+  size: 36,
   abi_version: 0,
   slots_max: 4,
   reaper_pid: 8,
@@ -132,6 +132,7 @@ export const Info = {
   reapers_started: 20,
   slots_in_use: 24,
   fd_table: 28,
+  poll_window_us: 32,
 } as const;
 
 /** `enum Step`: where a spawn failed, by the name errors report. */

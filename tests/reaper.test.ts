@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { ReaperDiedError, reaperInfo, spawnHandle } from "../mod.ts";
-import { EXPECT_CLONE, EXPECT_FD_TABLE, EXPECT_PIDFD, procStat, runFixture, sleep, test } from "./harness.ts";
+import { EXPECT_CLONE, EXPECT_FD_TABLE, EXPECT_PIDFD, procStat, runFixture, sleep, test, TINY } from "./harness.ts";
 
 test("the reaper is created lazily, once per process, and is not the host's visible child", async () => {
   const result = await runFixture("lazy_reaper.ts");
@@ -99,3 +99,29 @@ if (!EXPECT_PIDFD) {
     assert.ok(report.ms < 2000, `took ${report.ms} ms`);
   }, { timeoutMs: 20_000 });
 }
+
+test("the reaper polls 1 ms after events while children are short-lived, 200 µs once they live long", async () => {
+  // Earlier tests' long-lived children weigh on the average: spawn short ones until it drops.
+  let spawned = 0;
+  while (reaperInfo().pollWindowUs !== 1000 && spawned < 500) {
+    await spawnHandle(TINY, []).wait();
+    spawned++;
+  }
+  assert.equal(
+    reaperInfo().pollWindowUs,
+    1000,
+    `still ${reaperInfo().pollWindowUs} µs after ${spawned} short children`,
+  );
+  // A child that outlives the window: the reaper stops polling long at the window's end.
+  const sleeper = spawnHandle("sleep", ["30"]);
+  await sleep(20);
+  assert.equal(reaperInfo().pollWindowUs, 200);
+  sleeper.sendSignal("SIGKILL");
+  await sleeper.wait();
+  assert.equal(reaperInfo().pollWindowUs, 200);
+  // One short-lived child is not enough after a life of 20 ms; a few bring the long polls back.
+  await spawnHandle(TINY, []).wait();
+  assert.equal(reaperInfo().pollWindowUs, 200);
+  for (let i = 0; i < 40 && reaperInfo().pollWindowUs !== 1000; i++) await spawnHandle(TINY, []).wait();
+  assert.equal(reaperInfo().pollWindowUs, 1000);
+});

@@ -191,6 +191,9 @@ pub const Info = extern struct {
     /// 1 when children copy only the descriptors they need, 2 when they copy the whole table
     /// (a kernel or filter that refuses both ways of unsharing it), 0 not yet known.
     fd_table: u32,
+    /// How long the reaper polls after an event before it sleeps, in microseconds: longer
+    /// while recent children were short-lived.
+    poll_window_us: u32,
 };
 
 comptime {
@@ -198,7 +201,7 @@ comptime {
     std.debug.assert(@sizeOf(Request) == 144);
     std.debug.assert(@sizeOf(RlimitEntry) == 24);
     std.debug.assert(@sizeOf(ExitRecord) == 48);
-    std.debug.assert(@sizeOf(Info) == 32);
+    std.debug.assert(@sizeOf(Info) == 36);
     std.debug.assert(@offsetOf(Request, "ignore_mask") == 96);
     std.debug.assert(@offsetOf(Request, "environ_addr") == 104);
     std.debug.assert(@offsetOf(Request, "pid") == 112);
