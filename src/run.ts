@@ -157,13 +157,13 @@ export function outputSync(
   }
   const stdinFd = plan.actions.find((a) => a.pipe === "stdin") ? pipes.get(0)! : -1;
   const open = new Set<number>([...outputs.keys()]);
-  const growers = new Map([...outputs.keys(), stdinFd].map((fd) => [fd, pipeGrower(native, fd)]));
   let inputFd = stdinFd;
   let written = 0;
   if (inputFd >= 0 && (input === null || input.length === 0)) {
     native.close(inputFd);
     inputFd = -1;
   }
+  const growers = new Map([...open, inputFd].filter((fd) => fd >= 0).map((fd) => [fd, pipeGrower(native, fd)]));
   const pollfds = new Uint8Array(8 * 3);
   const view = new DataView(pollfds.buffer);
   const buffer = new Uint8Array(CHUNK);
