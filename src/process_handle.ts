@@ -143,7 +143,7 @@ export class ProcessHandle implements AsyncDisposable {
    * it (a duplicate of the library's own, so closing it early hides nothing from the reaper);
    * it stays open until the exit is observed (`wait` resolved, `waitNonblock`/`waitSync`
    * reported it) or the handle is disposed, then it is closed and this reads -1. Read first
-   * after the exit was delivered, or on kernels without pidfds, it is -1.
+   * after the child exited, or on kernels without pidfds, it is -1.
    */
   get fd(): number {
     if (this.#owned === null && this.#pidfd >= 0 && this.#status === null && this.#lost === null) {
