@@ -229,7 +229,14 @@ fn reset_after_fork() void {
     const table = g.table;
     const reaper_stack = g.reaper_stack;
     const child_stack = g.child_stack;
+    // Each listener's ring is mapped once per process (`ring_mapped` survives this reset):
+    // the copy keeps the mappings it inherited.
+    var rings: [abi.listeners_max][*]u32 = undefined;
+    for (&rings, &g.listeners) |*ring, *l| ring.* = l.ring;
     g = .{};
+    for (&g.listeners, rings, ring_mapped) |*l, ring, mapped| {
+        if (mapped) l.ring = ring;
+    }
     if (memory_ready) {
         g.slots = slots;
         g.free_stack = free_stack;
@@ -452,7 +459,7 @@ pub fn pidfd_export(index: u32, generation: u32) i32 {
     }
     // Under `signal_lock`: the reaper takes an exited child's pidfd out of the slot under it,
     // and closes it only after.
-    lock(&signal_lock);
+    lock_signal_from_host();
     defer unlock(&signal_lock);
     if (slot.pidfd < 0) return -sys.E.BADF;
     const rc = sys.fcntl(slot.pidfd, sys.F.DUPFD_CLOEXEC, 3);
@@ -501,7 +508,7 @@ pub fn signal(index: u32, generation: u32, sig: i32, flags: u32) i32 {
     if (group and slot.pgid == 0) return -sys.E.INVAL;
     // The reaper publishes an exit, and takes the pidfd out of the slot to close it, only
     // under this lock: a child seen running here keeps its pidfd (and its pid) until unlock.
-    lock(&signal_lock);
+    lock_signal_from_host();
     defer unlock(&signal_lock);
     if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) return -sys.E.SRCH;
     if (slot.pidfd >= 0) {
@@ -520,6 +527,30 @@ pub fn signal(index: u32, generation: u32, sig: i32, flags: u32) i32 {
 }
 var group_flag_missing: u32 = 0;
 pub var signal_lock: u32 = 0;
+
+/// `signal_lock` for host threads. The reaper may die holding it (killed, or a crash inside
+/// it), and waiting forever would hang the JavaScript thread; so every `liveness_check_ms`
+/// without it, a hold by a reaper that has exited is broken. Between host threads the lock
+/// guards nothing: it orders them against the reaper's reaping and pidfd closing.
+fn lock_signal_from_host() void {
+    if (@cmpxchgStrong(u32, &signal_lock, 0, 1, .acquire, .monotonic) == null) return;
+    while (@atomicRmw(u32, &signal_lock, .Xchg, 2, .acquire) != 0) {
+        const rc = sys.futex_wait(&signal_lock, 2, liveness_check_ms);
+        if (sys.errno(rc) == sys.E.TIMEDOUT and reaper_exited()) {
+            @atomicStore(u32, &signal_lock, 0, .release);
+        }
+    }
+}
+
+/// Whether the reaper has exited (or there is none), without reaping it: that stays with
+/// `reaper_alive_locked`, under `g.lock`.
+fn reaper_exited() bool {
+    const pid = @atomicLoad(i32, &g.reaper_pid, .monotonic);
+    if (pid == 0) return true;
+    var info = std.mem.zeroes(sys.SigInfo);
+    const rc = sys.waitid(sys.P.PID, pid, &info, sys.W.EXITED | sys.W.NOHANG | sys.W.NOWAIT | sys.W.ALL, null);
+    return sys.errno(rc) != 0 or info.pid == pid;
+}
 
 // ---------------------------------------------------------------------------------------------
 // The reaper's lifetime, seen from the host.
@@ -858,7 +889,10 @@ fn collect_orphan(index: u32) bool {
         return true;
     }
     // No PIDFD_GET_INFO (before 6.15) or no exit information yet: give up after the grace.
-    if (sys.errno(rc) != 0 or sys.clock_monotonic_ns() >= orphan_deadline_ns[index]) {
+    // Through a slice: indexing the array value copies all 512 KiB of it onto the reaper's
+    // stack in a Debug build (found when a Zig test first reached this path).
+    const deadlines_ns: []const u64 = &orphan_deadline_ns;
+    if (sys.errno(rc) != 0 or sys.clock_monotonic_ns() >= deadlines_ns[index]) {
         orphans_exited -= 1;
         orphan_done(index, .lost, 0);
         return true;
@@ -894,12 +928,12 @@ fn reap_all() void {
         if (sys.errno(rc) != 0 or info.pid == 0) return;
         lock(&signal_lock);
         _ = sys.waitid(sys.P.PID, info.pid, &info, sys.W.EXITED, &usage);
-        record_exit(&info, &usage);
+        record_exit(&info, &usage, false);
         unlock(&signal_lock);
     }
 }
 
-fn record_exit(info: *const sys.SigInfo, usage: *const sys.Rusage) void {
+fn record_exit(info: *const sys.SigInfo, usage: *const sys.Rusage, burst: bool) void {
     const index = g.table.remove(info.pid) orelse return;
     const slot = &g.slots[index];
     assert(slot.pid == info.pid);
@@ -915,15 +949,19 @@ fn record_exit(info: *const sys.SigInfo, usage: *const sys.Rusage) void {
     slot.system_cpu_us = micros(usage.stime);
     slot.max_rss_kib = @intCast(@max(usage.maxrss, 0));
     note_lifetime(slot.spawned_ns);
-    // The reaper closes the pidfd itself once nothing is pending (`clean_up_published`), in
-    // parallel with the host's delivery: a close costs about 2 us (the pidfs file, dentry and
-    // inode go), which after 10,000 exits was 20 ms of the JavaScript thread's drain. Out of
-    // the slot now, under `signal_lock`, so no host thread signals or copies it any more.
-    if (slot.pidfd >= 0) {
+    // The reaper closes the pidfd itself: a close costs about 2 us (the pidfs file, dentry
+    // and inode go), which after 10,000 exits was 20 ms of the JavaScript thread's drain. A
+    // lone exit's now, so that once its status is out the pidfd is gone, like the pid; in a
+    // burst, once nothing is pending (`clean_up_published`), in parallel with the host's
+    // delivery. Out of the slot under `signal_lock`: no host thread signals or copies it then.
+    const pidfd = slot.pidfd;
+    slot.pidfd = -1;
+    if (pidfd >= 0 and !burst) {
+        _ = sys.close(pidfd);
+    } else if (pidfd >= 0) {
         if (unclosed_count == unclosed.len) clean_up_published();
-        unclosed[unclosed_count] = slot.pidfd;
+        unclosed[unclosed_count] = pidfd;
         @atomicStore(usize, &unclosed_count, unclosed_count + 1, .release);
-        slot.pidfd = -1;
     }
     slot_publish(index);
 }
@@ -997,7 +1035,7 @@ fn child_exited(index: u32, defer_reap: bool) void {
         // pidfd at any moment, and then EPOLL_CTL_DEL by number fails (EBADF) while a copy
         // the caller took (`child.fd`) keeps the file, and with it the entry, alive.
         _ = sys.epoll_del(g.epoll_fd, pidfd);
-        record_exit(&info, &usage);
+        record_exit(&info, &usage, defer_reap);
     }
     unlock(&signal_lock);
     if (!exited or !defer_reap) return;

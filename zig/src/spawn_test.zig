@@ -71,8 +71,9 @@ fn spawn_wait(argv: []const []const u8) !abi.ExitRecord {
     return record;
 }
 
-/// Delivers the exits waiting in the listener; `drain` closes each child's pidfd, which the
-/// library owns (closing `request.pidfd` here as well would close whatever reused its number).
+/// Delivers the exits waiting in the listener. The library owns each child's pidfd and closes
+/// it (the reaper, after publishing): closing `request.pidfd` here as well would close whatever
+/// reused its number.
 /// The reaper marks a slot exited (which ends `wait_sync`) just before it queues the record,
 /// so this waits up to 2 s for a first one.
 fn drain_listener() i32 {
@@ -264,6 +265,10 @@ fn forked_copy(parent_reaper: i32) !u8 {
     var info: abi.Info = undefined;
     linux.get_info(&info);
     if (info.reaper_pid == 0 or info.reaper_pid == parent_reaper) return 14;
+    // The record reached the copy's own ring, from its one reaper. (A reaper that marked the
+    // slot exited and then died before queueing it once passed the checks above.)
+    if (drain_listener() != 1) return 15;
+    if (linux.check_reaper() != 0) return 16;
     return 0;
 }
 
@@ -334,4 +339,47 @@ test "pipes grow to 1 MiB on request, at most 16 at once, and closed ones give t
     defer _ = sys.close(null_fd);
     try testing.expectEqual(-@as(i32, sys.E.INVAL), linux.pipe_grow(null_fd));
     try testing.expectEqual(-@as(i32, sys.E.BADF), linux.pipe_grow(999_999));
+}
+
+const not_returned = std.math.minInt(i32);
+
+fn signal_into(slot: u32, generation: u32, out: *std.atomic.Value(i32)) void {
+    out.store(linux.signal(slot, generation, sys.SIG.KILL, 0), .release);
+}
+
+test "a reaper that dies holding signal_lock does not hang the host's signal()" {
+    try open_listener();
+    var buffer: [4096]u8 align(8) = undefined;
+    const request = build(&buffer, &.{ "sleep", "30" }, &.{});
+    try testing.expectEqual(@as(i32, 0), linux.spawn(request, request.buffer_len));
+    var info: abi.Info = undefined;
+    linux.get_info(&info);
+    try testing.expect(info.reaper_pid > 0);
+    // The reaper dies, and the lock is left as if it had died inside it (held, with waiters).
+    try testing.expectEqual(@as(i32, 0), sys.errno(sys.kill(info.reaper_pid, sys.SIG.KILL)));
+    var dead = std.mem.zeroes(sys.SigInfo);
+    const flags = sys.W.EXITED | sys.W.NOWAIT | sys.W.ALL;
+    try testing.expectEqual(@as(i32, 0), sys.errno(sys.waitid(sys.P.PID, info.reaper_pid, &dead, flags, null)));
+    @atomicStore(u32, &linux.signal_lock, 2, .release);
+    // On a thread, so that a signal() stuck on the lock fails this test instead of hanging it.
+    var returned = std.atomic.Value(i32).init(not_returned);
+    const thread = try std.Thread.spawn(.{}, signal_into, .{ request.slot, request.generation, &returned });
+    var waited_ms: u32 = 0;
+    while (returned.load(.acquire) == not_returned and waited_ms < 5_000) : (waited_ms += 10) {
+        std.Thread.sleep(10 * std.time.ns_per_ms);
+    }
+    const rc = returned.load(.acquire);
+    if (rc == not_returned) {
+        // Let the stuck call go, so the tests after this one can signal.
+        @atomicStore(u32, &linux.signal_lock, 0, .release);
+        _ = sys.futex_wake(&linux.signal_lock, 1);
+    }
+    thread.join();
+    try testing.expectEqual(@as(i32, 0), rc);
+    // Clean up: the host notices the death, the orphan's exit is recovered or reported lost.
+    try testing.expectEqual(@as(i32, 1), linux.check_reaper());
+    var record: abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
+    try testing.expect(record.kind == .killed or record.kind == .lost);
+    _ = drain_listener();
 }
