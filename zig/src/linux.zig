@@ -55,9 +55,6 @@ const Listener = struct {
     head: u32 = 0,
     /// Written by the owner only.
     tail: u32 = 0,
-    /// `slots_max` entries: a slot is pushed once per life and freed only when drained,
-    /// so the ring can never hold more than `slots_max` entries.
-    ring: [*]u32 = undefined,
 };
 
 /// The host's attributes as the reaper got them at its creation; a child gets the host's
@@ -229,14 +226,7 @@ fn reset_after_fork() void {
     const table = g.table;
     const reaper_stack = g.reaper_stack;
     const child_stack = g.child_stack;
-    // Each listener's ring is mapped once per process (`ring_mapped` survives this reset):
-    // the copy keeps the mappings it inherited.
-    var rings: [abi.listeners_max][*]u32 = undefined;
-    for (&rings, &g.listeners) |*ring, *l| ring.* = l.ring;
     g = .{};
-    for (&g.listeners, rings, ring_mapped) |*l, ring, mapped| {
-        if (mapped) l.ring = ring;
-    }
     if (memory_ready) {
         g.slots = slots;
         g.free_stack = free_stack;
@@ -310,7 +300,7 @@ fn slot_publish(index: u32) void {
     if (l.in_use) {
         const head = @atomicLoad(u32, &l.head, .monotonic);
         assert(head -% @atomicLoad(u32, &l.tail, .acquire) < abi.slots_max);
-        l.ring[head % abi.slots_max] = index;
+        rings[slot.listener].?[head % abi.slots_max] = index;
         @atomicStore(u32, &l.head, head +% 1, .release);
     }
     // Waiters in wait_sync wake after the record is queued, so their drain finds it and frees
@@ -336,10 +326,9 @@ pub fn listener_open(nonblocking_read: bool) i32 {
         if (!l.in_use) break i;
     } else return -sys.E.MFILE;
     const l = &g.listeners[index];
-    if (!ring_mapped[index]) {
+    if (rings[index] == null) {
         const ring = map(@sizeOf(u32) * abi.slots_max) orelse return -sys.E.NOMEM;
-        l.ring = @ptrFromInt(ring);
-        ring_mapped[index] = true;
+        rings[index] = @ptrFromInt(ring);
     }
     var fds: [2]i32 = undefined;
     const rc = sys.pipe2(&fds, sys.O.CLOEXEC);
@@ -362,7 +351,11 @@ pub fn listener_open(nonblocking_read: bool) i32 {
     l.in_use = true;
     return @intCast(index);
 }
-var ring_mapped = [_]bool{false} ** abi.listeners_max;
+/// Each listener's ring of published slots: `slots_max` entries (a slot is pushed once per
+/// life and freed only when drained, so a ring never holds more). Mapped on the first use of a
+/// listener index and kept for good, outside `g`: a forked copy inherits the mapping, and
+/// `reset_after_fork` must not lose it.
+var rings = [_]?[*]u32{null} ** abi.listeners_max;
 
 /// A child copies the host's descriptors up to the highest one it needs (its stdio sources,
 /// `inheritFds`), which are low numbers: the pidfds of live children are kept above this
@@ -419,7 +412,7 @@ pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
     defer unlock(&g.lock);
     var count: usize = 0;
     while (tail != head and count < out.len) : (count += 1) {
-        const slot_index = l.ring[tail % abi.slots_max];
+        const slot_index = rings[index].?[tail % abi.slots_max];
         slot_record(slot_index, &out[count]);
         release_pidfd(slot_index);
         slot_free(slot_index);
@@ -546,10 +539,7 @@ fn lock_signal_from_host() void {
 /// `reaper_alive_locked`, under `g.lock`.
 fn reaper_exited() bool {
     const pid = @atomicLoad(i32, &g.reaper_pid, .monotonic);
-    if (pid == 0) return true;
-    var info = std.mem.zeroes(sys.SigInfo);
-    const rc = sys.waitid(sys.P.PID, pid, &info, sys.W.EXITED | sys.W.NOHANG | sys.W.NOWAIT | sys.W.ALL, null);
-    return sys.errno(rc) != 0 or info.pid == pid;
+    return pid == 0 or reaper_gone(pid, sys.W.NOWAIT);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -557,12 +547,18 @@ fn reaper_exited() bool {
 
 fn reaper_alive_locked() bool {
     if (g.reaper_pid == 0) return false;
-    var info = std.mem.zeroes(sys.SigInfo);
-    const rc = sys.waitid(sys.P.PID, g.reaper_pid, &info, sys.W.EXITED | sys.W.NOHANG | sys.W.ALL, null);
-    if (sys.errno(rc) == 0 and info.pid == 0) return true;
+    if (!reaper_gone(g.reaper_pid, 0)) return true;
     // Reaped now (or already, by someone's waitpid(-1, __WALL)): the reaper is gone.
     reaper_died_locked();
     return false;
+}
+
+/// Whether the reaper `pid` has exited: reaps it, unless `flags` has W.NOWAIT. Also true
+/// when someone else reaped it already (ECHILD).
+fn reaper_gone(pid: i32, flags: u32) bool {
+    var info = std.mem.zeroes(sys.SigInfo);
+    const rc = sys.waitid(sys.P.PID, pid, &info, sys.W.EXITED | sys.W.NOHANG | sys.W.ALL | flags, null);
+    return sys.errno(rc) != 0 or info.pid != 0;
 }
 
 /// The kernel re-parented the dead reaper's children (to a subreaper or init). Those held by a
@@ -572,9 +568,7 @@ fn reaper_alive_locked() bool {
 fn reaper_died_locked() void {
     g.reaper_pid = 0;
     // The pidfds of exits it published but had not closed yet: nobody else refers to them.
-    const left = @atomicLoad(usize, &unclosed_count, .acquire);
-    for (unclosed[0..left]) |fd| _ = sys.close(fd);
-    unclosed_count = 0;
+    close_published_pidfds();
     var index: u32 = 0;
     while (index < g.next_unused) : (index += 1) {
         const slot = &g.slots[index];
@@ -1031,9 +1025,9 @@ fn child_exited(index: u32, defer_reap: bool) void {
     const rc = sys.waitid(sys.P.PID, pid, &info, flags, &usage);
     const exited = sys.errno(rc) == 0 and info.pid == pid;
     if (exited) {
-        // Out of the set before the exit is published: once it is, the host may close the
-        // pidfd at any moment, and then EPOLL_CTL_DEL by number fails (EBADF) while a copy
-        // the caller took (`child.fd`) keeps the file, and with it the entry, alive.
+        // Out of the set before the pidfd is closed (in `record_exit`, or with the deferred
+        // reaps): afterwards EPOLL_CTL_DEL by number fails (EBADF) while a copy the caller
+        // took (`child.fd`) keeps the file, and with it the entry, alive.
         _ = sys.epoll_del(g.epoll_fd, pidfd);
         record_exit(&info, &usage, defer_reap);
     }
@@ -1068,12 +1062,17 @@ fn clean_up_published() void {
         _ = sys.waitid(sys.P.PID, pid, &info, sys.W.EXITED | sys.W.NOHANG, null);
     }
     unreaped_count = 0;
-    // Each one off the list before it is closed: if the reaper dies here, the host closes
-    // what is left on the list (`reaper_died_locked`), and no number may be closed twice.
+    close_published_pidfds();
+}
+
+/// Closes the pidfds on the `unclosed` list: by the reaper, or by the host once the reaper
+/// died (`reaper_died_locked`). Each one leaves the list before it is closed, so a reaper that
+/// dies in here leaves only numbers not closed yet, and none is closed twice.
+fn close_published_pidfds() void {
     // Through a slice: indexing the array value can copy all 256 KiB of it onto the
     // reaper's stack in a Debug build (a SIGSEGV in its guard page, seen in the Zig tests).
     const list: []const i32 = &unclosed;
-    while (unclosed_count > 0) {
+    while (@atomicLoad(usize, &unclosed_count, .acquire) > 0) {
         const fd = list[unclosed_count - 1];
         @atomicStore(usize, &unclosed_count, unclosed_count - 1, .release);
         _ = sys.close(fd);
