@@ -10,6 +10,7 @@ import { lastHostEnvironmentList, type SpawnPlan } from "./options.ts";
 
 const encoder = new TextEncoder();
 let buffer = new Uint8Array(16 * 1024);
+let bufferView = new DataView(buffer.buffer);
 
 /** The encoded request: `bytes` is valid until the next `encodeRequest` call. */
 export interface EncodedRequest {
@@ -27,11 +28,14 @@ let lastEnv: { list: readonly string[]; bytes: Uint8Array } = { list: [], bytes:
 /** Encodes `plan` for `listener`; `ignoreMask` lists signals the child starts with ignored. */
 export function encodeRequest(plan: SpawnPlan, listener: number, ignoreMask: bigint): EncodedRequest {
   const actions = plan.actions;
-  let stringBound = 0;
-  for (const s of plan.argv) stringBound += s.length * 3 + 1;
-  for (const s of plan.env) stringBound += s.length * 3 + 1;
-  for (const s of [plan.command, plan.searchPath ?? "", plan.cwd ?? ""]) stringBound += s.length * 3 + 1;
-  for (const action of actions) if (action.path !== undefined) stringBound += action.path.length * 3 + 1;
+  // UTF-16 code units to UTF-8 bytes: at most three each, and a NUL.
+  const bound = (s: string | null) => s === null ? 0 : s.length * 3 + 1;
+  const reuseEnv = plan.env.length > 0 && plan.env === lastEnv.list;
+  let stringBound = bound(plan.command) + bound(plan.searchPath) + bound(plan.cwd);
+  for (const s of plan.argv) stringBound += bound(s);
+  if (reuseEnv) stringBound += lastEnv.bytes.length;
+  else for (const s of plan.env) stringBound += bound(s);
+  for (const action of actions) if (action.path !== undefined) stringBound += bound(action.path);
 
   const actionsOffset = Request.size;
   const pointersOffset = align8(actionsOffset + actions.length * FdAction.size);
@@ -41,10 +45,13 @@ export function encodeRequest(plan: SpawnPlan, listener: number, ignoreMask: big
   const inheritOffset = groupsOffset + groups.length * 4;
   const rlimitsOffset = align8(inheritOffset + plan.inheritFds.length * 4);
   const stringsOffset = rlimitsOffset + plan.rlimits.length * RlimitEntry.size;
-  const bound = stringsOffset + stringBound;
-  if (buffer.length < bound) buffer = new Uint8Array(Math.max(bound, buffer.length * 2));
+  const needed = stringsOffset + stringBound;
+  if (buffer.length < needed) {
+    buffer = new Uint8Array(Math.max(needed, buffer.length * 2));
+    bufferView = new DataView(buffer.buffer);
+  }
   const bytes = buffer;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const view = bufferView;
   bytes.fill(0, 0, stringsOffset);
 
   let at = stringsOffset;
@@ -55,7 +62,7 @@ export function encodeRequest(plan: SpawnPlan, listener: number, ignoreMask: big
     return start;
   };
   for (const s of plan.argv) put(s);
-  if (plan.env.length > 0 && plan.env === lastEnv.list) {
+  if (reuseEnv) {
     // The host's unchanged environment (see hostEnvironmentList): its bytes as last time.
     bytes.set(lastEnv.bytes, at);
     at += lastEnv.bytes.length;
