@@ -6,10 +6,13 @@
 //! therefore shared between the host's threads and the reaper. Who writes what:
 //!   - `g.lock` (futex mutex) serialises host threads (the JS thread, Workers); the reaper never
 //!     takes it, so a host thread can never block the reaper.
-//!   - the reaper alone writes slot results, listener ring heads and the pid table;
+//!   - the reaper alone writes slot results, listener ring heads and the pid table (a slot's
+//!     `reap_pending` word is the exception: a host thread waiting on it marks it, and clears
+//!     it if the reaper died);
 //!   - the owner of a listener alone advances that ring's tail.
 
 const std = @import("std");
+const builtin = @import("builtin");
 const abi = @import("abi.zig");
 const sys = @import("sys.zig");
 const pid_table = @import("pid_table.zig");
@@ -43,6 +46,10 @@ const Slot = extern struct {
     max_rss_kib: u64,
     /// When the reaper answered the spawn (reaper only): for `recent_lifetime_ns`.
     spawned_ns: u64,
+    /// 1 from a lone exit's publish until the reaper has reaped the child and closed its
+    /// pidfd; its record is not delivered before (`await_reaped`).
+    reap_pending: u32,
+    _pad: u32,
 };
 
 const Listener = struct {
@@ -413,6 +420,7 @@ pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
     var count: usize = 0;
     while (tail != head and count < out.len) : (count += 1) {
         const slot_index = rings[index].?[tail % abi.slots_max];
+        await_reaped(&g.slots[slot_index]);
         slot_record(slot_index, &out[count]);
         release_pidfd(slot_index);
         slot_free(slot_index);
@@ -427,6 +435,43 @@ pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
         _ = sys.write(l.write_fd, @ptrCast(&byte), 1);
     }
     return @intCast(count);
+}
+
+/// A lone exit's record goes out before the reaper reaps the child (see `child_exited`); it
+/// is delivered only after, which takes the reaper a few microseconds. A reaper that died
+/// in between leaves the zombie to init or a subreaper, like any orphan: deliver then.
+fn await_reaped(slot: *Slot) void {
+    var spins: u32 = 0;
+    while (true) : (spins += 1) {
+        const pending = @atomicLoad(u32, &slot.reap_pending, .acquire);
+        if (pending == 0) return;
+        if (spins < reap_spins_max) {
+            _ = sys.sched_yield();
+            continue;
+        }
+        // 2: someone sleeps on the word, so the reaper wakes it when it clears it.
+        if (pending == 1 and @cmpxchgStrong(u32, &slot.reap_pending, 1, 2, .acq_rel, .acquire) != null) continue;
+        const rc = sys.futex_wait(&slot.reap_pending, 2, liveness_check_ms);
+        if (sys.errno(rc) == sys.E.TIMEDOUT and reaper_exited()) {
+            @atomicStore(u32, &slot.reap_pending, 0, .release);
+        }
+    }
+}
+const reap_spins_max = 64;
+
+/// Tests only: the state a reaper leaves when it dies right after publishing a lone exit,
+/// before reaping it (`child_exited`).
+pub fn publish_unreaped_for_test(index: u32) void {
+    comptime assert(builtin.is_test);
+    const slot = &g.slots[index];
+    lock(&signal_lock);
+    defer unlock(&signal_lock);
+    slot.kind = .exited;
+    slot.value = 0;
+    if (slot.pidfd >= 0) _ = sys.close(slot.pidfd);
+    slot.pidfd = -1;
+    @atomicStore(u32, &slot.reap_pending, 1, .release);
+    slot_publish(index);
 }
 
 /// A drained slot's pidfd, if the reaper did not take it (exits published by a host thread
@@ -468,6 +513,8 @@ pub fn peek(index: u32, generation: u32, out: *abi.ExitRecord) i32 {
     const state = @atomicLoad(u32, &slot.state, .acquire);
     if (slot.generation != generation or state == SlotState.free) return -sys.E.STALE;
     if (state != SlotState.exited) return 0;
+    // Exited, but not reaped yet (a lone exit): reported once it is.
+    if (@atomicLoad(u32, &slot.reap_pending, .acquire) != 0) return 0;
     slot_record(index, out);
     return 1;
 }
@@ -484,8 +531,14 @@ pub fn wait_sync(index: u32, generation: u32, out: *abi.ExitRecord, timeout_ms: 
             if (elapsed_ms >= timeout_ms) return 0;
             wait_ms = @intCast(@min(@as(i64, wait_ms), timeout_ms - elapsed_ms));
         }
-        _ = sys.futex_wait(&g.slots[index].state, SlotState.running, wait_ms);
-        if (@atomicLoad(u32, &g.slots[index].state, .acquire) == SlotState.running) {
+        const slot = &g.slots[index];
+        if (@atomicLoad(u32, &slot.state, .acquire) == SlotState.exited) {
+            // Published, about to be reaped: a few microseconds.
+            await_reaped(slot);
+            continue;
+        }
+        _ = sys.futex_wait(&slot.state, SlotState.running, wait_ms);
+        if (@atomicLoad(u32, &slot.state, .acquire) == SlotState.running) {
             _ = check_reaper();
         }
     }
@@ -927,7 +980,8 @@ fn reap_all() void {
     }
 }
 
-fn record_exit(info: *const sys.SigInfo, usage: *const sys.Rusage, burst: bool) void {
+/// `close_later`: the pidfd goes on the `unclosed` list, closed with the reaps.
+fn record_exit(info: *const sys.SigInfo, usage: *const sys.Rusage, close_later: bool) void {
     const index = g.table.remove(info.pid) orelse return;
     const slot = &g.slots[index];
     assert(slot.pid == info.pid);
@@ -944,13 +998,13 @@ fn record_exit(info: *const sys.SigInfo, usage: *const sys.Rusage, burst: bool) 
     slot.max_rss_kib = @intCast(@max(usage.maxrss, 0));
     note_lifetime(slot.spawned_ns);
     // The reaper closes the pidfd itself: a close costs about 2 us (the pidfs file, dentry
-    // and inode go), which after 10,000 exits was 20 ms of the JavaScript thread's drain. A
-    // lone exit's now, so that once its status is out the pidfd is gone, like the pid; in a
-    // burst, once nothing is pending (`clean_up_published`), in parallel with the host's
-    // delivery. Out of the slot under `signal_lock`: no host thread signals or copies it then.
+    // and inode go), which after 10,000 exits was 20 ms of the JavaScript thread's drain.
+    // With the reap (`clean_up_published`), after the status went out: for a lone exit at
+    // once, in a burst once nothing is pending. Out of the slot under `signal_lock`: no host
+    // thread signals or copies it then.
     const pidfd = slot.pidfd;
     slot.pidfd = -1;
-    if (pidfd >= 0 and !burst) {
+    if (pidfd >= 0 and !close_later) {
         _ = sys.close(pidfd);
     } else if (pidfd >= 0) {
         if (unclosed_count == unclosed.len) clean_up_published();
@@ -1007,9 +1061,12 @@ fn watch_child(index: u32) void {
 /// Running children whose exit only SIGCHLD reports (no pidfd, or epoll refused it).
 var unwatched: u32 = 0;
 
-/// A lone exit is reaped, then published: once `wait()` resolves the pid is gone, as with the
-/// runtimes' own spawners. In a burst (`defer_reap`), the status and rusage are read with
-/// WNOWAIT and published, and the zombie is reaped once nothing is pending: reaping
+/// Every exit is published first: its status and rusage read with WNOWAIT, then the record
+/// goes out and the host is woken, then the zombie is reaped and its pidfd closed. A lone
+/// exit is reaped and closed at once, and its record is not delivered before that
+/// (`reap_pending`): once `wait()` resolves the pid is gone, as with the runtimes' own
+/// spawners, while the host's wake-up (a cross-CPU wake, 30 us and more on some VMs) overlaps
+/// the reaping. In a burst (`defer_reap`) the reaps wait until nothing is pending: reaping
 /// (release_task) is the larger part of an exit's cost, and after a storm of exits it would
 /// hold back every status behind it.
 fn child_exited(index: u32, defer_reap: bool) void {
@@ -1021,23 +1078,27 @@ fn child_exited(index: u32, defer_reap: bool) void {
     var usage = std.mem.zeroes(sys.Rusage);
     lock(&signal_lock);
     // WNOHANG: a stale event (the slot was reaped and reused since) must not block.
-    const flags: u32 = sys.W.EXITED | sys.W.NOHANG | @as(u32, if (defer_reap) sys.W.NOWAIT else 0);
-    const rc = sys.waitid(sys.P.PID, pid, &info, flags, &usage);
+    const rc = sys.waitid(sys.P.PID, pid, &info, sys.W.EXITED | sys.W.NOHANG | sys.W.NOWAIT, &usage);
     const exited = sys.errno(rc) == 0 and info.pid == pid;
     if (exited) {
-        // Out of the set before the pidfd is closed (in `record_exit`, or with the deferred
-        // reaps): afterwards EPOLL_CTL_DEL by number fails (EBADF) while a copy the caller
-        // took (`child.fd`) keeps the file, and with it the entry, alive.
-        _ = sys.epoll_del(g.epoll_fd, pidfd);
-        record_exit(&info, &usage, defer_reap);
+        if (!defer_reap) @atomicStore(u32, &slot.reap_pending, 1, .release);
+        record_exit(&info, &usage, true);
     }
     unlock(&signal_lock);
-    if (!exited or !defer_reap) return;
-    // The zombie keeps its pid from reuse until it is reaped; its slot says exited, so no
-    // host thread signals it any more.
+    if (!exited) return;
+    // Out of the set before the pidfd is closed (with the reaps): afterwards EPOLL_CTL_DEL
+    // by number fails (EBADF) while a copy the caller took (`child.fd`) keeps the file, and
+    // with it the entry, alive. The zombie keeps its pid from reuse until it is reaped; its
+    // slot says exited, so no host thread signals it any more.
+    _ = sys.epoll_del(g.epoll_fd, pidfd);
     if (unreaped_count == unreaped.len) clean_up_published();
     unreaped[unreaped_count] = pid;
     unreaped_count += 1;
+    if (defer_reap) return;
+    clean_up_published();
+    if (@atomicRmw(u32, &slot.reap_pending, .Xchg, 0, .acq_rel) == 2) {
+        _ = sys.futex_wake(&slot.reap_pending, std.math.maxInt(i32));
+    }
 }
 
 /// Children whose exit was published but who are still zombies, and the pidfds of published

@@ -383,3 +383,38 @@ test "a reaper that dies holding signal_lock does not hang the host's signal()" 
     try testing.expect(record.kind == .killed or record.kind == .lost);
     _ = drain_listener();
 }
+
+fn wait_into(slot: u32, generation: u32, out: *std.atomic.Value(i32)) void {
+    var record: abi.ExitRecord = undefined;
+    out.store(linux.wait_sync(slot, generation, &record, 10_000), .release);
+}
+
+test "a reaper that dies between publishing an exit and reaping it hangs neither wait_sync nor drain" {
+    try open_listener();
+    var buffer: [4096]u8 align(8) = undefined;
+    const request = build(&buffer, &.{ "sleep", "30" }, &.{});
+    try testing.expectEqual(@as(i32, 0), linux.spawn(request, request.buffer_len));
+    var info: abi.Info = undefined;
+    linux.get_info(&info);
+    try testing.expect(info.reaper_pid > 0);
+    try testing.expectEqual(@as(i32, 0), sys.errno(sys.kill(info.reaper_pid, sys.SIG.KILL)));
+    var dead = std.mem.zeroes(sys.SigInfo);
+    const flags = sys.W.EXITED | sys.W.NOWAIT | sys.W.ALL;
+    try testing.expectEqual(@as(i32, 0), sys.errno(sys.waitid(sys.P.PID, info.reaper_pid, &dead, flags, null)));
+    // What the reaper left: the exit published, the child not reaped, the record held back.
+    linux.publish_unreaped_for_test(request.slot);
+    // On a thread, so that a wait stuck on the record fails this test instead of hanging it.
+    var returned = std.atomic.Value(i32).init(not_returned);
+    const thread = try std.Thread.spawn(.{}, wait_into, .{ request.slot, request.generation, &returned });
+    var waited_ms: u32 = 0;
+    while (returned.load(.acquire) == not_returned and waited_ms < 5_000) : (waited_ms += 10) {
+        std.Thread.sleep(10 * std.time.ns_per_ms);
+    }
+    const rc = returned.load(.acquire);
+    if (rc == not_returned) thread.detach() else thread.join();
+    try testing.expectEqual(@as(i32, 1), rc);
+    try testing.expectEqual(@as(i32, 1), drain_listener());
+    // The `sleep` is an orphan now, with init or a subreaper above this process.
+    _ = sys.kill(request.pid, sys.SIG.KILL);
+    try testing.expectEqual(@as(i32, 1), linux.check_reaper());
+}
