@@ -418,9 +418,16 @@ pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
     lock(&g.lock);
     defer unlock(&g.lock);
     var count: usize = 0;
+    var held_back = false;
     while (tail != head and count < out.len) : (count += 1) {
         const slot_index = rings[index].?[tail % abi.slots_max];
-        await_reaped(&g.slots[slot_index]);
+        // A lone exit not reaped yet: the reaper is at it, a few microseconds. Past a short
+        // wait, stop here: the reaper writes a wake-up byte once it has reaped it
+        // (`wake_pending` was cleared above), so the reader comes back.
+        if (!reaped_soon(&g.slots[slot_index])) {
+            held_back = true;
+            break;
+        }
         slot_record(slot_index, &out[count]);
         release_pidfd(slot_index);
         slot_free(slot_index);
@@ -428,7 +435,7 @@ pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
         tail +%= 1;
     }
     @atomicStore(u32, &l.tail, tail, .release);
-    if (tail != head) {
+    if (tail != head and !held_back) {
         // More than `out` could hold: make sure the reader comes back.
         @atomicStore(u32, &l.wake_pending, 1, .seq_cst);
         const byte: u8 = 1;
@@ -438,8 +445,25 @@ pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
 }
 
 /// A lone exit's record goes out before the reaper reaps the child (see `child_exited`); it
-/// is delivered only after, which takes the reaper a few microseconds. A reaper that died
-/// in between leaves the zombie to init or a subreaper, like any orphan: deliver then.
+/// is delivered only after, which takes the reaper a few microseconds. `drain` stops at such
+/// a record and is woken again; `wait_sync`, which blocks anyway, waits here. A reaper that
+/// died in between leaves the zombie to init or a subreaper, like any orphan: deliver then.
+/// Waits a little for a lone exit's reap. If it is not done, asks the reaper for a wake-up
+/// byte once it is (`reap_wake_reader`) and returns false; true once the record may go out.
+fn reaped_soon(slot: *Slot) bool {
+    var spins: u32 = 0;
+    while (spins < reap_spins_max) : (spins += 1) {
+        if (@atomicLoad(u32, &slot.reap_pending, .seq_cst) == 0) return true;
+        _ = sys.sched_yield();
+    }
+    var pending = @atomicLoad(u32, &slot.reap_pending, .seq_cst);
+    while (pending != 0) {
+        pending = @cmpxchgWeak(u32, &slot.reap_pending, pending, pending | reap_wake_reader, .seq_cst, .seq_cst) orelse
+            return false;
+    }
+    return true;
+}
+
 fn await_reaped(slot: *Slot) void {
     var spins: u32 = 0;
     while (true) : (spins += 1) {
@@ -449,15 +473,23 @@ fn await_reaped(slot: *Slot) void {
             _ = sys.sched_yield();
             continue;
         }
-        // 2: someone sleeps on the word, so the reaper wakes it when it clears it.
-        if (pending == 1 and @cmpxchgStrong(u32, &slot.reap_pending, 1, 2, .acq_rel, .acquire) != null) continue;
-        const rc = sys.futex_wait(&slot.reap_pending, 2, liveness_check_ms);
+        // Marked: someone sleeps on the word, so the reaper wakes it when it clears it.
+        const marked = pending | reap_waiter;
+        if (pending != marked and @cmpxchgStrong(u32, &slot.reap_pending, pending, marked, .acq_rel, .acquire) != null) {
+            continue;
+        }
+        const rc = sys.futex_wait(&slot.reap_pending, marked, liveness_check_ms);
         if (sys.errno(rc) == sys.E.TIMEDOUT and reaper_exited()) {
             @atomicStore(u32, &slot.reap_pending, 0, .release);
         }
     }
 }
 const reap_spins_max = 64;
+/// `Slot.reap_pending` bits: set by the reaper at publish; a host thread sleeps on the word;
+/// a drain stopped at the record and its reader wants a wake-up byte.
+const reap_set: u32 = 1;
+const reap_waiter: u32 = 2;
+const reap_wake_reader: u32 = 4;
 
 /// Tests only: the state a reaper leaves when it dies right after publishing a lone exit,
 /// before reaping it (`child_exited`).
@@ -625,6 +657,11 @@ fn reaper_died_locked() void {
     var index: u32 = 0;
     while (index < g.next_unused) : (index += 1) {
         const slot = &g.slots[index];
+        if (@atomicRmw(u32, &slot.reap_pending, .Xchg, 0, .seq_cst) != 0) {
+            // It died between publishing a lone exit and reaping it: deliver the record now
+            // (the caller drains); the zombie goes to init or a subreaper, like any orphan.
+            _ = sys.futex_wake(&slot.reap_pending, std.math.maxInt(i32));
+        }
         if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) continue;
         if (slot.pidfd >= 0 and slot.orphan == 0) {
             slot.orphan = 1;
@@ -1081,7 +1118,7 @@ fn child_exited(index: u32, defer_reap: bool) void {
     const rc = sys.waitid(sys.P.PID, pid, &info, sys.W.EXITED | sys.W.NOHANG | sys.W.NOWAIT, &usage);
     const exited = sys.errno(rc) == 0 and info.pid == pid;
     if (exited) {
-        if (!defer_reap) @atomicStore(u32, &slot.reap_pending, 1, .release);
+        if (!defer_reap) @atomicStore(u32, &slot.reap_pending, reap_set, .release);
         record_exit(&info, &usage, true);
     }
     unlock(&signal_lock);
@@ -1096,8 +1133,15 @@ fn child_exited(index: u32, defer_reap: bool) void {
     unreaped_count += 1;
     if (defer_reap) return;
     clean_up_published();
-    if (@atomicRmw(u32, &slot.reap_pending, .Xchg, 0, .acq_rel) == 2) {
-        _ = sys.futex_wake(&slot.reap_pending, std.math.maxInt(i32));
+    // Read before the clear: once it is clear the host may drain the slot and reuse it.
+    const l = &g.listeners[slot.listener];
+    const pending = @atomicRmw(u32, &slot.reap_pending, .Xchg, 0, .seq_cst);
+    if (pending & reap_waiter != 0) _ = sys.futex_wake(&slot.reap_pending, std.math.maxInt(i32));
+    // A drain stopped at the record: wake its reader again, unless a byte is unread already.
+    if (pending & reap_wake_reader == 0) return;
+    if (l.in_use and @atomicRmw(u32, &l.wake_pending, .Xchg, 1, .seq_cst) == 0) {
+        const byte: u8 = 1;
+        _ = sys.write(l.write_fd, @ptrCast(&byte), 1);
     }
 }
 
