@@ -46,8 +46,8 @@ const Slot = extern struct {
     max_rss_kib: u64,
     /// When the reaper answered the spawn (reaper only): for `recent_lifetime_ns`.
     spawned_ns: u64,
-    /// 1 from a lone exit's publish until the reaper has reaped the child and closed its
-    /// pidfd; its record is not delivered before (`await_reaped`).
+    /// Non-zero (`reap_set`, and the waiters' bits) from a lone exit's publish until the
+    /// reaper has reaped the child and closed its pidfd; its record is not delivered before.
     reap_pending: u32,
     _pad: u32,
 };
@@ -444,10 +444,12 @@ pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
     return @intCast(count);
 }
 
-/// A lone exit's record goes out before the reaper reaps the child (see `child_exited`); it
-/// is delivered only after, which takes the reaper a few microseconds. `drain` stops at such
-/// a record and is woken again; `wait_sync`, which blocks anyway, waits here. A reaper that
-/// died in between leaves the zombie to init or a subreaper, like any orphan: deliver then.
+// A lone exit's record goes out before the reaper reaps the child (see `child_exited`); it
+// is delivered only after, which takes the reaper a few microseconds. `drain` stops at such a
+// record and is woken again (`reaped_soon`); `wait_sync`, which blocks anyway, waits
+// (`await_reaped`). A reaper that died in between leaves the zombie to init or a subreaper,
+// like any orphan: the record is delivered then.
+
 /// Waits a little for a lone exit's reap. If it is not done, asks the reaper for a wake-up
 /// byte once it is (`reap_wake_reader`) and returns false; true once the record may go out.
 fn reaped_soon(slot: *Slot) bool {
@@ -464,6 +466,7 @@ fn reaped_soon(slot: *Slot) bool {
     return true;
 }
 
+/// Blocks until a lone exit's reap is done, or the reaper is found dead.
 fn await_reaped(slot: *Slot) void {
     var spins: u32 = 0;
     while (true) : (spins += 1) {
@@ -502,7 +505,7 @@ pub fn publish_unreaped_for_test(index: u32) void {
     slot.value = 0;
     if (slot.pidfd >= 0) _ = sys.close(slot.pidfd);
     slot.pidfd = -1;
-    @atomicStore(u32, &slot.reap_pending, 1, .release);
+    @atomicStore(u32, &slot.reap_pending, reap_set, .release);
     slot_publish(index);
 }
 

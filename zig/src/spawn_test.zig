@@ -341,7 +341,27 @@ test "pipes grow to 1 MiB on request, at most 16 at once, and closed ones give t
     try testing.expectEqual(-@as(i32, sys.E.BADF), linux.pipe_grow(999_999));
 }
 
+/// Kills the reaper and waits until it has exited (not reaped: that is the host's to do).
+fn kill_reaper() !void {
+    var info: abi.Info = undefined;
+    linux.get_info(&info);
+    try testing.expect(info.reaper_pid > 0);
+    try testing.expectEqual(@as(i32, 0), sys.errno(sys.kill(info.reaper_pid, sys.SIG.KILL)));
+    var dead = std.mem.zeroes(sys.SigInfo);
+    const flags = sys.W.EXITED | sys.W.NOWAIT | sys.W.ALL;
+    try testing.expectEqual(@as(i32, 0), sys.errno(sys.waitid(sys.P.PID, info.reaper_pid, &dead, flags, null)));
+}
+
 const not_returned = std.math.minInt(i32);
+
+/// Waits up to 5 s for a call on another thread to store its result (else `not_returned`).
+fn await_result(returned: *std.atomic.Value(i32)) i32 {
+    var waited_ms: u32 = 0;
+    while (returned.load(.acquire) == not_returned and waited_ms < 5_000) : (waited_ms += 10) {
+        std.Thread.sleep(10 * std.time.ns_per_ms);
+    }
+    return returned.load(.acquire);
+}
 
 fn signal_into(slot: u32, generation: u32, out: *std.atomic.Value(i32)) void {
     out.store(linux.signal(slot, generation, sys.SIG.KILL, 0), .release);
@@ -352,23 +372,13 @@ test "a reaper that dies holding signal_lock does not hang the host's signal()" 
     var buffer: [4096]u8 align(8) = undefined;
     const request = build(&buffer, &.{ "sleep", "30" }, &.{});
     try testing.expectEqual(@as(i32, 0), linux.spawn(request, request.buffer_len));
-    var info: abi.Info = undefined;
-    linux.get_info(&info);
-    try testing.expect(info.reaper_pid > 0);
     // The reaper dies, and the lock is left as if it had died inside it (held, with waiters).
-    try testing.expectEqual(@as(i32, 0), sys.errno(sys.kill(info.reaper_pid, sys.SIG.KILL)));
-    var dead = std.mem.zeroes(sys.SigInfo);
-    const flags = sys.W.EXITED | sys.W.NOWAIT | sys.W.ALL;
-    try testing.expectEqual(@as(i32, 0), sys.errno(sys.waitid(sys.P.PID, info.reaper_pid, &dead, flags, null)));
+    try kill_reaper();
     @atomicStore(u32, &linux.signal_lock, 2, .release);
     // On a thread, so that a signal() stuck on the lock fails this test instead of hanging it.
     var returned = std.atomic.Value(i32).init(not_returned);
     const thread = try std.Thread.spawn(.{}, signal_into, .{ request.slot, request.generation, &returned });
-    var waited_ms: u32 = 0;
-    while (returned.load(.acquire) == not_returned and waited_ms < 5_000) : (waited_ms += 10) {
-        std.Thread.sleep(10 * std.time.ns_per_ms);
-    }
-    const rc = returned.load(.acquire);
+    const rc = await_result(&returned);
     if (rc == not_returned) {
         // Let the stuck call go, so the tests after this one can signal.
         @atomicStore(u32, &linux.signal_lock, 0, .release);
@@ -397,13 +407,7 @@ test "a reaper that dies between publishing an exit and reaping it: the records 
         request.* = build(buffer, &.{ "sleep", "30" }, &.{});
         try testing.expectEqual(@as(i32, 0), linux.spawn(request.*, request.*.buffer_len));
     }
-    var info: abi.Info = undefined;
-    linux.get_info(&info);
-    try testing.expect(info.reaper_pid > 0);
-    try testing.expectEqual(@as(i32, 0), sys.errno(sys.kill(info.reaper_pid, sys.SIG.KILL)));
-    var dead = std.mem.zeroes(sys.SigInfo);
-    const flags = sys.W.EXITED | sys.W.NOWAIT | sys.W.ALL;
-    try testing.expectEqual(@as(i32, 0), sys.errno(sys.waitid(sys.P.PID, info.reaper_pid, &dead, flags, null)));
+    try kill_reaper();
     // What the reaper left: both exits published, neither child reaped, the records held back.
     for (requests) |request| linux.publish_unreaped_for_test(request.slot);
     var out: [4]abi.ExitRecord = undefined;
@@ -413,11 +417,7 @@ test "a reaper that dies between publishing an exit and reaping it: the records 
     var returned = std.atomic.Value(i32).init(not_returned);
     const first = requests[0];
     const thread = try std.Thread.spawn(.{}, wait_into, .{ first.slot, first.generation, &returned });
-    var waited_ms: u32 = 0;
-    while (returned.load(.acquire) == not_returned and waited_ms < 5_000) : (waited_ms += 10) {
-        std.Thread.sleep(10 * std.time.ns_per_ms);
-    }
-    const rc = returned.load(.acquire);
+    const rc = await_result(&returned);
     if (rc == not_returned) thread.detach() else thread.join();
     try testing.expectEqual(@as(i32, 1), rc);
     try testing.expectEqual(@as(i32, 1), linux.drain(listener, &out));
