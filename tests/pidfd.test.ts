@@ -85,9 +85,9 @@ if (EXPECT_PIDFD) {
     }
     for (const child of children) child.sendSignal("SIGKILL");
     for (const child of children) assert.equal((await child.wait()).signal, "SIGKILL");
-    // The reaper closes them itself: a lone exit's before its status goes out, a burst's
-    // once nothing else is pending (usually before the host even wakes); allow it a moment. (By number: a reaped child's pidfd shows Pid -1, so it
-    // cannot be found by pid any more.)
+    // The reaper closes them itself as it reaps: a lone exit's before its record is delivered,
+    // a burst's once nothing else is pending (usually before the host even wakes); allow it a
+    // moment. By number: a reaped child's pidfd shows Pid -1, so it cannot be found by pid.
     const stillPidfds = () => fds.filter((fd) => openFds().get(fd!) === PIDFD);
     for (let i = 0; i < 100 && stillPidfds().length > 0; i++) await sleep(10);
     assert.deepEqual(stillPidfds(), [], "closed after the exit");

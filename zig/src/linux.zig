@@ -49,7 +49,6 @@ const Slot = extern struct {
     /// Non-zero (`reap_set`, and the waiters' bits) from a lone exit's publish until the
     /// reaper has reaped the child and closed its pidfd; its record is not delivered before.
     reap_pending: u32,
-    _pad: u32,
 };
 
 const Listener = struct {
@@ -314,8 +313,12 @@ fn slot_publish(index: u32) void {
     // the slot and pidfd now, not at some later drain. (If the slot was freed and reused in
     // between, its new waiter wakes early and waits again.)
     _ = sys.futex_wake(&slot.state, std.math.maxInt(i32));
-    if (!l.in_use) return;
-    if (@atomicRmw(u32, &l.wake_pending, .Xchg, 1, .acq_rel) == 0) {
+    if (l.in_use) wake_reader(l);
+}
+
+/// Writes a wake-up byte to the listener's pipe unless one is unread already.
+fn wake_reader(l: *Listener) void {
+    if (@atomicRmw(u32, &l.wake_pending, .Xchg, 1, .seq_cst) == 0) {
         const byte: u8 = 1;
         // The write end is non-blocking; EAGAIN means unread bytes already wake the reader.
         _ = sys.write(l.write_fd, @ptrCast(&byte), 1);
@@ -453,11 +456,7 @@ pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
 /// Waits a little for a lone exit's reap. If it is not done, asks the reaper for a wake-up
 /// byte once it is (`reap_wake_reader`) and returns false; true once the record may go out.
 fn reaped_soon(slot: *Slot) bool {
-    var spins: u32 = 0;
-    while (spins < reap_spins_max) : (spins += 1) {
-        if (@atomicLoad(u32, &slot.reap_pending, .seq_cst) == 0) return true;
-        _ = sys.sched_yield();
-    }
+    if (reaped_while_yielding(slot)) return true;
     var pending = @atomicLoad(u32, &slot.reap_pending, .seq_cst);
     while (pending != 0) {
         pending = @cmpxchgWeak(u32, &slot.reap_pending, pending, pending | reap_wake_reader, .seq_cst, .seq_cst) orelse
@@ -468,14 +467,10 @@ fn reaped_soon(slot: *Slot) bool {
 
 /// Blocks until a lone exit's reap is done, or the reaper is found dead.
 fn await_reaped(slot: *Slot) void {
-    var spins: u32 = 0;
-    while (true) : (spins += 1) {
+    if (reaped_while_yielding(slot)) return;
+    while (true) {
         const pending = @atomicLoad(u32, &slot.reap_pending, .acquire);
         if (pending == 0) return;
-        if (spins < reap_spins_max) {
-            _ = sys.sched_yield();
-            continue;
-        }
         // Marked: someone sleeps on the word, so the reaper wakes it when it clears it.
         const marked = pending | reap_waiter;
         if (pending != marked and @cmpxchgStrong(u32, &slot.reap_pending, pending, marked, .acq_rel, .acquire) != null) {
@@ -486,6 +481,15 @@ fn await_reaped(slot: *Slot) void {
             @atomicStore(u32, &slot.reap_pending, 0, .release);
         }
     }
+}
+/// The reap takes the reaper a few microseconds: yield to it a bounded number of times.
+fn reaped_while_yielding(slot: *const Slot) bool {
+    var spins: u32 = 0;
+    while (spins < reap_spins_max) : (spins += 1) {
+        if (@atomicLoad(u32, &slot.reap_pending, .seq_cst) == 0) return true;
+        _ = sys.sched_yield();
+    }
+    return false;
 }
 const reap_spins_max = 64;
 /// `Slot.reap_pending` bits: set by the reaper at publish; a host thread sleeps on the word;
@@ -1140,12 +1144,8 @@ fn child_exited(index: u32, defer_reap: bool) void {
     const l = &g.listeners[slot.listener];
     const pending = @atomicRmw(u32, &slot.reap_pending, .Xchg, 0, .seq_cst);
     if (pending & reap_waiter != 0) _ = sys.futex_wake(&slot.reap_pending, std.math.maxInt(i32));
-    // A drain stopped at the record: wake its reader again, unless a byte is unread already.
-    if (pending & reap_wake_reader == 0) return;
-    if (l.in_use and @atomicRmw(u32, &l.wake_pending, .Xchg, 1, .seq_cst) == 0) {
-        const byte: u8 = 1;
-        _ = sys.write(l.write_fd, @ptrCast(&byte), 1);
-    }
+    // A drain stopped at the record: wake its reader again.
+    if (pending & reap_wake_reader != 0 and l.in_use) wake_reader(l);
 }
 
 /// Children whose exit was published but who are still zombies, and the pidfds of published
