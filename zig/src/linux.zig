@@ -438,12 +438,9 @@ pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
         tail +%= 1;
     }
     @atomicStore(u32, &l.tail, tail, .release);
-    if (tail != head and !held_back) {
-        // More than `out` could hold: make sure the reader comes back.
-        @atomicStore(u32, &l.wake_pending, 1, .seq_cst);
-        const byte: u8 = 1;
-        _ = sys.write(l.write_fd, @ptrCast(&byte), 1);
-    }
+    // More than `out` could hold: make sure the reader comes back (a byte written since
+    // `wake_pending` was cleared above does that as well).
+    if (tail != head and !held_back) wake_reader(l);
     return @intCast(count);
 }
 
