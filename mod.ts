@@ -22,6 +22,8 @@ export type { ProcessStatus, ResourceUsage } from "./src/status.ts";
 export type { ExtraFd, FileTarget, RlimitName, RlimitValue, SpawnOptions, Stdio } from "./src/options.ts";
 export { MaxBufferError, ProcessError, ReaperDiedError, SpawnError } from "./src/errors.ts";
 export type { CommandResult, SpawnErrorDetails } from "./src/errors.ts";
+export { LibraryError } from "./ffi/mod.ts";
+export type { LibraryErrorCode } from "./ffi/mod.ts";
 export { outputSync, popen3, run, runSync } from "./src/run.ts";
 export type { Popen3, RunOptions } from "./src/run.ts";
 export { monotonicNs, reaperInfo } from "./src/info.ts";

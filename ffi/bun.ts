@@ -65,7 +65,7 @@ export function openBun(path: string): Native {
  * open) and "ref" starts a new one; a pending read is what keeps Bun's event loop alive.
  */
 function wakeSource(bun: BunGlobal, fd: number, onWake: () => void): WakeSource {
-  let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  let reader: { cancel(): Promise<void> } | null = null;
   let closed = false;
   const start = () => {
     const current = bun.file(fd).stream().getReader();

@@ -6,9 +6,24 @@
  */
 import net from "node:net";
 import { bindCalls, type Native, pipeGrower, type WakeSource } from "./native.ts";
+import { isPermissionError, permissionError } from "./permissions.ts";
 import { type FfiType, symbols } from "./symbols.ts";
 
-const TYPES: Record<FfiType, Deno.NativeResultType> = {
+// The few Deno APIs used here, typed locally and reached through globalThis, so the file also
+// type-checks where Deno's types are absent (tsc with bun-types) and loads on Bun unused.
+type NativeType = "void" | "i32" | "u32" | "usize" | "buffer" | "pointer";
+interface ForeignFunction {
+  parameters: NativeType[];
+  result: NativeType;
+}
+interface DenoApi {
+  dlopen(path: string, symbols: Record<string, ForeignFunction>): { symbols: Record<string, Fn> };
+  env: { toObject(): Record<string, string>; get(name: string): string | undefined };
+  UnsafePointer: { value(pointer: unknown): number | bigint };
+}
+const deno = (): DenoApi => (globalThis as unknown as { Deno: DenoApi }).Deno;
+
+const TYPES: Record<FfiType, NativeType> = {
   void: "void",
   i32: "i32",
   u32: "u32",
@@ -17,10 +32,10 @@ const TYPES: Record<FfiType, Deno.NativeResultType> = {
 };
 
 function denoSymbols() {
-  const out: Record<string, Deno.ForeignFunction> = {};
+  const out: Record<string, ForeignFunction> = {};
   for (const [name, spec] of Object.entries(symbols)) {
     out[name] = {
-      parameters: spec.parameters.map((t) => TYPES[t] as Deno.NativeType),
+      parameters: spec.parameters.map((t) => TYPES[t]),
       result: TYPES[spec.result],
     };
   }
@@ -32,7 +47,7 @@ type Fn = (...args: any[]) => any;
 
 /** Opens the library at `path` and returns the binding. */
 export function openDeno(path: string): Native {
-  const lib = Deno.dlopen(path, denoSymbols());
+  const lib = deno().dlopen(path, denoSymbols());
   const s = lib.symbols as unknown as Record<keyof typeof symbols, Fn>;
   const calls = bindCalls(s, BigInt);
   return {
@@ -40,13 +55,23 @@ export function openDeno(path: string): Native {
     libraryPath: path,
     ...calls,
     // Three times cheaper than copying process.env, which asks Deno once per variable.
-    environment: () => Deno.env.toObject(),
-    getEnv: (name) => Deno.env.get(name),
+    environment: () => permitted(() => deno().env.toObject()),
+    getEnv: (name) => permitted(() => deno().env.get(name)),
     hostEnviron: environAddress(),
     wakeSource,
     readable: (fd) => readable(fd, pipeGrower(calls, fd)),
     writable: (fd) => writable(fd, pipeGrower(calls, fd)),
   };
+}
+
+/** Runs `read`; Deno's refusal becomes a `LibraryError` naming the flag (--allow-env). */
+function permitted<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    if (isPermissionError(error)) throw permissionError(error);
+    throw error;
+  }
 }
 
 /**
@@ -56,10 +81,10 @@ export function openDeno(path: string): Native {
  */
 function environAddress(): bigint {
   try {
-    const libc = Deno.dlopen("libc.so.6", { dlsym: { parameters: ["pointer", "buffer"], result: "pointer" } });
-    const address = libc.symbols.dlsym(null, new TextEncoder().encode("environ\0"));
+    const libc = deno().dlopen("libc.so.6", { dlsym: { parameters: ["pointer", "buffer"], result: "pointer" } });
+    const address: unknown = libc.symbols.dlsym(null, new TextEncoder().encode("environ\0"));
     // libc stays open for the life of the process: the address must stay valid.
-    return address === null ? 0n : BigInt(Deno.UnsafePointer.value(address));
+    return address === null ? 0n : BigInt(deno().UnsafePointer.value(address));
   } catch {
     return 0n;
   }

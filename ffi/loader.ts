@@ -5,6 +5,9 @@
  *  3. the prebuilt library shipped in the package (`ffi/prebuilt/`), written once to a cache
  *     directory under a name keyed by its SHA-256, and verified by that hash before every
  *     load: a truncated or altered cached file is replaced, never loaded.
+ * Only Linux is supported; elsewhere the first use throws "ERR_PLATFORM_UNSUPPORTED" (importing
+ * the module still works). Synchronous, and runs only when first called: importing this module
+ * reads neither the environment nor the file system.
  * Runtime-neutral: uses only `node:` modules.
  *
  * @module
@@ -23,6 +26,15 @@ import {
 import os from "node:os";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { LibraryError } from "./library_error.ts";
+import { granted, isPermissionError } from "./permissions.ts";
+// Both, statically: loading stays synchronous, `deno compile` and bundlers include them, and
+// only the host's one is decoded (on first use). Parsing both costs about a millisecond.
+import * as aarch64Linux from "./prebuilt/aarch64_linux.ts";
+import * as x86_64Linux from "./prebuilt/x86_64_linux.ts";
+
+export { LibraryError } from "./library_error.ts";
+export type { LibraryErrorCode } from "./library_error.ts";
 
 /** The environment variable that overrides the library path. */
 export const LIBRARY_PATH_ENV = "PRIVATE_SPAWN_LIB";
@@ -31,17 +43,6 @@ export const CACHE_DIR_ENV = "PRIVATE_SPAWN_CACHE";
 
 /** The file name of the shared library. */
 export const LIBRARY_FILE = "libprivate_spawn.so";
-
-/** Thrown when no usable library can be found or prepared. */
-export class LibraryError extends Error {
-  /** "ERR_LIBRARY_NOT_FOUND", "ERR_PLATFORM_UNSUPPORTED" or "ERR_LIBRARY_CACHE". */
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "LibraryError";
-    this.code = code;
-  }
-}
 
 interface Prebuilt {
   sha256: string;
@@ -57,21 +58,24 @@ function localBuild(): string | null {
   return existsSync(path) ? path : null;
 }
 
-async function prebuiltFor(arch: string): Promise<Prebuilt | null> {
-  // Literal specifiers, so `deno compile` and bundlers include both.
-  if (arch === "x64") return await import("./prebuilt/x86_64_linux.ts");
-  if (arch === "arm64") return await import("./prebuilt/aarch64_linux.ts");
+function prebuiltFor(arch: string): Prebuilt | null {
+  if (arch === "x64") return x86_64Linux;
+  if (arch === "arm64") return aarch64Linux;
   return null;
 }
 
 /**
- * Our effective uid without asking for more permissions than reading: /proc/self is owned by
- * it (Deno wants --allow-sys for process.getuid()).
+ * Our effective uid. Bun (and Deno given --allow-sys=uid) say it directly; otherwise it is the
+ * owner of /proc/self, which --allow-read covers (Deno wants --allow-sys for process.geteuid(),
+ * a flag the library should not need for this alone). A refused read of /proc/self is thrown
+ * on (as "ERR_PERMISSION"), never taken as "unknown": the ownership check must not be skipped.
  */
 function ownUid(): number | undefined {
+  if (granted({ name: "sys", kind: "uid" }) && typeof process.geteuid === "function") return process.geteuid();
   try {
     return statSync("/proc/self").uid;
-  } catch {
+  } catch (error) {
+    if (isPermissionError(error)) throw error;
     return undefined;
   }
 }
@@ -131,7 +135,7 @@ export function materialize(prebuilt: Prebuilt, dir: string): string {
     renameSync(temporary, path);
     return path;
   } catch (error) {
-    if (error instanceof LibraryError) throw error;
+    if (error instanceof LibraryError || isPermissionError(error)) throw error;
     throw new LibraryError(
       "ERR_LIBRARY_CACHE",
       `private_spawn: cannot write the prebuilt library to ${path}: ${
@@ -142,8 +146,32 @@ export function materialize(prebuilt: Prebuilt, dir: string): string {
   }
 }
 
-/** The library to load, by the order above; errors name what was tried and the fix. */
-export async function resolveLibraryPath(): Promise<string> {
+const OS_NAMES: Record<string, string> = {
+  darwin: "macOS",
+  win32: "Windows",
+  freebsd: "FreeBSD",
+  openbsd: "OpenBSD",
+  netbsd: "NetBSD",
+  sunos: "illumos/Solaris",
+  aix: "AIX",
+  android: "Android",
+};
+
+/** The error of a platform without a library: names it and what is supported. */
+export function unsupportedPlatform(platform: string, arch: string): LibraryError {
+  const os = OS_NAMES[platform] ? `${OS_NAMES[platform]} (${platform})` : platform;
+  return new LibraryError(
+    "ERR_PLATFORM_UNSUPPORTED",
+    `private_spawn: ${os} on ${arch} is not supported yet: this version runs on Linux only (x86_64 and aarch64, prebuilt). Use the runtime's own spawn API on ${os}.`,
+  );
+}
+
+/**
+ * The library to load, by the order above; errors name what was tried and the fix.
+ * `platform` and `arch` default to this process's (`process.platform`, `os.arch()`).
+ */
+export function resolveLibraryPath(platform: string = process.platform, arch: string = os.arch()): string {
+  if (platform !== "linux") throw unsupportedPlatform(platform, arch);
   const override = process.env[LIBRARY_PATH_ENV];
   if (override) {
     if (existsSync(override)) return override;
@@ -154,17 +182,11 @@ export async function resolveLibraryPath(): Promise<string> {
   }
   const local = localBuild();
   if (local !== null) return local;
-  if (process.platform !== "linux") {
-    throw new LibraryError(
-      "ERR_PLATFORM_UNSUPPORTED",
-      `private_spawn: no prebuilt library for ${process.platform}/${os.arch()} (only Linux x86_64 and aarch64 are shipped); build one with "zig build" and set ${LIBRARY_PATH_ENV}`,
-    );
-  }
-  const prebuilt = await prebuiltFor(os.arch());
+  const prebuilt = prebuiltFor(arch);
   if (prebuilt === null) {
     throw new LibraryError(
       "ERR_PLATFORM_UNSUPPORTED",
-      `private_spawn: no prebuilt library for linux/${os.arch()} (only x86_64 and aarch64 are shipped); build one with "zig build" and set ${LIBRARY_PATH_ENV}`,
+      `private_spawn: no prebuilt library for Linux on ${arch} (only x86_64 and aarch64 are shipped); build one for it with "zig build" (in zig/ of the source repository) and set ${LIBRARY_PATH_ENV} to its path`,
     );
   }
   return materialize(prebuilt, cacheDirectory());

@@ -1,36 +1,56 @@
 /**
- * Loads the native library once per JavaScript realm and returns the runtime's binding.
- * The only module that asks which runtime it is on.
+ * Loads the native library once per JavaScript realm, on first use, and returns the runtime's
+ * binding. The only module that asks which runtime it is on. Synchronous, with no top-level
+ * await in its graph: importing it loads nothing, reads no environment and needs no Deno
+ * permission, so Bun can `require()` the package and a Worker that imports it gets its
+ * messages from the start.
  *
  * @module
  */
 import { ABI_VERSION } from "./abi.ts";
+import { openBun } from "./bun.ts";
+import { openDeno } from "./deno.ts";
 import { LIBRARY_PATH_ENV, LibraryError, resolveLibraryPath } from "./loader.ts";
 import type { Native } from "./native.ts";
+import { isPermissionError, permissionError } from "./permissions.ts";
 
 export type { Native, WakeSource } from "./native.ts";
 export { pipeGrower } from "./native.ts";
 export { LibraryError } from "./loader.ts";
+export type { LibraryErrorCode } from "./loader.ts";
 
 let loaded: Native | null = null;
 
 /** Whether this is Bun (else Deno). */
 export const isBun: boolean = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
-/** The binding, loading the library on first use. */
-export async function loadNative(): Promise<Native> {
+/**
+ * The binding, loading the library on first use. A failure throws a `LibraryError` and is not
+ * remembered: the next call tries again (after a permission was granted, say).
+ */
+export function loadNative(): Native {
   if (loaded) return loaded;
-  const path = await resolveLibraryPath();
+  try {
+    loaded = open(resolveLibraryPath());
+  } catch (error) {
+    if (isPermissionError(error)) throw permissionError(error);
+    throw error;
+  }
+  return loaded;
+}
+
+function open(path: string): Native {
   let native: Native;
   try {
-    native = isBun ? (await import("./bun.ts")).openBun(path) : (await import("./deno.ts")).openDeno(path);
+    native = isBun ? openBun(path) : openDeno(path);
   } catch (error) {
-    const fix = isBun
-      ? `set ${LIBRARY_PATH_ENV} to a library built for this machine with "zig build"`
-      : `run Deno with --allow-ffi (and --allow-read, --allow-write, --allow-env for the library cache), or set ${LIBRARY_PATH_ENV}`;
-    throw new LibraryError("ERR_DLOPEN", `private_spawn: cannot load ${path}: ${(error as Error).message}; ${fix}`, {
-      cause: error,
-    });
+    if (isPermissionError(error)) throw error;
+    const reason = (error as Error).message;
+    throw new LibraryError(
+      "ERR_DLOPEN",
+      `private_spawn: cannot load ${path}: ${reason}; set ${LIBRARY_PATH_ENV} to a library built for this machine with "zig build", or unset it`,
+      { cause: error },
+    );
   }
   const version = native.abiVersion();
   if (version !== ABI_VERSION) {
@@ -39,6 +59,5 @@ export async function loadNative(): Promise<Native> {
       `private_spawn: the library at ${path} has ABI version ${version}, this module needs ${ABI_VERSION}; rebuild it with "zig build" or unset ${LIBRARY_PATH_ENV}`,
     );
   }
-  loaded = native;
   return native;
 }

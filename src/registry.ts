@@ -29,18 +29,9 @@ const DRAIN_BATCH = 256;
 /** While exits are awaited, how often the reaper's liveness is checked. */
 const REAPER_CHECK_MS = 500;
 
-let native: Native | null = null;
-let loadError: unknown = null;
-try {
-  native = await loadNative();
-} catch (error) {
-  loadError = error;
-}
-
-/** The binding, or the error that prevented loading it. */
+/** The binding, loading the library on first use (throws `LibraryError` if it cannot). */
 export function getNative(): Native {
-  if (native === null) throw loadError;
-  return native;
+  return loadNative();
 }
 
 /** The realm's registry. */
