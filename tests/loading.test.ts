@@ -1,0 +1,126 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { LibraryError, run } from "../mod.ts";
+import { resolveLibraryPath } from "../ffi/loader.ts";
+import { fixture, isBun, runFixture, test } from "./harness.ts";
+
+const root = fileURLToPath(new URL("../", import.meta.url));
+
+/** Runs `args` with this runtime's executable; never rejects. */
+function exec(args: string[], env: Record<string, string | undefined> = process.env) {
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, args, { env, timeout: 120_000 }, (error, stdout, stderr) => {
+      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+const lines = (stdout: string) => stdout.trim().split("\n").map((line) => JSON.parse(line));
+
+test("LibraryError is exported: a user's import catches it with instanceof and a code", async () => {
+  const result = await runFixture("first_use.ts", [], { PRIVATE_SPAWN_LIB: "/nonexistent/libprivate_spawn.so" });
+  assert.equal(result.code, 0, result.stderr);
+  const [imported, outcome] = lines(result.stdout);
+  assert.deepEqual(imported, { imported: true });
+  assert.equal(outcome.libraryError, true, result.stdout);
+  assert.equal(outcome.name, "LibraryError");
+  assert.equal(outcome.code, "ERR_LIBRARY_NOT_FOUND");
+  assert.match(outcome.message, /PRIVATE_SPAWN_LIB/);
+});
+
+test("importing mod.ts loads no library; the first spawn does", async () => {
+  const script = `
+    import { readFileSync } from "node:fs";
+    const mapped = () => readFileSync("/proc/self/maps", "utf8").includes("libprivate_spawn");
+    const { spawnHandle } = await import(${JSON.stringify(`${root}mod.ts`)});
+    const before = mapped();
+    const status = await spawnHandle("sh", ["-c", "exit 4"]).wait();
+    console.log(JSON.stringify({ before, after: mapped(), code: status.code }));
+  `;
+  const file = `${root}tests/fixtures/.maps_probe_${process.pid}.ts`;
+  (await import("node:fs")).writeFileSync(file, script);
+  try {
+    const result = await runFixture(file);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout), { before: false, after: true, code: 4 });
+  } finally {
+    (await import("node:fs")).rmSync(file, { force: true });
+  }
+});
+
+test("a Worker that imports mod.ts statically receives a message posted right after new Worker()", async () => {
+  const result = await runFixture("worker_early.ts");
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(JSON.parse(result.stdout), { code: 5 });
+});
+
+test("off Linux the first use throws ERR_PLATFORM_UNSUPPORTED naming the OS and arch, without zig build", () => {
+  for (
+    const [platform, arch, name] of [["darwin", "arm64", "macOS"], ["win32", "x64", "Windows"], [
+      "freebsd",
+      "x64",
+      "FreeBSD",
+    ]]
+  ) {
+    assert.throws(() => resolveLibraryPath(platform, arch), (error: unknown) => {
+      assert.ok(error instanceof LibraryError, String(error));
+      assert.equal(error.code, "ERR_PLATFORM_UNSUPPORTED");
+      assert.match(error.message, new RegExp(`${name} \\(${platform}\\) on ${arch}`));
+      assert.match(error.message, /Linux/);
+      assert.doesNotMatch(error.message, /zig build/);
+      return true;
+    });
+  }
+});
+
+if (isBun) {
+  test("Bun: require() of mod.ts works and can spawn", async () => {
+    const result = await exec([fixture("require_consumer.cjs")]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout), { code: 9, libraryError: "function" });
+  });
+} else {
+  // The library's own run(): Deno's node:child_process grants a spawned `deno run` every permission.
+  const env = { PATH: process.env.PATH!, HOME: process.env.HOME!, DENO_DIR: process.env.DENO_DIR ?? "" };
+  const denoRun = (flags: string[]) =>
+    run(process.execPath, ["run", "--no-prompt", ...flags, fixture("first_use.ts")], { clearEnv: true, env }).catch((
+      e,
+    ) => e);
+
+  test("Deno: importing mod.ts needs no permission; the first spawn names the missing flags", async () => {
+    const cases: [string[], string[]][] = [
+      [[], ["env", "read", "ffi"]],
+      [["--allow-ffi"], ["env", "read"]],
+      [["--allow-ffi", "--allow-env"], ["read"]],
+      [["--allow-ffi", "--allow-read"], ["env"]],
+      [["--allow-env", "--allow-read"], ["ffi"]],
+    ];
+    for (const [flags, missing] of cases) {
+      const result = await denoRun(flags);
+      assert.equal(result.code, 0, `${flags}: ${result.stderr}`);
+      const [imported, outcome] = lines(result.stdout);
+      assert.deepEqual(imported, { imported: true }, flags.join(" "));
+      assert.equal(outcome.libraryError, true, `${flags}: ${result.stdout}`);
+      assert.equal(outcome.code, "ERR_PERMISSION", `${flags}: ${result.stdout}`);
+      const named = [...outcome.message.split(";")[0].matchAll(/--allow-([a-z]+) \(/g)].map((m: string[]) => m[1]);
+      assert.deepEqual(named, missing, `${flags}: ${outcome.message}`);
+      assert.match(outcome.message, /; and --allow-write \(/, "the flag the prebuilt cache needs is named too");
+    }
+    const full = await denoRun(["--allow-ffi", "--allow-env", "--allow-read"]);
+    assert.deepEqual(lines(full.stdout)[1], { code: 7 }, full.stderr);
+  }, { timeoutMs: 240_000 });
+}
+
+test("the published files type-check under tsc --strict with bun-types", async () => {
+  const tsc = `${root}.tools/npm/node_modules/.bin/tsc`;
+  const result = await new Promise<{ code: number; out: string }>((resolve) => {
+    execFile(tsc, ["-p", `${root}tests/tsconfig.bun.json`], (error, stdout, stderr) => {
+      resolve({ code: error ? 1 : 0, out: stdout + stderr });
+    });
+  });
+  assert.equal(result.code, 0, result.out);
+  assert.match(readFileSync(`${root}tests/tsconfig.bun.json`, "utf8"), /"bun-types"/);
+});
