@@ -91,6 +91,8 @@ check "deno fmt --check" deno fmt --check
 check "deno lint" deno lint
 check "deno check" deno check mod.ts tests/ bench/ demo/ scripts/
 check "deno doc --lint" deno doc --lint mod.ts
+# The published files as a Bun user type-checks them: tsc --strict with bun-types, no Deno types.
+check "tsc --strict with bun-types" tsc -p tests/tsconfig.bun.json
 check "deno publish --dry-run" no_warnings deno publish --dry-run --allow-dirty
 check "zig build prebuilt" bash -c "cd zig && zig build prebuilt"
 check "embedded libraries match the build" deno run -A scripts/embed.ts --check
