@@ -65,18 +65,31 @@ function prebuiltFor(arch: string): Prebuilt | null {
 }
 
 /**
- * Our effective uid. Bun (and Deno given --allow-sys=uid) say it directly; otherwise it is the
- * owner of /proc/self, which --allow-read covers (Deno wants --allow-sys for process.geteuid(),
- * a flag the library should not need for this alone). A refused read of /proc/self is thrown
- * on (as "ERR_PERMISSION"), never taken as "unknown": the ownership check must not be skipped.
+ * Our effective uid, if the runtime tells it without more permissions: Bun (and Deno given
+ * --allow-sys=uid) say it directly; else the owner of /proc/self. Deno refuses /proc/self
+ * to anything short of --allow-all, and wants --allow-sys for process.geteuid(), so under
+ * Deno's usual flags this is undefined and `probeUid` answers instead.
  */
 function ownUid(): number | undefined {
   if (granted({ name: "sys", kind: "uid" }) && typeof process.geteuid === "function") return process.geteuid();
   try {
     return statSync("/proc/self").uid;
-  } catch (error) {
-    if (isPermissionError(error)) throw error;
+  } catch {
     return undefined;
+  }
+}
+
+/**
+ * Our effective uid as the owner of a file we create in `dir` (--allow-write covers it). A
+ * directory we cannot write to throws, so the ownership check is never skipped.
+ */
+function probeUid(dir: string): number {
+  const probe = `${dir}/.uid-probe-${process.pid}-${Date.now()}`;
+  writeFileSync(probe, "", { mode: 0o600, flag: "wx" });
+  try {
+    return statSync(probe).uid;
+  } finally {
+    unlinkSync(probe);
   }
 }
 
@@ -101,9 +114,9 @@ function sha256Of(path: string): string {
  */
 function ensurePrivateDirectory(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const uid = ownUid();
+  const uid = ownUid() ?? probeUid(dir);
   const stat = statSync(dir);
-  if (uid !== undefined && stat.uid !== uid) {
+  if (stat.uid !== uid) {
     throw new LibraryError(
       "ERR_LIBRARY_CACHE",
       `private_spawn: the cache directory ${dir} belongs to uid ${stat.uid}, not to us (uid ${uid}); set ${CACHE_DIR_ENV} to a directory of your own`,

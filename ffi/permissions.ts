@@ -44,10 +44,10 @@ const NEEDED: readonly { name: PermissionDescriptor["name"]; why: string }[] = [
     why:
       "to read PRIVATE_SPAWN_LIB, PRIVATE_SPAWN_CACHE, XDG_CACHE_HOME and HOME, and to give children the environment and PATH",
   },
-  { name: "read", why: "to find the library, check its SHA-256 and see who owns /proc/self and the cache" },
+  { name: "read", why: "to find the library, check its SHA-256 and who owns its cache directory" },
   { name: "ffi", why: "to load the library with Deno.dlopen" },
 ];
-const WRITE_WHY = "to write the prebuilt library into its cache directory, once";
+const WRITE_WHY = "to write the prebuilt library into its cache directory and check that we own it";
 
 /** The `LibraryError` for Deno's `NotCapable` `error`, naming every flag still missing. */
 export function permissionError(error: Error): LibraryError {

@@ -124,3 +124,30 @@ test("the published files type-check under tsc --strict with bun-types", async (
   assert.equal(result.code, 0, result.out);
   assert.match(readFileSync(`${root}tests/tsconfig.bun.json`, "utf8"), /"bun-types"/);
 });
+
+test("a cache directory owned by another user is refused under the runtime's usual flags", async () => {
+  const { chownSync, cpSync, mkdirSync, mkdtempSync, rmSync } = await import("node:fs");
+  const dir = mkdtempSync("/tmp/ph-owner-");
+  try {
+    for (const entry of ["mod.ts", "src", "ffi"]) cpSync(`${root}${entry}`, `${dir}/pkg/${entry}`, { recursive: true });
+    mkdirSync(`${dir}/pkg/tests/fixtures`, { recursive: true });
+    cpSync(fixture("first_use.ts"), `${dir}/pkg/tests/fixtures/first_use.ts`);
+    mkdirSync(`${dir}/cache`, { mode: 0o777 });
+    if (process.getuid?.() !== 0) return; // needs root to give the directory away
+    chownSync(`${dir}/cache`, 65534, 65534);
+    const script = `${dir}/pkg/tests/fixtures/first_use.ts`;
+    const flags = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env"];
+    const env = { PATH: process.env.PATH!, HOME: `${dir}/home`, PRIVATE_SPAWN_CACHE: `${dir}/cache` };
+    const argv = isBun ? [script] : ["run", "--no-prompt", ...flags, script];
+    const result = await run(process.execPath, argv, {
+      clearEnv: true,
+      env: { ...env, DENO_DIR: process.env.DENO_DIR ?? "" },
+    })
+      .catch((e) => e);
+    const outcome = lines(result.stdout)[1];
+    assert.equal(outcome.code, "ERR_LIBRARY_CACHE", result.stdout + result.stderr);
+    assert.match(outcome.message, /belongs to uid 65534/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
