@@ -138,6 +138,7 @@ function pidfds(): Set<number> {
 }
 
 test("a group signal reaches the group after its leader exited, and is false once the group is empty", async () => {
+  await spawnHandle("true").wait(); // the reaper (and its pidfd of this process) exists before counting
   const older = pidfds();
   const child = spawnHandle("sh", ["-c", "sleep 30 >/dev/null & echo $!; exit 1"], { pgroup: true, stdout: "piped" });
   const sleeper = Number((await child.text()).trim());
