@@ -6,7 +6,7 @@
  */
 
 /** Must equal `abi_version` in zig/src/abi.zig. */
-export const ABI_VERSION = 9;
+export const ABI_VERSION = 10;
 /** `abi.none`: an absent offset or index. */
 export const NONE = 0xffff_ffff;
 /** Most descriptors one spawn may set up. */
@@ -48,6 +48,8 @@ export const Request = {
   err_errno: 128,
   err_step: 132,
   err_index: 136,
+  /** A second pidfd of a child that leads its own process group, owned by the caller; or -1. */
+  group_pidfd: 140,
 } as const;
 
 /** `struct ph_rlimit`: 24 bytes. */

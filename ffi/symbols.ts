@@ -37,6 +37,8 @@ export const symbols = {
   ph_wait_sync: { parameters: ["u32", "u32", "buffer", "i32"], result: "i32" },
   /** int32_t ph_signal(uint32_t slot, uint32_t generation, int32_t sig, uint32_t flags) */
   ph_signal: { parameters: ["u32", "u32", "i32", "u32"], result: "i32" },
+  /** int32_t ph_signal_group(int32_t pidfd, int32_t pgid, int32_t sig) */
+  ph_signal_group: { parameters: ["i32", "i32", "i32"], result: "i32" },
   /** void ph_ignored_signals(uint64_t *out) */
   ph_ignored_signals: { parameters: ["buffer"], result: "void" },
   /** void ph_clock_monotonic(uint64_t *out_ns) */

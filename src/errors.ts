@@ -11,6 +11,7 @@ const ERRNO_NAMES: Readonly<Record<number, [string, string]>> = {
   3: ["ESRCH", "No such process"],
   4: ["EINTR", "Interrupted system call"],
   5: ["EIO", "Input/output error"],
+  6: ["ENXIO", "No such device or address"],
   7: ["E2BIG", "Argument list too long"],
   8: ["ENOEXEC", "Exec format error"],
   9: ["EBADF", "Bad file descriptor"],

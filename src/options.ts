@@ -9,7 +9,12 @@ import { fileURLToPath } from "node:url";
 import { FdKind } from "../ffi/abi.ts";
 import { formatValue, type Signal, signalNumber } from "./signals.ts";
 
-/** A file opened in the child's setup (errors name its path). */
+/**
+ * A file opened in the child's setup (errors name its path). The open never waits: a FIFO
+ * without a writer opens for reading at once and the child reads EOF unless a writer has
+ * opened it by then; a FIFO without a reader fails for writing (`SpawnError` ENXIO, syscall
+ * "open").
+ */
 export interface FileTarget {
   /** The file; relative paths resolve against the host's current directory. */
   path: string | URL;
@@ -78,7 +83,11 @@ export interface SpawnOptions {
   inheritFds?: readonly number[];
   /** The child's `argv[0]`; default: the command as given. */
   argv0?: string;
-  /** `true`: the child leads a new process group; a number: it joins that group. */
+  /**
+   * `true`: the child leads a new process group, which `sendSignal(sig, { group: true })` can
+   * signal even after the child's exit (the handle keeps a pidfd of it until disposed or
+   * collected); a number: it joins that group, which the handle cannot signal.
+   */
   pgroup?: true | number;
   /** The child starts a new session (and process group). */
   setsid?: boolean;
@@ -86,11 +95,18 @@ export interface SpawnOptions {
   umask?: number;
   /** Resource limits of the child. */
   rlimits?: Partial<Record<RlimitName, RlimitValue>>;
-  /** The child's user id (set after groups and gid). */
+  /**
+   * The child's user id. Credentials change all or nothing, in the order setgroups, setgid,
+   * setuid, after every other step; a failure is a `SpawnError` naming the step and nothing
+   * runs. With `uid` or `gid` and no `groups`, the child gets no supplementary groups (as
+   * libuv, Rust, Deno and Bun do); if dropping them is refused (EPERM: no CAP_SETGID), the
+   * spawn fails, unless the `uid` and `gid` asked for are the child's own already, in which
+   * case it keeps the host's groups (nothing changes hands).
+   */
   uid?: number;
-  /** The child's group id. */
+  /** The child's group id (set after `groups`, before `uid`); without `groups` it drops the supplementary groups, see `uid`. */
   gid?: number;
-  /** The child's supplementary groups. */
+  /** The child's supplementary groups, set first (setgroups); see `uid`. */
   groups?: readonly number[];
   /** Keep the signals the host ignores ignored in the child (default: every signal default). */
   keepIgnoredSignals?: boolean;

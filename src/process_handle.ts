@@ -8,7 +8,7 @@ import { ExitKind, ExitRecord, FdAction, Request, SIGNAL_GROUP, STEP_NAMES } fro
 import type { Native } from "../ffi/mod.ts";
 import { MaxBufferError, ReaperDiedError, SpawnError } from "./errors.ts";
 import { planSpawn, type SpawnOptions, type SpawnPlan, typeError } from "./options.ts";
-import { GENERATION, getRegistry, type Registry, SETTLE } from "./registry.ts";
+import { GENERATION, getNative, getRegistry, ListenerError, type Registry, SETTLE } from "./registry.ts";
 import { type EncodedRequest, encodeRequest } from "./request.ts";
 import { type Signal, signalNumber } from "./signals.ts";
 import { decodeStatus, type ProcessStatus, recordKind, runningStatus } from "./status.ts";
@@ -41,7 +41,26 @@ export class HandleClosedError extends Error {
 
 /** Options of `sendSignal`. */
 export interface SendSignalOptions {
-  /** Signal the child's whole process group (needs `pgroup` or `setsid`). */
+  /**
+   * Signal the process group the child leads (it must have been spawned with `pgroup: true` or
+   * `setsid: true`), also after the child itself has exited: `true` while some member got the
+   * signal, `false` once the group is empty (a member that exited and was not yet reaped by
+   * its parent still counts). On Linux 6.9 and later this goes through a pidfd the handle keeps
+   * of the child until it is disposed or collected, so it reaches that group and no other.
+   * Without pidfds, or before 6.9, it goes by the group's number (`kill(-pgid)`), which is as
+   * safe while the child has not been reaped (its number cannot be reused then) and while the
+   * group has members; once the group is empty, a new group given the same number could get
+   * the signal. A child that joined another group (`pgroup: <number>`) cannot signal it
+   * (TypeError): that group is not the handle's, and nothing keeps its number from reuse.
+   *
+   * @example
+   * ```ts
+   * import { spawnHandle } from "./mod.ts";
+   * const child = spawnHandle("sh", ["-c", "sleep 30 & exit 1"], { pgroup: true });
+   * await child.wait();
+   * child.sendSignal("SIGTERM", { group: true }); // true: the sleep got it
+   * ```
+   */
   group?: boolean;
 }
 
@@ -101,6 +120,10 @@ export class ProcessHandle implements AsyncDisposable {
   readonly #pidfd: number;
   /** A pidfd this handle owns and closes (or its finalizer does). */
   #owned: OwnedPidfd | null = null;
+  /** A group leader's own pidfd, kept past its exit for group signals; closed at disposal. */
+  readonly #groupPidfd: OwnedPidfd | null = null;
+  /** Its group was found empty after its exit: it stays empty, and its number may be reused. */
+  #groupEmpty = false;
   #status: ProcessStatus | null = null;
   #lost: ReaperDiedError | null = null;
   #waiters = 0;
@@ -133,6 +156,10 @@ export class ProcessHandle implements AsyncDisposable {
     this.#leadsGroup = init.plan.pgroup === 0 || init.plan.setsid;
     this.#refed = init.ref;
     this.#pidfd = init.pidfd;
+    if (init.groupPidfd >= 0) {
+      this.#groupPidfd = { fd: init.groupPidfd, native: this.#native };
+      pidfdFinalizer.register(this, this.#groupPidfd);
+    }
     this.#registry.add(init.slot, this);
     this.#armLifetime(init.plan);
     this.#updateHold();
@@ -177,8 +204,9 @@ export class ProcessHandle implements AsyncDisposable {
 
   /**
    * Sends a signal ("SIGTERM", "TERM" or 15; default "SIGTERM") through the pidfd, so it can
-   * never reach a recycled pid; with `{ group: true }` to the child's process group. Returns
-   * false if the child has already exited.
+   * never reach a recycled pid; with `{ group: true }` to the process group the child leads,
+   * even after the child exited (see `SendSignalOptions.group`). Returns false if the child
+   * (or, with `group`, every member of its group) has already exited.
    */
   sendSignal(signal: Signal | number = "SIGTERM", options: SendSignalOptions = {}): boolean {
     const number = signalNumber(signal);
@@ -190,11 +218,34 @@ export class ProcessHandle implements AsyncDisposable {
         `Cannot signal the process group of pid ${this.pid}: it was not spawned with pgroup: true or setsid: true`,
       );
     }
+    if (group) return this.#signalGroup(number);
     if (this.#status !== null || this.#lost !== null) return false;
-    const rc = this.#native.signal(this.#slot, this.#generation, number, group ? SIGNAL_GROUP : 0);
+    const rc = this.#native.signal(this.#slot, this.#generation, number, 0);
     if (rc === 0) return true;
     if (rc === -ESRCH || rc === -ESTALE) return false;
     throw new SpawnError({ errno: -rc, syscall: "pidfd_send_signal", command: this.#command, args: this.#args });
+  }
+
+  /** The group the child leads: through its kept pidfd, else through the slot while it runs, else by number. */
+  #signalGroup(number: number): boolean {
+    if (this.#groupEmpty) return false;
+    const kept = this.#groupPidfd?.fd ?? -1;
+    if (kept < 0 && this.#status === null && this.#lost === null) {
+      const rc = this.#native.signal(this.#slot, this.#generation, number, SIGNAL_GROUP);
+      if (rc === 0) return true;
+      if (rc !== -ESRCH && rc !== -ESTALE) {
+        throw new SpawnError({ errno: -rc, syscall: "kill", command: this.#command, args: this.#args });
+      }
+      // The leader exited meanwhile: its group may live on.
+    }
+    const rc = this.#native.signalGroup(kept, this.pid, number);
+    if (rc === 0) return true;
+    if (rc === -ESRCH) {
+      this.#markGroupEmpty();
+      return false;
+    }
+    const syscall = kept >= 0 ? "pidfd_send_signal" : "kill";
+    throw new SpawnError({ errno: -rc, syscall, command: this.#command, args: this.#args });
   }
 
   /** Resolves with the exit status; every call returns the same promise. */
@@ -315,6 +366,10 @@ export class ProcessHandle implements AsyncDisposable {
     await this.wait().catch(() => {});
     this.#disposed = true;
     this.#closePidfd();
+    if (this.#groupPidfd !== null && this.#groupPidfd.fd >= 0) {
+      this.#native.close(this.#groupPidfd.fd);
+      this.#groupPidfd.fd = -1;
+    }
   }
 
   #armLifetime(plan: SpawnPlan): void {
@@ -361,6 +416,7 @@ export class ProcessHandle implements AsyncDisposable {
 
   #settle(view: DataView, offset: number): void {
     if (this.#status !== null || this.#lost !== null) return;
+    this.#releaseEmptyGroup();
     for (const timer of this.#timers ?? []) clearTimeout(timer);
     for (const cleanup of this.#cleanup ?? []) cleanup();
     this.#timers = null;
@@ -383,6 +439,25 @@ export class ProcessHandle implements AsyncDisposable {
       this.#observe();
       this.#resolve(this.#status);
     }
+  }
+
+  /**
+   * At the leader's exit, its kept pidfd is closed if its group is empty already (the common
+   * case: nothing was left behind), so only groups that outlive their leader hold one.
+   */
+  #releaseEmptyGroup(): void {
+    const kept = this.#groupPidfd;
+    if (kept === null || kept.fd < 0) return;
+    if (this.#native.signalGroup(kept.fd, this.pid, 0) === -ESRCH) this.#markGroupEmpty();
+  }
+
+  /** Only called once the leader has exited: an empty group then never gets members again. */
+  #markGroupEmpty(): void {
+    this.#groupEmpty = true;
+    const kept = this.#groupPidfd;
+    if (kept === null || kept.fd < 0) return;
+    this.#native.close(kept.fd);
+    kept.fd = -1;
   }
 
   #observe(): void {
@@ -463,6 +538,8 @@ interface HandleInit {
   plan: SpawnPlan;
   pid: number;
   pidfd: number;
+  /** A second pidfd of a group leader, which the handle owns; or -1. */
+  groupPidfd: number;
   slot: number;
   generation: number;
   ref: boolean;
@@ -488,7 +565,7 @@ interface HandleInit {
  * ```
  */
 export function spawnHandle(command: string, args?: readonly string[], options?: SpawnOptions): ProcessHandle {
-  const plan = planSpawn(command, args, options, getRegistry().native);
+  const plan = planSpawn(command, args, options, getNative());
   return spawnPlanned(plan, { streams: true, ref: true }).handle;
 }
 
@@ -501,7 +578,7 @@ export function spawnPlanned(
   how: { streams: boolean; ref: boolean },
 ): { handle: ProcessHandle; pipes: RawPipes } {
   if (plan.signal?.aborted) throw plan.signal.reason;
-  const registry = getRegistry();
+  const registry = registryFor(plan);
   registry.drain();
   const native = registry.native;
   let ignoreMask = 0n;
@@ -542,12 +619,23 @@ export function spawnPlanned(
     plan,
     pid: view.getInt32(Request.pid, true),
     pidfd: view.getInt32(Request.pidfd, true),
+    groupPidfd: view.getInt32(Request.group_pidfd, true),
     slot: view.getUint32(Request.slot, true),
     generation: view.getUint32(Request.generation, true),
     ref: how.ref,
     ...streams,
   });
   return { handle, pipes };
+}
+
+/** The realm's registry; a listener that cannot be opened (EMFILE, ENFILE, ENOMEM) fails the spawn. */
+function registryFor(plan: SpawnPlan): Registry {
+  try {
+    return getRegistry();
+  } catch (error) {
+    if (!(error instanceof ListenerError)) throw error;
+    throw new SpawnError({ errno: error.errno, syscall: "listener", command: plan.command, args: plan.args });
+  }
 }
 
 function spawnError(plan: SpawnPlan, request: EncodedRequest, errno: number): SpawnError {

@@ -10,6 +10,7 @@
 import { clearInterval, clearTimeout, setInterval, setTimeout } from "node:timers";
 import { ExitRecord } from "../ffi/abi.ts";
 import { loadNative, type Native, type WakeSource } from "../ffi/mod.ts";
+import { errnoName, errnoText } from "./errors.ts";
 
 /** Key of the method a handle receives its exit record by (not part of the public API). */
 export const SETTLE: unique symbol = Symbol("private_spawn.settle");
@@ -34,6 +35,21 @@ export function getNative(): Native {
   return loadNative();
 }
 
+/** The realm's exit listener could not be opened (`spawnPlanned` reports it as a `SpawnError`). */
+export class ListenerError extends Error {
+  /** The errno's name, like "EMFILE". */
+  readonly code: string;
+  /** The errno's number. */
+  readonly errno: number;
+  /** An error for `errno` from `ph_listener_open`. */
+  constructor(errno: number) {
+    super(`private_spawn: cannot open an exit listener: ${errnoName(errno)}: ${errnoText(errno)}`);
+    this.name = "ListenerError";
+    this.code = errnoName(errno);
+    this.errno = errno;
+  }
+}
+
 /** The realm's registry. */
 export class Registry {
   readonly native: Native;
@@ -50,7 +66,7 @@ export class Registry {
     this.native = native;
     // Non-blocking on both runtimes: Deno's sockets and Bun's Bun.file().stream() read it so.
     const listener = native.listenerOpen(1);
-    if (listener < 0) throw new Error(`private_spawn: cannot open an exit listener (errno ${-listener})`);
+    if (listener < 0) throw new ListenerError(-listener);
     this.listener = listener;
     this.#wake = native.wakeSource(native.listenerFd(listener), () => this.drain());
   }

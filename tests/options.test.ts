@@ -3,7 +3,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import process from "node:process";
 import { libc } from "../ffi/libc.ts";
 import { SpawnError, spawnHandle } from "../mod.ts";
-import { openFds, procStat, readAll, runFixture, sleep, test } from "./harness.ts";
+import { EXPECT_PIDFD, fixture, openFds, procStat, readAll, runFixture, runtimeArgv, sleep, test } from "./harness.ts";
 
 const c = await libc();
 const dir = mkdtempSync("/tmp/ph-options-");
@@ -131,6 +131,74 @@ test("sendSignal with group: true reaches the grandchildren", async () => {
   assert.throws(() => lone.sendSignal("SIGTERM", { group: true }), TypeError);
   await lone.wait();
 });
+
+/** The pidfds open in this process, by number. */
+function pidfds(): Set<number> {
+  return new Set([...openFds()].filter(([, target]) => target.includes("pidfd")).map(([fd]) => fd));
+}
+
+test("a group signal reaches the group after its leader exited, and is false once the group is empty", async () => {
+  await spawnHandle("true").wait(); // the reaper (and its pidfd of this process) exists before counting
+  const older = pidfds();
+  const child = spawnHandle("sh", ["-c", "sleep 30 >/dev/null & echo $!; exit 1"], { pgroup: true, stdout: "piped" });
+  const sleeper = Number((await child.text()).trim());
+  assert.equal((await child.wait()).code, 1);
+  // The handle keeps one pidfd of the leader (the library's own closed at the reap).
+  const kept = [...pidfds()].filter((fd) => !older.has(fd));
+  assert.equal(kept.length, EXPECT_PIDFD ? 1 : 0);
+  const stat = readFileSync(`/proc/${sleeper}/stat`, "utf8").split(") ")[1].split(" ");
+  assert.deepEqual([stat[0] !== "Z", Number(stat[2])], [true, child.pid], "the sleep runs in the child's group");
+  assert.equal(child.sendSignal("SIGTERM", { group: true }), true);
+  const deadline = Date.now() + 5000;
+  while (procStat(sleeper) !== null && procStat(sleeper)!.state !== "Z" && Date.now() < deadline) await sleep(10);
+  const after = procStat(sleeper);
+  assert.ok(after === null || after.state === "Z", `the sleep ${sleeper} survived the group signal`);
+  // Its new parent (init or a subreaper) reaps it in its own time; then the group is empty.
+  let delivered = true;
+  while (delivered && Date.now() < deadline + 10_000) {
+    delivered = child.sendSignal("SIGTERM", { group: true });
+    if (delivered) await sleep(20);
+  }
+  assert.equal(delivered, false, "a group signal after the group emptied still reported a member");
+  assert.equal(child.sendSignal("SIGTERM", { group: true }), false);
+  // The group is empty for good: the kept pidfd is closed.
+  assert.deepEqual(kept.filter((fd) => pidfds().has(fd)), []);
+  // A leader whose group ends with it keeps nothing.
+  const before = pidfds();
+  const lone = spawnHandle("true", [], { pgroup: true });
+  await lone.wait();
+  assert.deepEqual([...pidfds()].filter((fd) => !before.has(fd)), []);
+  assert.equal(lone.sendSignal("SIGTERM", { group: true }), false);
+}, { timeoutMs: 30_000 });
+
+test(
+  "uid or gid without groups drops the host's supplementary groups; without CAP_SETGID that fails the spawn (root only)",
+  async () => {
+    if (process.getuid?.() !== 0) return;
+    const [cmd, args] = runtimeArgv(fixture("groups.ts"));
+    const run = async (setpriv: string[]) => {
+      const child = spawnHandle("setpriv", [...setpriv, "--groups", "27,100", cmd, ...args], {
+        stdout: "piped",
+        stderr: "piped",
+      });
+      const { status, stdout, stderr } = await child.output();
+      assert.equal(status.code, 0, new TextDecoder().decode(stderr));
+      return JSON.parse(new TextDecoder().decode(stdout));
+    };
+    assert.deepEqual(await run([]), { host: "27 100", uid: "", gid: "", explicit: "100", sameUid: "" });
+    // Root without CAP_SETGID: another uid or gid with the host's groups is refused, in the
+    // setgroups step; its own uid and gid keep its groups (nothing changes hands).
+    const refused = { code: "EPERM", syscall: "setgroups" };
+    assert.deepEqual(await run(["--bounding-set", "-setgid", "--inh-caps", "-setgid"]), {
+      host: "27 100",
+      uid: refused,
+      gid: refused,
+      explicit: refused,
+      sameUid: "27 100",
+    });
+  },
+  { timeoutMs: 60_000 },
+);
 
 test("setsid: the child leads a new session", async () => {
   const child = spawnHandle("sleep", ["5"], { setsid: true });

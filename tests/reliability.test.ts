@@ -270,6 +270,19 @@ test("EMFILE: with the descriptor table full, spawn fails cleanly and works once
   assert.deepEqual(report.recovered, { ok: true });
 });
 
+test("a first spawn that cannot open its exit listener (EMFILE) is a SpawnError with errno 24; spawns work once descriptors are freed", async () => {
+  const [cmd, args] = runtimeArgv(fixture("listener_emfile.ts"));
+  const child = spawnHandle(cmd, args, { stdout: "piped", stderr: "piped", rlimits: { nofile: 200 } });
+  const { status, stdout, stderr } = await child.output();
+  assert.equal(status.code, 0, new TextDecoder().decode(stderr));
+  const report = JSON.parse(new TextDecoder().decode(stdout));
+  assert.deepEqual(report, {
+    rc: -24,
+    seen: { code: "EMFILE", errno: 24, syscall: "listener" },
+    recovered: { ok: true },
+  });
+});
+
 // Deno and Bun reopen a closed 0, 1 or 2 on /dev/null at startup; the truly closed case is a
 // Zig test (spawn_test.zig). Here: children get valid stdio and spawning leaves 0 and 2 alone.
 test("a host started with stdin and stderr closed: children get valid 0, 1, 2; spawning leaves the host's alone", async () => {

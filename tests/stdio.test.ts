@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { outputSync, spawnHandle } from "../mod.ts";
+import { spawn as nodeSpawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { outputSync, SpawnError, spawnHandle } from "../mod.ts";
 import { libc } from "../ffi/libc.ts";
 import { openFds, readAll, sleep, test } from "./harness.ts";
 
@@ -205,4 +207,51 @@ test("outputSync grows a bulk pipe too: the child sees 1 MiB after writing 300 k
   assert.equal(new TextDecoder().decode(out.stdout.subarray(300000)), `${LARGE_PIPE}\n`);
   const small = outputSync("python3", ["-c", "import fcntl; print(fcntl.fcntl(1, 1032))"], { stdout: "piped" });
   assert.ok(Number(new TextDecoder().decode(small.stdout)) < LARGE_PIPE);
+});
+
+/** A new FIFO, and a process that opens it (`<` or `>`) after 3 s, so a spawner blocked in the open ends. */
+async function fifoWithValve(direction: "<" | ">"): Promise<{ path: string; valve: ReturnType<typeof nodeSpawn> }> {
+  const path = `${mkdtempSync("/tmp/ph-fifo-")}/fifo`;
+  assert.equal((await spawnHandle("mkfifo", [path]).wait()).code, 0);
+  const valve = nodeSpawn("sh", ["-c", `sleep 3; exec 3${direction}"$0"`, path], { stdio: "ignore" });
+  return { path, valve };
+}
+
+test("stdin from a FIFO without a writer blocks nobody: the child reads EOF, an earlier child's exit arrives meanwhile", async () => {
+  const { path, valve } = await fifoWithValve(">");
+  try {
+    const start = performance.now();
+    const early = spawnHandle("sleep", ["0.2"]);
+    const child = spawnHandle("sh", ["-c", "grep ^flags: /proc/self/fdinfo/0; cat"], {
+      stdin: { path },
+      stdout: "piped",
+    });
+    const spawnMs = performance.now() - start;
+    assert.equal((await early.wait()).code, 0);
+    const earlyMs = performance.now() - start;
+    const output = await child.text();
+    assert.equal((await child.wait()).code, 0);
+    assert.ok(spawnMs < 1000, `the spawn took ${spawnMs.toFixed(0)} ms`);
+    assert.ok(earlyMs < 1500, `the earlier child's exit arrived after ${earlyMs.toFixed(0)} ms`);
+    // Blocking again once open (O_NONBLOCK was for the open only), and at EOF: cat printed nothing.
+    const flags = parseInt(/^flags:\s+(\d+)\n$/.exec(output)![1], 8);
+    assert.equal(flags & 0o4000, 0, `O_NONBLOCK left set: ${output}`);
+  } finally {
+    valve.kill("SIGKILL");
+  }
+});
+
+test("stdout to a FIFO without a reader fails at once: SpawnError ENXIO, syscall open, the path", async () => {
+  const { path, valve } = await fifoWithValve("<");
+  try {
+    const start = performance.now();
+    assert.throws(
+      () => spawnHandle("echo", ["x"], { stdout: { path } }),
+      (e: unknown) => e instanceof SpawnError && e.code === "ENXIO" && e.syscall === "open" && e.path === path,
+    );
+    const ms = performance.now() - start;
+    assert.ok(ms < 1000, `the failure took ${ms.toFixed(0)} ms`);
+  } finally {
+    valve.kill("SIGKILL");
+  }
 });

@@ -6,7 +6,7 @@ const std = @import("std");
 
 /// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
 /// TypeScript loader refuses a library whose version differs.
-pub const abi_version: u32 = 9;
+pub const abi_version: u32 = 10;
 
 pub const slots_max: u32 = 1 << 16;
 pub const listeners_max: u32 = 64;
@@ -137,7 +137,10 @@ pub const Request = extern struct {
     err_step: Step,
     /// Which fd action failed (index), or `none`.
     err_index: u32,
-    reserved: u32,
+    /// For a child that leads its own process group (`flag_setsid`, or `flag_setpgid` with
+    /// pgid 0): a second pidfd of it, which the caller owns and closes, for `ph_signal_group`
+    /// after the child's exit. -1 without pidfds (or when no descriptor was free).
+    group_pidfd: i32,
 };
 
 pub const RlimitEntry = extern struct {
@@ -205,5 +208,6 @@ comptime {
     std.debug.assert(@offsetOf(Request, "ignore_mask") == 96);
     std.debug.assert(@offsetOf(Request, "environ_addr") == 104);
     std.debug.assert(@offsetOf(Request, "pid") == 112);
+    std.debug.assert(@offsetOf(Request, "group_pidfd") == 140);
     std.debug.assert(@offsetOf(ExitRecord, "user_cpu_us") == 24);
 }

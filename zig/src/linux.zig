@@ -89,6 +89,8 @@ const ChildPlan = struct {
     rlimit_mask: u32 = 0,
     rlimits: [sys.rlimit_count]sys.Rlimit = undefined,
     set_groups: ?[]const u32 = null,
+    /// `set_groups` is the empty list because uid or gid was asked for without groups.
+    groups_dropped: bool = false,
     set_gid: ?[3]u32 = null,
     set_uid: ?[3]u32 = null,
     set_priority: ?i32 = null,
@@ -345,11 +347,11 @@ pub fn listener_open(nonblocking_read: bool) i32 {
     if (sys.errno(rc) != 0) return -sys.errno(rc);
     const read_fd = move_above_stdio(fds[0]) catch |e| {
         _ = sys.close(fds[1]);
-        return -@as(i32, @intFromError(e));
+        return -fd_errno(e);
     };
     const write_fd = move_above_stdio(fds[1]) catch |e| {
         _ = sys.close(read_fd);
-        return -@as(i32, @intFromError(e));
+        return -fd_errno(e);
     };
     _ = sys.fcntl(write_fd, sys.F.SETFL, sys.O.NONBLOCK);
     if (nonblocking_read) _ = sys.fcntl(read_fd, sys.F.SETFL, sys.O.NONBLOCK);
@@ -389,6 +391,15 @@ fn move_above_stdio(fd: i32) error{ EMFILE, EBADF }!i32 {
     _ = sys.close(fd);
     if (sys.errno(rc) != 0) return error.EMFILE;
     return sys.int(rc);
+}
+
+/// The errno of a failed `move_above_stdio` or `move_to_pidfd_floor`, for the C ABI (which
+/// carries errnos only, never Zig's own error numbers).
+fn fd_errno(e: error{ EMFILE, EBADF }) i32 {
+    return switch (e) {
+        error.EMFILE => sys.E.MFILE,
+        error.EBADF => sys.E.BADF,
+    };
 }
 
 pub fn listener_fd(index: u32) i32 {
@@ -608,6 +619,23 @@ pub fn signal(index: u32, generation: u32, sig: i32, flags: u32) i32 {
     return -sys.errno(sys.kill(if (group) -slot.pgid else slot.pid, sig));
 }
 var group_flag_missing: u32 = 0;
+
+/// Sends `sig` to the process group `pgid` led by a child that may have exited and been reaped
+/// already: through `pidfd` (the child's `group_pidfd`) with PIDFD_SIGNAL_PROCESS_GROUP on
+/// Linux 6.9+, which names the group the child led and nothing else: while the group has
+/// members its id cannot be reused, and once it is empty the call fails with ESRCH. Without
+/// a pidfd (-1) or before 6.9: kill(-pgid), right while the group has members; once it is
+/// empty, a new group given the same number could get the signal. -ESRCH: no member left.
+pub fn signal_group(pidfd: i32, pgid: i32, sig: i32) i32 {
+    if (pgid <= 0) return -sys.E.INVAL;
+    if (pidfd >= 0 and @atomicLoad(u32, &group_flag_missing, .monotonic) == 0) {
+        const rc = sys.pidfd_send_signal(pidfd, sig, sys.PIDFD_SIGNAL_PROCESS_GROUP);
+        if (sys.errno(rc) != sys.E.INVAL) return -sys.errno(rc);
+        // Before 6.9 the flag is EINVAL (signal numbers were checked by the caller).
+        @atomicStore(u32, &group_flag_missing, 1, .monotonic);
+    }
+    return -sys.errno(sys.kill(-pgid, sig));
+}
 pub var signal_lock: u32 = 0;
 
 /// `signal_lock` for host threads. The reaper may die holding it (killed, or a crash inside
@@ -730,7 +758,7 @@ fn start_reaper_locked() i32 {
     g.host_pid = sys.getpid();
     var rc = sys.eventfd();
     if (sys.errno(rc) != 0) return -sys.errno(rc);
-    g.request_efd = move_above_stdio(sys.int(rc)) catch return -sys.E.MFILE;
+    g.request_efd = move_above_stdio(sys.int(rc)) catch |e| return -fd_errno(e);
     rc = sys.pidfd_open(g.host_pid);
     g.host_pidfd = if (sys.errno(rc) == 0) (move_above_stdio(sys.int(rc)) catch -1) else -1;
     snapshot_attributes(&g.attributes);
@@ -1073,6 +1101,7 @@ fn serve_request() void {
         slot.pid = request.pid;
         slot.pidfd = request.pidfd;
         slot.pgid = leads_group(request);
+        request.group_pidfd = group_pidfd(request, slot.pgid);
         slot.watched = 0;
         slot.spawned_ns = sys.clock_monotonic_ns();
         awaiting_exit = true;
@@ -1184,6 +1213,20 @@ fn close_published_pidfds() void {
     }
 }
 
+/// A second pidfd for a child that leads its own group, made before the child is watched
+/// (so before its exit can be reaped and its pidfd closed). After the child is reaped it still
+/// names the group's id, which the kernel keeps from reuse while the group has members
+/// (`signal_group`). -1 without pidfds, for a joined group, or when no descriptor is free
+/// (EMFILE): then `signal_group` goes by the group's number.
+fn group_pidfd(request: *const abi.Request, pgid: i32) i32 {
+    if (request.pidfd < 0 or pgid != request.pid) return -1;
+    const rc = sys.fcntl(request.pidfd, sys.F.DUPFD_CLOEXEC, pidfd_floor);
+    if (sys.errno(rc) == 0) return sys.int(rc);
+    // EINVAL: the floor is at or above RLIMIT_NOFILE; take the lowest number above stdio.
+    const low = sys.fcntl(request.pidfd, sys.F.DUPFD_CLOEXEC, 3);
+    return if (sys.errno(low) == 0) sys.int(low) else -1;
+}
+
 fn leads_group(request: *const abi.Request) i32 {
     if (request.flags & abi.flag_setsid != 0) return request.pid;
     if (request.flags & abi.flag_setpgid != 0) return if (request.pgid == 0) request.pid else request.pgid;
@@ -1219,6 +1262,8 @@ fn spawn_child(plan: *ChildPlan) void {
     request.pid = pid;
     // CLONE_PIDFD takes the lowest free descriptor: lift it to the pidfd floor (or at least
     // above the host's 0, 1 and 2).
+    // A pidfd that cannot be moved (EMFILE with 0, 1 or 2 free) is closed by the move: the
+    // child is then held by pid, which is safe because only the reaper reaps it.
     request.pidfd = if (g.pidfd_mode == 1) (move_to_pidfd_floor(pidfd) catch -1) else -1;
 }
 
@@ -1351,13 +1396,37 @@ fn child_main(arg: usize) callconv(.c) u8 {
     }
 
     // Credentials last: opening files and chdir above happen with the host's rights.
-    if (plan.set_groups) |groups| check(plan, .setgroups, sys.setgroups(groups));
+    if (plan.set_groups) |groups| child_setgroups(plan, groups);
     if (plan.set_gid) |ids| check(plan, .setgid, sys.setresgid(ids[0], ids[1], ids[2]));
     if (plan.set_uid) |ids| check(plan, .setuid, sys.setresuid(ids[0], ids[1], ids[2]));
 
     const empty: u64 = 0;
     check(plan, .signals, sys.rt_sigprocmask(sys.SIG.SETMASK, &empty, null));
     child_exec(plan);
+}
+
+/// setgroups, before setgid and setuid. When uid or gid was given without groups the list is
+/// empty, and EPERM (no CAP_SETGID) is accepted only if the uid and gid asked for are the
+/// child's own already: then nothing changes hands and it keeps the groups it has, as its
+/// user. Any real change of user or group without dropping the groups fails the spawn.
+fn child_setgroups(plan: *ChildPlan, groups: []const u32) void {
+    const rc = sys.setgroups(groups);
+    if (sys.errno(rc) == sys.E.PERM and plan.groups_dropped and child_ids_kept(plan)) return;
+    check(plan, .setgroups, rc);
+}
+
+/// Whether setgid and setuid would leave the child's ids as they are.
+fn child_ids_kept(plan: *const ChildPlan) bool {
+    var uids: [3]u32 = undefined;
+    var gids: [3]u32 = undefined;
+    if (sys.errno(sys.getresuid(&uids)) != 0 or sys.errno(sys.getresgid(&gids)) != 0) return false;
+    if (plan.set_uid) |ids| {
+        if (!std.mem.eql(u32, &ids, &uids)) return false;
+    }
+    if (plan.set_gid) |ids| {
+        if (!std.mem.eql(u32, &ids, &gids)) return false;
+    }
+    return true;
 }
 
 /// The host descriptors the child keeps under their own numbers (`inheritFds`).
@@ -1432,7 +1501,7 @@ fn child_fds(plan: *ChildPlan) void {
         const rc: usize = switch (action.kind) {
             .inherit, .close, .copy => continue,
             .devnull => sys.openat("/dev/null", sys.O.RDWR | sys.O.CLOEXEC, 0),
-            .file => sys.openat(cstr(plan.base, action.path_off), action.open_flags | sys.O.CLOEXEC, action.mode),
+            .file => child_open(plan, action, index),
             .dup, .pipe_to_child, .pipe_from_child => sys.fcntl(action.fd, sys.F.DUPFD_CLOEXEC, floor),
         };
         if (sys.errno(rc) != 0) {
@@ -1484,6 +1553,22 @@ fn child_fds(plan: *ChildPlan) void {
             },
         }
     }
+}
+
+/// Opens a file action's path without ever waiting: the reaper waits for this child (vfork),
+/// and every spawn and every exit of the host waits for the reaper. So O_NONBLOCK for the
+/// open, cleared right after: a FIFO without a writer opens for reading at once (the child
+/// then reads EOF unless a writer has come by its first read), one without a reader fails
+/// for writing with ENXIO, and a device that would wait for a carrier opens at once too.
+fn child_open(plan: *ChildPlan, action: abi.FdAction, index: u32) usize {
+    const rc = sys.openat(cstr(plan.base, action.path_off), action.open_flags | sys.O.CLOEXEC | sys.O.NONBLOCK, action.mode);
+    if (sys.errno(rc) != 0) return rc;
+    const fd = sys.int(rc);
+    const flags = sys.fcntl(fd, sys.F.GETFL, 0);
+    if (sys.errno(flags) != 0) child_fail(plan, .fd_open, flags, index);
+    const cleared = sys.fcntl(fd, sys.F.SETFL, flags & ~@as(usize, sys.O.NONBLOCK));
+    if (sys.errno(cleared) != 0) child_fail(plan, .fd_open, cleared, index);
+    return rc;
 }
 
 /// Marks every descriptor above stdio close-on-exec, so that the child keeps only what it
@@ -1589,6 +1674,7 @@ fn child_exec(plan: *ChildPlan) noreturn {
 pub fn spawn(request: *abi.Request, len: usize) i32 {
     request.pid = -1;
     request.pidfd = -1;
+    request.group_pidfd = -1;
     request.slot = abi.none;
     request.generation = 0;
     request.err_errno = 0;
@@ -1707,10 +1793,10 @@ fn open_pipes(actions: []abi.FdAction) PipeResult {
         }
         // A host with 0, 1 or 2 closed would otherwise get our pipe there.
         for (&fds, 0..) |*fd, end| {
-            fd.* = move_above_stdio(fd.*) catch {
+            fd.* = move_above_stdio(fd.*) catch |e| {
                 if (end == 0) _ = sys.close(fds[1]) else _ = sys.close(fds[0]);
                 close_pipes(actions[0..i], true);
-                return .{ .errno = sys.E.MFILE, .index = @intCast(i) };
+                return .{ .errno = fd_errno(e), .index = @intCast(i) };
             };
         }
         // The host's end is non-blocking (read by the event loop); the child's stays blocking.
@@ -1768,6 +1854,11 @@ fn host_attribute_changes(plan: *ChildPlan) void {
         const list: [*]align(1) const u32 = @ptrCast(plan.base + request.groups_off);
         for (0..@min(request.groups_count, groups_max)) |i| host_groups[i] = list[i];
         plan.set_groups = host_groups[0..@min(request.groups_count, groups_max)];
+    }
+    if (request.flags & abi.flag_groups == 0 and request.flags & (abi.flag_uid | abi.flag_gid) != 0) {
+        // Another uid or gid must not keep the host's supplementary groups (root's, say).
+        plan.set_groups = host_groups[0..0];
+        plan.groups_dropped = true;
     }
     if (request.flags & abi.flag_gid != 0) plan.set_gid = .{ request.gid, request.gid, request.gid };
     if (request.flags & abi.flag_uid != 0) plan.set_uid = .{ request.uid, request.uid, request.uid };

@@ -62,6 +62,11 @@ export fn ph_signal(slot: u32, generation: u32, sig: i32, flags: u32) i32 {
     return backend.signal(slot, generation, sig, flags);
 }
 
+/// int32_t ph_signal_group(int32_t pidfd, int32_t pgid, int32_t sig)
+export fn ph_signal_group(pidfd: i32, pgid: i32, sig: i32) i32 {
+    return backend.signal_group(pidfd, pgid, sig);
+}
+
 /// void ph_ignored_signals(uint64_t *out)
 export fn ph_ignored_signals(out: *u64) void {
     out.* = backend.ignored_signals();

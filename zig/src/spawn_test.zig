@@ -431,3 +431,97 @@ test "a reaper that dies between publishing an exit and reaping it: the records 
     // The `sleep`s are orphans now, with init or a subreaper above this process.
     for (requests) |request| _ = sys.kill(request.pid, sys.SIG.KILL);
 }
+
+/// Appends the NUL-terminated `text` to the request's buffer; returns its offset.
+fn append_string(buffer: []align(8) u8, request: *abi.Request, text: []const u8) u32 {
+    const off = request.buffer_len;
+    @memcpy(buffer[off..][0..text.len], text);
+    buffer[off + text.len] = 0;
+    request.buffer_len = @intCast(off + text.len + 1);
+    return off;
+}
+
+test "uid without groups: the child keeps none of the host's supplementary groups (root only)" {
+    if (std.os.linux.getuid() != 0) return;
+    try open_listener();
+    // Groups of this thread (the host) now, which children copy unless told otherwise.
+    const host_groups = [_]u32{ 27, 100 };
+    try testing.expectEqual(@as(i32, 0), sys.errno(sys.setgroups(&host_groups)));
+    defer _ = sys.setgroups(&.{});
+    var buffer: [4096]u8 align(8) = undefined;
+    const actions = [_]abi.FdAction{ action(0, .devnull), action(1, .pipe_from_child) };
+    const request = build(&buffer, &.{ "grep", "^Groups:", "/proc/self/status" }, &actions);
+    request.flags |= abi.flag_uid;
+    request.uid = 65534;
+    try testing.expectEqual(@as(i32, 0), linux.spawn(request, request.buffer_len));
+    const out_actions: [*]abi.FdAction = @ptrCast(@alignCast(&buffer[@sizeOf(abi.Request)]));
+    const fd = out_actions[1].out_fd;
+    defer _ = sys.close(fd);
+    var record: abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
+    try testing.expect(drain_listener() >= 1);
+    var bytes: [256]u8 = undefined;
+    const n = sys.read(fd, &bytes, bytes.len);
+    try testing.expectEqual(@as(i32, 0), sys.errno(n));
+    // The host's "27 100" would follow the colon.
+    try testing.expectEqualStrings("Groups:", std.mem.trim(u8, bytes[0..n], " \t\n"));
+}
+
+test "signal_group reaches a group whose leader was reaped, through the leader's kept pidfd; ESRCH once it is empty" {
+    try open_listener();
+    var buffer: [4096]u8 align(8) = undefined;
+    const request = build(&buffer, &.{ "sh", "-c", "sleep 30 & exit 0" }, &.{});
+    request.flags |= abi.flag_setpgid;
+    try testing.expectEqual(@as(i32, 0), linux.spawn(request, request.buffer_len));
+    const pgid = request.pid;
+    const kept = request.group_pidfd;
+    var info: abi.Info = undefined;
+    linux.get_info(&info);
+    try testing.expectEqual(info.pidfd == 1, kept >= 0);
+    defer if (kept >= 0) {
+        _ = sys.close(kept);
+    };
+    var record: abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
+    try testing.expect(drain_listener() >= 1);
+    // The leader is reaped and its slot drained: only the group is left.
+    try testing.expectEqual(@as(i32, -sys.E.STALE), linux.peek(request.slot, request.generation, &record));
+    try testing.expectEqual(@as(i32, 0), linux.signal_group(kept, pgid, 0));
+    try testing.expectEqual(@as(i32, 0), linux.signal_group(kept, pgid, sys.SIG.KILL));
+    // The sleep's new parent reaps it in its own time; then the group is empty.
+    var tries: u32 = 0;
+    while (tries < 1000 and linux.signal_group(kept, pgid, 0) == 0) : (tries += 1) {
+        std.Thread.sleep(10 * std.time.ns_per_ms);
+    }
+    try testing.expectEqual(@as(i32, -sys.E.SRCH), linux.signal_group(kept, pgid, 0));
+    try testing.expectEqual(@as(i32, -sys.E.INVAL), linux.signal_group(kept, 0, 0));
+}
+
+test "a FIFO without a reader fails at once with ENXIO in the open step; without a writer it opens for reading" {
+    try open_listener();
+    var path_buffer: [64]u8 = undefined;
+    const path = try std.fmt.bufPrintZ(&path_buffer, "/tmp/ph-zig-fifo-{d}", .{sys.getpid()});
+    _ = std.os.linux.unlink(path);
+    try testing.expectEqual(@as(usize, 0), std.os.linux.mknodat(std.os.linux.AT.FDCWD, path, std.os.linux.S.IFIFO | 0o600, 0));
+    defer _ = std.os.linux.unlink(path);
+    var buffer: [4096]u8 align(8) = undefined;
+    var actions = [_]abi.FdAction{action(1, .file)};
+    actions[0].open_flags = sys.O.WRONLY;
+    var request = build(&buffer, &.{"true"}, &actions);
+    const out_actions: [*]abi.FdAction = @ptrCast(@alignCast(&buffer[@sizeOf(abi.Request)]));
+    out_actions[0].path_off = append_string(&buffer, request, path);
+    try testing.expectEqual(@as(i32, -6), linux.spawn(request, request.buffer_len)); // ENXIO
+    try testing.expectEqual(abi.Step.fd_open, request.err_step);
+    try testing.expectEqual(@as(u32, 0), request.err_index);
+
+    actions[0] = action(0, .file);
+    actions[0].open_flags = sys.O.RDONLY;
+    request = build(&buffer, &.{ "sh", "-c", "cat; exit 7" }, &actions);
+    out_actions[0].path_off = append_string(&buffer, request, path);
+    try testing.expectEqual(@as(i32, 0), linux.spawn(request, request.buffer_len));
+    var record: abi.ExitRecord = undefined;
+    // cat reads EOF at once: no writer ever came.
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
+    try testing.expectEqual(@as(i32, 7), record.value);
+    try testing.expect(drain_listener() >= 1);
+}
