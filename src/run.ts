@@ -225,7 +225,11 @@ const STOP_RECHECK_MS = 50;
 
 /**
  * Runs a command to its end without touching the event loop: the calling thread blocks in
- * `poll` while it feeds `input` and collects stdout and stderr.
+ * `poll` while it feeds `input` and collects stdout and stderr. Like `run`, it reads to EOF
+ * unless `timeout` runs out or `maxBuffer` kills: then it returns `KILL_EOF_GRACE_MS` after
+ * the child's exit with what was read, even if a grandchild holds the pipes. `timedOut` is
+ * true only if `killSignal` reached a running child. An AbortSignal (`signal`) is refused
+ * with a TypeError: the thread is blocked, so nothing could abort.
  *
  * @example
  * ```ts
