@@ -29,7 +29,7 @@ export type { Popen3, RunOptions } from "./src/run.ts";
 export { monotonicNs, reaperInfo } from "./src/info.ts";
 export type { ReaperInfo } from "./src/info.ts";
 export { signalName, signalNumber, UnknownSignalError } from "./src/signals.ts";
-export type { Signal } from "./src/signals.ts";
+export type { Signal, SignalName, SignalShortName, StandardSignalName } from "./src/signals.ts";
 
 /**
  * The original proposal's names (Ruby Feature #19322): `Process.spawnHandle`,

@@ -59,6 +59,8 @@ export interface SpawnErrorDetails {
   args: readonly string[];
   /** The path involved, when the step had one (the program, the cwd, a redirected file). */
   path?: string;
+  /** The `PATH` searched for a command without a slash (the child's, or the default). */
+  searchPath?: string;
 }
 
 /** A child could not be started. Thrown synchronously by `spawnHandle`; nothing is left behind. */
@@ -75,6 +77,11 @@ export class SpawnError extends Error {
   readonly args: readonly string[];
   /** The path the failing step used, if any. */
   readonly path: string | undefined;
+  /**
+   * The directories searched for a command without a slash, in order (the child's `PATH`
+   * split at ":"; an empty entry is the current directory); undefined for a path.
+   */
+  readonly searchPath: readonly string[] | undefined;
 
   /** An error from what the library reported about the failed spawn. */
   constructor(details: SpawnErrorDetails) {
@@ -82,7 +89,13 @@ export class SpawnError extends Error {
     const where = details.path !== undefined && details.path !== details.command
       ? ` (${details.syscall} ${JSON.stringify(details.path)})`
       : ` (${details.syscall})`;
-    super(`Failed to spawn ${JSON.stringify(details.command)}: ${code}: ${errnoText(details.errno)}${where}`);
+    const searched = details.searchPath !== undefined && details.syscall === "execve" && details.errno === 2;
+    super(
+      searched
+        ? `Failed to spawn ${JSON.stringify(details.command)}: ${code}: Executable not found in $PATH ` +
+          `(${details.syscall}; PATH=${JSON.stringify(details.searchPath)})`
+        : `Failed to spawn ${JSON.stringify(details.command)}: ${code}: ${errnoText(details.errno)}${where}`,
+    );
     this.name = "SpawnError";
     this.code = code;
     this.errno = details.errno;
@@ -90,6 +103,7 @@ export class SpawnError extends Error {
     this.command = details.command;
     this.args = details.args;
     this.path = details.path;
+    this.searchPath = details.searchPath === undefined ? undefined : Object.freeze(details.searchPath.split(":"));
   }
 }
 
@@ -126,7 +140,7 @@ export interface CommandResult {
   code: number | null;
   /** The signal that ended the child, or null. */
   signal: string | null;
-  /** Whether `timeoutMs` ran out and the child was signalled. */
+  /** Whether `timeout` ran out and the child was signalled. */
   timedOut: boolean;
   /** Whether `signal` (the AbortSignal) aborted and the child was signalled. */
   aborted: boolean;
@@ -158,7 +172,7 @@ export class ProcessError extends Error implements CommandResult {
   readonly code: number | null;
   /** The signal that ended the child, or null. */
   readonly signal: string | null;
-  /** Whether `timeoutMs` ran out. */
+  /** Whether `timeout` ran out. */
   readonly timedOut: boolean;
   /** Whether the AbortSignal aborted. */
   readonly aborted: boolean;

@@ -29,17 +29,17 @@ export interface FileTarget {
 }
 
 /**
- * Where a standard stream goes: "inherit" (default), "null", "piped" (a stream on the
- * handle), a host descriptor number (inherited as is), or a file.
+ * Where a standard stream goes: "inherit" (default), "null", "piped" or "pipe" (a stream on
+ * the handle), a host descriptor number (inherited as is), or a file.
  */
-export type Stdio = "inherit" | "null" | "piped" | number | FileTarget;
+export type Stdio = "inherit" | "null" | "piped" | "pipe" | number | FileTarget;
 
 /**
- * An extra descriptor of the child: a host descriptor number, a file, "null", "piped" (the
- * child writes, `handle.fdOutputs[n]` reads) or "piped-input" (`handle.fdInputs[n]` writes,
+ * An extra descriptor of the child: a host descriptor number, a file, "null", "piped" or
+ * "pipe" (the child writes, `handle.fdOutputs[n]` reads) or "piped-input" (`handle.fdInputs[n]` writes,
  * the child reads).
  */
-export type ExtraFd = number | FileTarget | "null" | "piped" | "piped-input";
+export type ExtraFd = number | FileTarget | "null" | "piped" | "pipe" | "piped-input";
 
 /** Resource limits by Ruby's names (`RLIMIT_NOFILE` is `nofile`). */
 export type RlimitName =
@@ -110,17 +110,29 @@ export interface SpawnOptions {
   groups?: readonly number[];
   /** Keep the signals the host ignores ignored in the child (default: every signal default). */
   keepIgnoredSignals?: boolean;
-  /** Aborting sends `killSignal`. An already aborted signal throws its reason and spawns nothing. */
+  /**
+   * Aborting sends `killSignal`. An already aborted signal throws its reason and spawns nothing.
+   * The sync helpers refuse it (they block the thread, so nothing could abort them).
+   */
   signal?: AbortSignal;
-  /** After this many milliseconds the child gets `killSignal`. */
-  timeoutMs?: number;
-  /** The signal of `signal` and `timeoutMs` (default "SIGTERM"). */
+  /** After this many milliseconds the child gets `killSignal`; 0, `undefined` or `Infinity`: never. */
+  timeout?: number;
+  /** The signal of `signal` and `timeout` (default "SIGTERM"; 0 is refused: it would not kill). */
   killSignal?: Signal | number;
-  /** Escalate to SIGKILL if the child still runs this long after `killSignal`. */
-  forceKillAfterMs?: number;
+  /**
+   * Escalate to SIGKILL if the child still runs this many milliseconds after `killSignal`
+   * (default: never). Also the grace `[Symbol.asyncDispose]` gives after SIGTERM (default 5000).
+   */
+  forceKillAfter?: number;
   /** Signal the child when the host process exits (`true` means "SIGTERM"); default: keep running. */
   killOnParentExit?: boolean | Signal | number;
 }
+
+/** Option names that were renamed: using the old one throws a TypeError naming the new one. */
+export const RENAMED_OPTIONS: Readonly<Record<string, string>> = {
+  timeoutMs: "timeout",
+  forceKillAfterMs: "forceKillAfter",
+};
 
 /** One descriptor action for the child, as the request encoder takes it. */
 export interface FdPlan {
@@ -156,9 +168,11 @@ export interface SpawnPlan {
   keepIgnoredSignals: boolean;
   killOnExitSignal: number;
   signal: AbortSignal | null;
-  timeoutMs: number | null;
+  /** Milliseconds until `killSignal`, or null for none. */
+  timeout: number | null;
   killSignal: number;
-  forceKillAfterMs: number | null;
+  /** Milliseconds from `killSignal` to SIGKILL, or null for never. */
+  forceKillAfter: number | null;
 }
 
 /** Thrown for an option of the wrong type. */
@@ -228,9 +242,9 @@ export const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
   "groups",
   "keepIgnoredSignals",
   "signal",
-  "timeoutMs",
+  "timeout",
   "killSignal",
-  "forceKillAfterMs",
+  "forceKillAfter",
   "killOnParentExit",
 ]);
 
@@ -289,9 +303,7 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
   if (options === undefined) options = {};
   if (options === null || typeof options !== "object") throw typeError("options", "an object", options);
   const o = options as SpawnOptions;
-  for (const key of Object.keys(o)) {
-    if (!KNOWN_OPTIONS.has(key)) throw valueError("options", `unknown option "${key}"`, key);
-  }
+  checkKeys("options", o, KNOWN_OPTIONS);
 
   const cwd = o.cwd === undefined ? null : checkPath("cwd", o.cwd);
   checkBoolean("clearEnv", o.clearEnv);
@@ -329,7 +341,7 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
 
   let killOnExitSignal = 0;
   if (o.killOnParentExit !== undefined && o.killOnParentExit !== false) {
-    killOnExitSignal = o.killOnParentExit === true ? 15 : parseSignal("killOnParentExit", o.killOnParentExit);
+    killOnExitSignal = o.killOnParentExit === true ? 15 : parseKillSignal("killOnParentExit", o.killOnParentExit);
   }
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
     throw typeError("signal", "an AbortSignal", o.signal);
@@ -355,20 +367,51 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
     keepIgnoredSignals: checkBoolean("keepIgnoredSignals", o.keepIgnoredSignals) ?? false,
     killOnExitSignal,
     signal: o.signal ?? null,
-    timeoutMs: o.timeoutMs === undefined ? null : checkInteger("timeoutMs", o.timeoutMs, 0, 2 ** 31 - 1),
-    killSignal: o.killSignal === undefined ? 15 : parseSignal("killSignal", o.killSignal),
-    forceKillAfterMs: o.forceKillAfterMs === undefined
-      ? null
-      : checkInteger("forceKillAfterMs", o.forceKillAfterMs, 0, 2 ** 31 - 1),
+    timeout: checkTimeout("timeout", o.timeout),
+    killSignal: o.killSignal === undefined ? 15 : parseKillSignal("killSignal", o.killSignal),
+    forceKillAfter: o.forceKillAfter === undefined ? null : checkMilliseconds("forceKillAfter", o.forceKillAfter),
   };
 }
 
-function parseSignal(option: string, value: unknown): number {
-  try {
-    return signalNumber(value as string | number);
-  } catch {
-    throw valueError(option, 'must be a signal name like "SIGTERM" or a number from 1 to 64', value);
+/**
+ * Throws for a key of `object` not in `known`: a TypeError naming the key (and the new name
+ * of a renamed option).
+ */
+export function checkKeys(option: string, object: object, known: ReadonlySet<string>): void {
+  for (const key of Object.keys(object)) {
+    if (known.has(key)) continue;
+    const renamed = RENAMED_OPTIONS[key];
+    if (renamed !== undefined && known.has(renamed)) {
+      throw valueError(option, `"${key}" was renamed "${renamed}" (milliseconds)`, key);
+    }
+    throw valueError(option, `unknown option "${key}"`, key);
   }
+}
+
+/** The longest timer Node, Deno and Bun keep exact (2^31 - 1 ms, about 24.8 days). */
+const TIMER_MAX_MS = 2 ** 31 - 1;
+
+/** Milliseconds for a delay: an integer from 0 to 2^31 - 1. */
+function checkMilliseconds(option: string, value: unknown): number {
+  return checkInteger(option, value, 0, TIMER_MAX_MS);
+}
+
+/** `timeout`: 0, `undefined` or `Infinity` mean none (as in Node), else milliseconds. */
+export function checkTimeout(option: string, value: unknown): number | null {
+  if (value === undefined || value === Infinity || value === 0) return null;
+  return checkMilliseconds(option, value);
+}
+
+/** A signal that must kill: a name or a number from 1 to 64 (the null signal 0 only probes). */
+function parseKillSignal(option: string, value: unknown): number {
+  let number = 0;
+  try {
+    number = signalNumber(value as string | number);
+  } catch {
+    // Reported below with the option's name.
+  }
+  if (number === 0) throw valueError(option, 'must be a signal name like "SIGTERM" or a number from 1 to 64', value);
+  return number;
 }
 
 function checkIntegerList(option: string, value: unknown, min: number, max: number): number[] {
@@ -447,7 +490,7 @@ function planOne(
 ): FdPlan {
   if (value === "inherit" && stream !== null) return { target, kind: FdKind.inherit };
   if (value === "null") return { target, kind: FdKind.devnull };
-  if (value === "piped") {
+  if (value === "piped" || value === "pipe") {
     const toChild = stream === "stdin";
     return { target, kind: toChild ? FdKind.pipeToChild : FdKind.pipeFromChild, pipe: stream ?? "output" };
   }
@@ -467,8 +510,10 @@ function planOne(
     return { target, kind: FdKind.file, path, openFlags: flags, mode };
   }
   const allowed = stream === null
-    ? '"null", "piped", "piped-input", a descriptor number or { path }'
-    : `"inherit", "null", "piped", ${stream === "stderr" ? '"stdout", ' : ""}a descriptor number or { path }`;
+    ? '"null", "piped" (or "pipe"), "piped-input", a descriptor number or { path }'
+    : `"inherit", "null", "piped" (or "pipe"), ${
+      stream === "stderr" ? '"stdout", ' : ""
+    }a descriptor number or { path }`;
   throw valueError(option, `must be ${allowed}`, value);
 }
 

@@ -7,7 +7,7 @@ import { clearTimeout, setTimeout } from "node:timers";
 import { ExitKind, ExitRecord, FdAction, Request, SIGNAL_GROUP, STEP_NAMES } from "../ffi/abi.ts";
 import type { Native } from "../ffi/mod.ts";
 import { MaxBufferError, ReaperDiedError, SpawnError } from "./errors.ts";
-import { planSpawn, type SpawnOptions, type SpawnPlan, typeError } from "./options.ts";
+import { checkKeys, planSpawn, type SpawnOptions, type SpawnPlan, typeError } from "./options.ts";
 import { GENERATION, getNative, getRegistry, ListenerError, type Registry, SETTLE } from "./registry.ts";
 import { type EncodedRequest, encodeRequest } from "./request.ts";
 import { type Signal, signalNumber } from "./signals.ts";
@@ -16,6 +16,13 @@ import { decodeStatus, type ProcessStatus, recordKind, runningStatus } from "./s
 const ESRCH = 3;
 const ESTALE = 116;
 const SIGKILL = 9;
+const SIGTERM = 15;
+/** The grace `[Symbol.asyncDispose]` gives between SIGTERM and SIGKILL without `forceKillAfter`. */
+export const DEFAULT_FORCE_KILL_AFTER = 5000;
+const SEND_SIGNAL_OPTIONS: ReadonlySet<string> = new Set(["group"]);
+
+/** @internal `waitSync` bounded by a timeout: true once the child has exited (or was lost). */
+export const WAIT_SYNC_FOR: unique symbol = Symbol("waitSyncFor");
 
 /** A pidfd JavaScript owns: a duplicate exported through `fd`, or one handed over after a lost exit. */
 interface OwnedPidfd {
@@ -132,6 +139,8 @@ export class ProcessHandle implements AsyncDisposable {
   #disposed = false;
   #timedOut = false;
   #aborted = false;
+  /** Milliseconds from `killSignal` to SIGKILL (`forceKillAfter`), or null. */
+  readonly #forceKillAfter: number | null;
   /** Allocated only for handles with timeouts or an AbortSignal (most have neither). */
   #timers: ReturnType<typeof setTimeout>[] | null = null;
   #cleanup: (() => void)[] | null = null;
@@ -160,6 +169,7 @@ export class ProcessHandle implements AsyncDisposable {
       this.#groupPidfd = { fd: init.groupPidfd, native: this.#native };
       pidfdFinalizer.register(this, this.#groupPidfd);
     }
+    this.#forceKillAfter = init.plan.forceKillAfter;
     this.#registry.add(init.slot, this);
     this.#armLifetime(init.plan);
     this.#updateHold();
@@ -192,7 +202,7 @@ export class ProcessHandle implements AsyncDisposable {
     this.#settle(view, offset);
   }
 
-  /** Whether `timeoutMs` ran out and `killSignal` was sent. */
+  /** Whether `timeout` ran out and `killSignal` was sent. */
   get timedOut(): boolean {
     return this.#timedOut;
   }
@@ -206,11 +216,21 @@ export class ProcessHandle implements AsyncDisposable {
    * Sends a signal ("SIGTERM", "TERM" or 15; default "SIGTERM") through the pidfd, so it can
    * never reach a recycled pid; with `{ group: true }` to the process group the child leads,
    * even after the child exited (see `SendSignalOptions.group`). Returns false if the child
-   * (or, with `group`, every member of its group) has already exited.
+   * (or, with `group`, every member of its group) has already exited. An unknown option throws a TypeError.
+   *
+   * @example
+   * ```ts
+   * import { spawnHandle } from "./mod.ts";
+   * const child = spawnHandle("sleep", ["10"]);
+   * child.sendSignal("SIGINT");
+   * console.log((await child.wait()).signal); // "SIGINT"
+   * ```
    */
   sendSignal(signal: Signal | number = "SIGTERM", options: SendSignalOptions = {}): boolean {
     const number = signalNumber(signal);
     if (this.#disposed) throw new HandleClosedError(this.pid, "send a signal");
+    if (options === null || typeof options !== "object") throw typeError("options", "an object", options);
+    checkKeys("options", options, SEND_SIGNAL_OPTIONS);
     const group = options.group ?? false;
     if (typeof group !== "boolean") throw typeError("group", "a boolean", group);
     if (group && !this.#leadsGroup) {
@@ -246,6 +266,21 @@ export class ProcessHandle implements AsyncDisposable {
     }
     const syscall = kept >= 0 ? "pidfd_send_signal" : "kill";
     throw new SpawnError({ errno: -rc, syscall, command: this.#command, args: this.#args });
+  }
+
+  /**
+   * `sendSignal` by the name every JavaScript spawner uses (Node, Bun, Deno, execa).
+   *
+   * @example
+   * ```ts
+   * import { spawnHandle } from "./mod.ts";
+   * const child = spawnHandle("sleep", ["10"]);
+   * child.kill();
+   * console.log((await child.wait()).signal); // "SIGTERM"
+   * ```
+   */
+  kill(signal: Signal | number = "SIGTERM", options: SendSignalOptions = {}): boolean {
+    return this.sendSignal(signal, options);
   }
 
   /** Resolves with the exit status; every call returns the same promise. */
@@ -286,6 +321,12 @@ export class ProcessHandle implements AsyncDisposable {
     if (this.#lost !== null) throw this.#lost;
     this.#observe();
     return this.#status!;
+  }
+
+  /** @internal Blocks up to `ms` milliseconds (0: not at all) for the exit; true once it is known. */
+  [WAIT_SYNC_FOR](ms: number): boolean {
+    if (this.#status === null && this.#lost === null) this.#poll(ms <= 0 ? 0 : Math.ceil(ms));
+    return this.#status !== null || this.#lost !== null;
   }
 
   /** Let a running child keep the event loop alive (the default). */
@@ -359,10 +400,28 @@ export class ProcessHandle implements AsyncDisposable {
     return await this.wait();
   }
 
-  /** SIGKILL if still running, then wait; closes the pidfd. */
+  /**
+   * For `await using`: if the child still runs, SIGTERM, then SIGKILL if it still runs
+   * `forceKillAfter` milliseconds later (default 5000); waits for the exit and closes the pidfd.
+   *
+   * @example
+   * ```ts
+   * import { spawnHandle } from "./mod.ts";
+   * {
+   *   await using child = spawnHandle("sleep", ["10"], { forceKillAfter: 1000 });
+   * } // SIGTERM here; SIGKILL 1 s later had it trapped SIGTERM
+   * ```
+   */
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.#disposed) return;
-    if (this.#status === null && this.#lost === null) this.sendSignal("SIGKILL");
+    if (this.#status === null && this.#lost === null && this.sendSignal(SIGTERM)) {
+      const grace = this.#forceKillAfter ?? DEFAULT_FORCE_KILL_AFTER;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const expired = new Promise<void>((resolve) => timer = setTimeout(resolve, grace));
+      const exited = await Promise.race([this.wait().then(() => true, () => true), expired.then(() => false)]);
+      clearTimeout(timer);
+      if (!exited) this.sendSignal(SIGKILL);
+    }
     await this.wait().catch(() => {});
     this.#disposed = true;
     this.#closePidfd();
@@ -373,26 +432,26 @@ export class ProcessHandle implements AsyncDisposable {
   }
 
   #armLifetime(plan: SpawnPlan): void {
-    const kill = () => {
-      if (!this.sendSignal(plan.killSignal)) return;
-      if (plan.forceKillAfterMs !== null) {
-        this.#timer(() => this.sendSignal(SIGKILL), plan.forceKillAfterMs);
+    // True when `killSignal` reached a running child (an exited one is neither timed out nor aborted).
+    const kill = (): boolean => {
+      if (this.#disposed || !this.sendSignal(plan.killSignal)) return false;
+      if (plan.forceKillAfter !== null) {
+        this.#timer(() => this.sendSignal(SIGKILL), plan.forceKillAfter);
       }
+      return true;
     };
     if (plan.signal !== null) {
       const signal = plan.signal;
       const onAbort = () => {
-        this.#aborted = true;
-        kill();
+        if (kill()) this.#aborted = true;
       };
       signal.addEventListener("abort", onAbort, { once: true });
       (this.#cleanup ??= []).push(() => signal.removeEventListener("abort", onAbort));
     }
-    if (plan.timeoutMs !== null) {
+    if (plan.timeout !== null) {
       this.#timer(() => {
-        this.#timedOut = true;
-        kill();
-      }, plan.timeoutMs);
+        if (kill()) this.#timedOut = true;
+      }, plan.timeout);
     }
   }
 
@@ -489,6 +548,7 @@ export class ProcessHandle implements AsyncDisposable {
 
 function checkMaxBuffer(value: unknown): number {
   if (value === undefined) return DEFAULT_MAX_BUFFER;
+  if (value === Infinity) return value;
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
     throw new RangeError(`Invalid option "maxBuffer": must be a non-negative integer, got ${String(value)}`);
   }
@@ -647,5 +707,6 @@ function spawnError(plan: SpawnPlan, request: EncodedRequest, errno: number): Sp
   if (syscall === "execve") path = plan.command;
   else if (syscall === "chdir") path = plan.cwd ?? undefined;
   else if (syscall === "open" && index < plan.actions.length) path = plan.actions[index].path ?? "/dev/null";
-  return new SpawnError({ errno, syscall, command: plan.command, args: plan.args, path });
+  const searchPath = syscall === "execve" && plan.searchPath !== null ? plan.searchPath : undefined;
+  return new SpawnError({ errno, syscall, command: plan.command, args: plan.args, path, searchPath });
 }

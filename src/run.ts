@@ -5,15 +5,24 @@
  * @module
  */
 import { type CommandResult, MaxBufferError, ProcessError } from "./errors.ts";
-import { planSpawn, rangeError, type SpawnOptions, typeError } from "./options.ts";
+import {
+  checkTimeout,
+  planSpawn,
+  rangeError,
+  type SpawnOptions,
+  type SpawnPlan,
+  typeError,
+  valueError,
+} from "./options.ts";
 import {
   DEFAULT_MAX_BUFFER,
   type ProcessHandle,
   type ProcessOutput,
   spawnHandle,
   spawnPlanned,
+  WAIT_SYNC_FOR,
 } from "./process_handle.ts";
-import { pipeGrower } from "../ffi/mod.ts";
+import { type Native, pipeGrower } from "../ffi/mod.ts";
 import { getNative } from "./registry.ts";
 import type { ProcessStatus } from "./status.ts";
 
@@ -21,7 +30,7 @@ import type { ProcessStatus } from "./status.ts";
 export interface RunOptions extends SpawnOptions {
   /** Bytes or text written to the child's stdin, which is then closed. */
   input?: string | Uint8Array;
-  /** Most bytes kept per stream (default 100 MiB); more kills the child. */
+  /** Most bytes kept per stream (default 100 MiB; `Infinity`: no limit); more kills the child. */
   maxBuffer?: number;
 }
 
@@ -45,8 +54,11 @@ function splitRunOptions(options: RunOptions | undefined): [SpawnOptions, Uint8A
   if (typeof input === "string") bytes = new TextEncoder().encode(input);
   else if (input instanceof Uint8Array) bytes = input;
   else if (input !== undefined) throw typeError("input", "a string or a Uint8Array", input);
-  if (maxBuffer !== undefined && (typeof maxBuffer !== "number" || !Number.isSafeInteger(maxBuffer) || maxBuffer < 0)) {
-    throw rangeError("maxBuffer", "must be a non-negative integer", maxBuffer);
+  if (
+    maxBuffer !== undefined && maxBuffer !== Infinity &&
+    (typeof maxBuffer !== "number" || !Number.isSafeInteger(maxBuffer) || maxBuffer < 0)
+  ) {
+    throw rangeError("maxBuffer", "must be a non-negative integer or Infinity", maxBuffer);
   }
   const defaults: SpawnOptions = { stdin: bytes === null ? "null" : "piped", stdout: "piped", stderr: "piped" };
   return [{ ...defaults, ...spawn }, bytes, maxBuffer ?? DEFAULT_MAX_BUFFER];
@@ -68,9 +80,19 @@ function result(command: string, args: readonly string[], handle: ProcessHandle,
 }
 
 /**
+ * How long, after a kill (`timeout`, the AbortSignal, `maxBuffer`), the helpers keep reading
+ * once the child has exited: a grandchild that inherited the pipes may hold them open for
+ * good, and the call returns with what was read by then.
+ */
+export const KILL_EOF_GRACE_MS = 200;
+
+/**
  * Runs a command to its end and resolves with its decoded output; rejects with a
  * `ProcessError` (shaped like the result) unless it exits 0. stdout and stderr are piped and
- * stdin is `/dev/null` (or `input`) unless the options say otherwise.
+ * stdin is `/dev/null` (or `input`) unless the options say otherwise. Without a kill it reads
+ * to EOF, as Node's `execFile` does (a grandchild holding the pipes delays it); after a kill it
+ * stops `KILL_EOF_GRACE_MS` after the child's exit. An abort rejects with the AbortSignal's
+ * reason as the `cause`.
  *
  * @example
  * ```ts
@@ -83,17 +105,87 @@ export async function run(command: string, args: readonly string[] = [], options
   const [spawnOptions, input, maxBuffer] = splitRunOptions(options);
   const handle = spawnHandle(command, args, spawnOptions);
   const writing = input !== null && handle.stdin !== null ? writeAll(handle.stdin, input) : Promise.resolve();
+  const readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
+  let killed = false;
+  const overflow = (name: string) => {
+    killed = true;
+    handle.sendSignal("SIGKILL");
+    return new MaxBufferError(name, maxBuffer);
+  };
+  const collect = (stream: ReadableStream<Uint8Array> | null, name: string) =>
+    stream === null
+      ? Promise.resolve(new Uint8Array(0))
+      : readToEnd(stream.getReader(), readers, maxBuffer, () => overflow(name));
+  // After a kill, or once `timeout` has run out, the reading ends a grace after the exit.
+  let grace: ReturnType<typeof setTimeout> | undefined;
+  let exited = false;
+  let timeoutPassed = false;
+  const startGrace = () => {
+    grace ??= setTimeout(() => readers.forEach((reader) => reader.cancel().catch(() => {})), KILL_EOF_GRACE_MS);
+  };
+  const timeout = checkTimeout("timeout", spawnOptions.timeout);
+  const timer = timeout === null ? undefined : setTimeout(() => {
+    timeoutPassed = true;
+    if (exited) startGrace();
+  }, timeout);
+  const stopAfterKill = handle.wait().then(() => {
+    exited = true;
+    if (killed || handle.timedOut || handle.aborted || timeoutPassed) startGrace();
+  }, () => {});
   let output: ProcessOutput;
   try {
-    [output] = await Promise.all([handle.output({ maxBuffer }), writing.catch(() => {})]);
+    const [stdout, stderr] = await Promise.all([collect(handle.stdout, "stdout"), collect(handle.stderr, "stderr")]);
+    await writing.catch(() => {});
+    output = { status: await handle.wait(), stdout, stderr };
   } catch (error) {
     const status = await handle.wait();
     const partial = { status, stdout: new Uint8Array(0), stderr: new Uint8Array(0) };
     throw new ProcessError(result(command, args, handle, partial), error);
+  } finally {
+    await stopAfterKill;
+    clearTimeout(timer);
+    clearTimeout(grace);
   }
   const done = result(command, args, handle, output);
+  if (handle.aborted) throw new ProcessError(done, spawnOptions.signal?.reason);
   if (!output.status.success) throw new ProcessError(done);
   return done;
+}
+
+/** Reads to EOF, or to a cancel through `readers`; `overflow` kills and names the error. */
+async function readToEnd(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  readers: ReadableStreamDefaultReader<Uint8Array>[],
+  maxBuffer: number,
+  overflow: () => Error,
+): Promise<Uint8Array> {
+  readers.push(reader);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > maxBuffer) {
+      // Kill first: cancelling first would close the pipe and let the child die of SIGPIPE.
+      const error = overflow();
+      await reader.cancel().catch(() => {});
+      throw error;
+    }
+    chunks.push(value);
+  }
+  return concat(chunks);
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
 }
 
 async function writeAll(stream: WritableStream<Uint8Array>, bytes: Uint8Array): Promise<void> {
@@ -128,10 +220,16 @@ const POLLOUT = 4;
 const EAGAIN = 11;
 const EINTR = 4;
 const CHUNK = 64 * 1024;
+/** How often a killed child that ignores its signal is checked for its exit while pumping. */
+const STOP_RECHECK_MS = 50;
 
 /**
  * Runs a command to its end without touching the event loop: the calling thread blocks in
- * `poll` while it feeds `input` and collects stdout and stderr.
+ * `poll` while it feeds `input` and collects stdout and stderr. Like `run`, it reads to EOF
+ * unless `timeout` runs out or `maxBuffer` kills: then it returns `KILL_EOF_GRACE_MS` after
+ * the child's exit with what was read, even if a grandchild holds the pipes. `timedOut` is
+ * true only if `killSignal` reached a running child. An AbortSignal (`signal`) is refused
+ * with a TypeError: the thread is blocked, so nothing could abort.
  *
  * @example
  * ```ts
@@ -146,105 +244,172 @@ export function outputSync(
   options?: RunOptions,
 ): ProcessOutput & { timedOut: boolean } {
   const [spawnOptions, input, maxBuffer] = splitRunOptions(options);
+  if (spawnOptions.signal !== undefined) {
+    throw valueError(
+      "signal",
+      "the sync helpers block the thread, so no AbortSignal could abort them (use run() or timeout)",
+      spawnOptions.signal,
+    );
+  }
   const plan = planSpawn(command, args, spawnOptions, getNative());
   const { handle, pipes } = spawnPlanned(plan, { streams: false, ref: false });
   const native = getNative();
-  const outputs = new Map<number, { chunks: Uint8Array[]; total: number }>();
+  const outputs = new Map<number, Uint8Array[]>();
   for (const action of plan.actions) {
-    if (action.pipe === "stdout" || action.pipe === "stderr") {
-      outputs.set(pipes.get(action.target)!, { chunks: [], total: 0 });
-    }
+    if (action.pipe === "stdout" || action.pipe === "stderr") outputs.set(pipes.get(action.target)!, []);
   }
   const stdinFd = plan.actions.find((a) => a.pipe === "stdin") ? pipes.get(0)! : -1;
-  const open = new Set<number>([...outputs.keys()]);
-  let inputFd = stdinFd;
-  let written = 0;
-  if (inputFd >= 0 && (input === null || input.length === 0)) {
-    native.close(inputFd);
-    inputFd = -1;
+  const state: SyncState = {
+    handle,
+    plan,
+    native,
+    open: new Set(outputs.keys()),
+    inputFd: stdinFd,
+    deadline: plan.timeout === null ? Infinity : performance.now() + plan.timeout,
+    killAt: Infinity,
+    stopAt: Infinity,
+    exited: false,
+    timedOut: false,
+  };
+  if (state.inputFd >= 0 && (input === null || input.length === 0)) {
+    native.close(state.inputFd);
+    state.inputFd = -1;
   }
-  const growers = new Map([...open, inputFd].filter((fd) => fd >= 0).map((fd) => [fd, pipeGrower(native, fd)]));
-  const pollfds = new Uint8Array(8 * 3);
-  const view = new DataView(pollfds.buffer);
-  const buffer = new Uint8Array(CHUNK);
-  const deadline = plan.timeoutMs === null ? Infinity : performance.now() + plan.timeoutMs;
-  let killDeadline = Infinity;
-  let timedOut = false;
   let overflow: MaxBufferError | null = null;
-  try {
-    while (open.size > 0 || inputFd >= 0) {
-      const fds = [...open].map((fd) => [fd, POLLIN]);
-      if (inputFd >= 0) fds.push([inputFd, POLLOUT]);
-      fds.forEach(([fd, events], i) => {
-        view.setInt32(i * 8, fd, true);
-        view.setInt16(i * 8 + 4, events, true);
-        view.setInt16(i * 8 + 6, 0, true);
-      });
-      const now = performance.now();
-      if (now >= deadline && !timedOut) {
-        timedOut = true;
-        handle.sendSignal(plan.killSignal);
-        if (plan.forceKillAfterMs !== null) killDeadline = now + plan.forceKillAfterMs;
-      }
-      if (now >= killDeadline) {
-        handle.sendSignal("SIGKILL");
-        killDeadline = Infinity;
-      }
-      const next = Math.min(timedOut ? Infinity : deadline, killDeadline);
-      const waitMs = next === Infinity ? -1 : Math.max(0, Math.ceil(next - now));
-      const ready = native.poll(pollfds, fds.length, waitMs);
-      if (ready === -EINTR) continue;
-      if (ready < 0) throw new Error(`poll failed with errno ${-ready}`);
-      fds.forEach(([fd], i) => {
-        const revents = view.getInt16(i * 8 + 6, true);
-        if (revents === 0) return;
-        if (fd === inputFd) {
-          const n = native.write(fd, input!.subarray(written), input!.length - written);
-          if (n > 0) written += n;
-          growers.get(fd)!(n);
-          if ((n < 0 && n !== -EAGAIN) || written >= input!.length) {
-            native.close(fd);
-            inputFd = -1;
-          }
-          return;
-        }
-        const n = native.read(fd, buffer, buffer.length);
-        if (n === -EAGAIN || n === -EINTR) return;
-        if (n <= 0) {
-          native.close(fd);
-          open.delete(fd);
-          return;
-        }
-        growers.get(fd)!(n);
-        const sink = outputs.get(fd)!;
-        sink.total += n;
-        if (sink.total > maxBuffer && overflow === null) {
-          overflow = new MaxBufferError(fd === pipes.get(1) ? "stdout" : "stderr", maxBuffer);
-          handle.sendSignal("SIGKILL");
-        }
-        if (overflow === null) sink.chunks.push(buffer.slice(0, n));
-      });
+  const sizes = new Map<number, number>();
+  const keep = (fd: number, bytes: Uint8Array) => {
+    const total = (sizes.get(fd) ?? 0) + bytes.length;
+    sizes.set(fd, total);
+    if (total > maxBuffer && overflow === null) {
+      overflow = new MaxBufferError(fd === pipes.get(1) ? "stdout" : "stderr", maxBuffer);
+      handle.sendSignal("SIGKILL");
+      state.stopAt = performance.now() + KILL_EOF_GRACE_MS;
     }
+    if (overflow === null) outputs.get(fd)!.push(bytes);
+  };
+  try {
+    pumpSync(state, input, keep);
+    if (!state.exited) waitSyncBounded(state);
   } finally {
-    for (const fd of open) native.close(fd);
-    if (inputFd >= 0) native.close(inputFd);
+    for (const fd of state.open) native.close(fd);
+    if (state.inputFd >= 0) native.close(state.inputFd);
   }
   const status = handle.waitSync();
   if (overflow !== null) throw overflow;
-  const joined = (fd: number | undefined) => {
-    const sink = fd === undefined ? undefined : outputs.get(fd);
-    if (sink === undefined) return new Uint8Array(0);
-    const out = new Uint8Array(sink.chunks.reduce((n, c) => n + c.length, 0));
-    let at = 0;
-    for (const chunk of sink.chunks) {
-      out.set(chunk, at);
-      at += chunk.length;
-    }
-    return out;
-  };
+  const joined = (fd: number | undefined) => fd === undefined ? new Uint8Array(0) : concat(outputs.get(fd) ?? []);
   const stdoutFd = plan.actions.find((a) => a.pipe === "stdout") ? pipes.get(1) : undefined;
   const stderrFd = plan.actions.find((a) => a.pipe === "stderr") ? pipes.get(2) : undefined;
-  return { status, stdout: joined(stdoutFd), stderr: joined(stderrFd), timedOut };
+  return { status, stdout: joined(stdoutFd), stderr: joined(stderrFd), timedOut: state.timedOut };
+}
+
+/** What the sync helpers track while they pump and wait. */
+interface SyncState {
+  readonly handle: ProcessHandle;
+  readonly plan: SpawnPlan;
+  readonly native: Native;
+  /** Host ends of stdout and stderr not yet at EOF. */
+  readonly open: Set<number>;
+  /** The host end of stdin while `input` is being written, else -1. */
+  inputFd: number;
+  /** When `timeout` runs out (performance.now() ms), Infinity once handled or without one. */
+  deadline: number;
+  /** When `forceKillAfter` sends SIGKILL. */
+  killAt: number;
+  /** After a kill: stop reading at this time if the child has exited by then. */
+  stopAt: number;
+  exited: boolean;
+  timedOut: boolean;
+}
+
+/** Acts on the deadlines that have passed: `killSignal` at the timeout, SIGKILL after `forceKillAfter`. */
+function checkDeadlines(state: SyncState, now: number): void {
+  if (now >= state.deadline) {
+    state.deadline = Infinity;
+    state.exited ||= state.handle[WAIT_SYNC_FOR](0);
+    // A child that has exited already did not time out (a grandchild may hold its pipes).
+    if (!state.exited && state.handle.sendSignal(state.plan.killSignal)) {
+      state.timedOut = true;
+      if (state.plan.forceKillAfter !== null) state.killAt = now + state.plan.forceKillAfter;
+    }
+    state.stopAt = Math.min(state.stopAt, now + KILL_EOF_GRACE_MS);
+  }
+  if (now >= state.killAt) {
+    state.killAt = Infinity;
+    state.handle.sendSignal("SIGKILL");
+  }
+}
+
+/** Feeds `input` and reads the outputs until EOF, or until a kill's grace has passed after the exit. */
+function pumpSync(state: SyncState, input: Uint8Array | null, keep: (fd: number, bytes: Uint8Array) => void): void {
+  const { native, open } = state;
+  const growers = new Map([...open, state.inputFd].filter((fd) => fd >= 0).map((fd) => [fd, pipeGrower(native, fd)]));
+  const pollfds = new Uint8Array(8 * 3);
+  const view = new DataView(pollfds.buffer);
+  const buffer = new Uint8Array(CHUNK);
+  let written = 0;
+  const readOnce = (fd: number): boolean => {
+    const n = native.read(fd, buffer, buffer.length);
+    if (n === -EAGAIN || n === -EINTR) return false;
+    if (n <= 0) {
+      native.close(fd);
+      open.delete(fd);
+      return false;
+    }
+    growers.get(fd)!(n);
+    keep(fd, buffer.slice(0, n));
+    return n === buffer.length;
+  };
+  while (open.size > 0 || state.inputFd >= 0) {
+    const now = performance.now();
+    checkDeadlines(state, now);
+    if (now >= state.stopAt) {
+      state.exited ||= state.handle[WAIT_SYNC_FOR](0);
+      if (state.exited) {
+        // What is in the pipes already is kept; a grandchild writing on is not waited for.
+        for (const fd of [...open]) for (let i = 0; i < 16 && readOnce(fd); i++);
+        return;
+      }
+      state.stopAt = now + STOP_RECHECK_MS;
+    }
+    const fds = [...open].map((fd) => [fd, POLLIN]);
+    if (state.inputFd >= 0) fds.push([state.inputFd, POLLOUT]);
+    fds.forEach(([fd, events], i) => {
+      view.setInt32(i * 8, fd, true);
+      view.setInt16(i * 8 + 4, events, true);
+      view.setInt16(i * 8 + 6, 0, true);
+    });
+    const next = Math.min(state.deadline, state.killAt, state.stopAt);
+    const waitMs = next === Infinity ? -1 : Math.max(0, Math.ceil(next - now));
+    const ready = native.poll(pollfds, fds.length, waitMs);
+    if (ready === -EINTR) continue;
+    if (ready < 0) throw new Error(`poll failed with errno ${-ready}`);
+    fds.forEach(([fd], i) => {
+      if (view.getInt16(i * 8 + 6, true) === 0) return;
+      if (fd !== state.inputFd) {
+        readOnce(fd);
+        return;
+      }
+      const n = native.write(fd, input!.subarray(written), input!.length - written);
+      if (n > 0) written += n;
+      growers.get(fd)!(n);
+      if ((n < 0 && n !== -EAGAIN) || written >= input!.length) {
+        native.close(fd);
+        state.inputFd = -1;
+      }
+    });
+  }
+}
+
+/** Waits for the exit with nothing left to pump, still honouring `timeout` and `forceKillAfter`. */
+function waitSyncBounded(state: SyncState): void {
+  for (;;) {
+    const now = performance.now();
+    checkDeadlines(state, now);
+    if (state.exited) return;
+    const next = Math.min(state.deadline, state.killAt);
+    if (next === Infinity) return; // `waitSync` blocks for the rest.
+    state.exited = state.handle[WAIT_SYNC_FOR](Math.max(1, next - now));
+  }
 }
 
 /**

@@ -40,24 +40,90 @@ const STANDARD: Readonly<Record<string, number>> = {
   SIGSYS: 31,
 };
 const ALIASES: Readonly<Record<string, number>> = { SIGIOT: 6, SIGPOLL: 29, SIGCLD: 17 };
+/** The two real-time signals glibc keeps for itself, by the names `signalName` gives them. */
+const RESERVED: Readonly<Record<string, number>> = { SIG32: 32, SIG33: 33 };
 
 /** The lowest real-time signal user code may use (glibc reserves 32 and 33). */
 export const SIGRTMIN = 34;
 /** The highest signal number. */
 export const SIGRTMAX = 64;
 
-/** A signal name as statuses report it: "SIGTERM", or "SIGRTMIN+3" for real-time ones. */
-export type Signal = string;
+/** The standard signal names of Linux, with the aliases SIGIOT, SIGPOLL and SIGCLD. */
+export type StandardSignalName =
+  | "SIGHUP"
+  | "SIGINT"
+  | "SIGQUIT"
+  | "SIGILL"
+  | "SIGTRAP"
+  | "SIGABRT"
+  | "SIGBUS"
+  | "SIGFPE"
+  | "SIGKILL"
+  | "SIGUSR1"
+  | "SIGSEGV"
+  | "SIGUSR2"
+  | "SIGPIPE"
+  | "SIGALRM"
+  | "SIGTERM"
+  | "SIGSTKFLT"
+  | "SIGCHLD"
+  | "SIGCONT"
+  | "SIGSTOP"
+  | "SIGTSTP"
+  | "SIGTTIN"
+  | "SIGTTOU"
+  | "SIGURG"
+  | "SIGXCPU"
+  | "SIGXFSZ"
+  | "SIGVTALRM"
+  | "SIGPROF"
+  | "SIGWINCH"
+  | "SIGIO"
+  | "SIGPWR"
+  | "SIGSYS"
+  | "SIGIOT"
+  | "SIGPOLL"
+  | "SIGCLD";
+
+/**
+ * A signal's full name: a standard one, a real-time one ("SIGRTMIN", "SIGRTMIN+3",
+ * "SIGRTMAX-1", "SIGRTMAX"), or "SIG32"/"SIG33" (glibc's reserved two). Statuses report these.
+ */
+export type SignalName =
+  | StandardSignalName
+  | "SIGRTMIN"
+  | "SIGRTMAX"
+  | `SIGRTMIN+${number}`
+  | `SIGRTMAX-${number}`
+  | "SIG32"
+  | "SIG33";
+
+/** A signal's name without "SIG": "TERM", "RTMIN+3". */
+export type SignalShortName = SignalName extends `SIG${infer Short}` ? Short : never;
+
+/**
+ * A signal by name: the full name ("SIGTERM", "SIGRTMIN+3") or the short one ("TERM",
+ * "RTMIN+3"), in upper or lower case ("term"). Numbers are a separate `number` wherever a
+ * signal is taken.
+ *
+ * @example
+ * ```ts
+ * import { type Signal, signalNumber } from "./mod.ts";
+ * const stop: Signal = "TERM";
+ * console.log(signalNumber(stop)); // 15
+ * ```
+ */
+export type Signal = SignalName | SignalShortName | Lowercase<SignalName | SignalShortName>;
 
 const NAMES: string[] = [];
 for (const [name, number] of Object.entries(STANDARD)) NAMES[number] = name;
 
 /** The name of signal `number` ("SIG32" and "SIG33" for glibc's reserved two). */
-export function signalName(number: number): Signal {
-  if (NAMES[number]) return NAMES[number];
+export function signalName(number: number): SignalName {
+  if (NAMES[number]) return NAMES[number] as SignalName;
   if (number === SIGRTMAX) return "SIGRTMAX";
   if (number >= SIGRTMIN && number < SIGRTMAX) return `SIGRTMIN+${number - SIGRTMIN}`;
-  return `SIG${number}`;
+  return `SIG${number}` as SignalName;
 }
 
 /** Thrown for a signal name or number that Linux does not have. */
@@ -87,7 +153,7 @@ export function signalNumber(signal: string | number): number {
   if (typeof signal !== "string") throw new UnknownSignalError(signal);
   const upper = signal.toUpperCase();
   const name = upper.startsWith("SIG") ? upper : `SIG${upper}`;
-  const known = STANDARD[name] ?? ALIASES[name];
+  const known = STANDARD[name] ?? ALIASES[name] ?? RESERVED[name];
   if (known !== undefined) return known;
   const rt = /^SIGRT(MIN|MAX)(?:([+-])(\d+))?$/.exec(name);
   if (rt) {

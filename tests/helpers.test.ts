@@ -53,7 +53,7 @@ test("run(): a failure rejects with ProcessError shaped like the result", async 
     assert.ok(e.message.length < 5000, `message of ${e.message.length} characters`);
     return true;
   });
-  await assert.rejects(run("sleep", ["5"], { timeoutMs: 50 }), (e: unknown) => {
+  await assert.rejects(run("sleep", ["5"], { timeout: 50 }), (e: unknown) => {
     assert.ok(e instanceof ProcessError);
     assert.deepEqual([e.timedOut, e.signal, e.code], [true, "SIGTERM", null]);
     assert.match(e.message, /timed out/);
@@ -95,7 +95,7 @@ test("runSync and outputSync block the thread and never run the event loop", () 
     () => runSync("yes", [], { maxBuffer: 1000 }),
     (e: unknown) => e instanceof ProcessError && e.cause instanceof MaxBufferError,
   );
-  const timed = outputSync("sleep", ["5"], { timeoutMs: 100 });
+  const timed = outputSync("sleep", ["5"], { timeout: 100 });
   assert.deepEqual([timed.timedOut, timed.status.signal], [true, "SIGTERM"]);
   assert.equal(timerRan, false);
   clearTimeout(timer);

@@ -289,14 +289,14 @@ test("signal: aborting sends killSignal; an aborted signal spawns nothing", asyn
   assert.equal((await custom.wait()).signal, "SIGINT");
 });
 
-test("timeoutMs sends killSignal; forceKillAfterMs escalates to SIGKILL", async () => {
-  const child = spawnHandle("sleep", ["5"], { timeoutMs: 100 });
+test("timeout sends killSignal; forceKillAfter escalates to SIGKILL", async () => {
+  const child = spawnHandle("sleep", ["5"], { timeout: 100 });
   assert.equal((await child.wait()).signal, "SIGTERM");
   assert.equal(child.timedOut, true);
-  const stubborn = spawnHandle("sh", ["-c", 'trap "" TERM; exec sleep 5'], { timeoutMs: 100, forceKillAfterMs: 100 });
+  const stubborn = spawnHandle("sh", ["-c", 'trap "" TERM; exec sleep 5'], { timeout: 100, forceKillAfter: 100 });
   assert.equal((await stubborn.wait()).signal, "SIGKILL");
   assert.equal(stubborn.timedOut, true);
-  const quick = spawnHandle("true", [], { timeoutMs: 5000 });
+  const quick = spawnHandle("true", [], { timeout: 5000 });
   assert.equal((await quick.wait()).code, 0);
   assert.equal(quick.timedOut, false);
 });
@@ -321,7 +321,7 @@ test("validation: each bad option throws a typed error naming it, and nothing is
     [{ uid: -1 }, RangeError, /"uid"/],
     [{ groups: ["wheel"] }, TypeError, /"groups\[0\]".*an integer/],
     [{ signal: {} }, TypeError, /"signal".*AbortSignal/],
-    [{ timeoutMs: -5 }, RangeError, /"timeoutMs"/],
+    [{ timeout: -5 }, RangeError, /"timeout"/],
     [{ killSignal: "SIGNOPE" }, TypeError, /"killSignal".*signal name/],
     [{ keepIgnoredSignals: 1 }, TypeError, /"keepIgnoredSignals".*boolean/],
   ];

@@ -15,7 +15,7 @@ test("prebuilt libraries are reproducible: a fresh build matches the embedded by
   try {
     await run("zig", ["build", "prebuilt", "--cache-dir", `${scratch}/cache`, "--prefix", `${scratch}/out`], {
       cwd: `${root}zig`,
-      timeoutMs: 300_000,
+      timeout: 300_000,
     });
     for (const [triple, name] of [["x86_64-linux-none", "x86_64_linux"], ["aarch64-linux-none", "aarch64_linux"]]) {
       assert.equal(sha256(`${scratch}/out/prebuilt/${triple}/libprivate_spawn.so`), await embedded(name), triple);
@@ -64,7 +64,7 @@ function consumerRun(dir: string, extraDenoFlags: string[] = []) {
   ]];
   // No zig on PATH, no library override, a fresh home for the cache.
   const env = { PATH: "/usr/bin:/bin", HOME: `${dir}/home`, DENO_DIR: `${dir}/deno_dir`, DENO_NO_UPDATE_CHECK: "1" };
-  return run(cmd, args, { clearEnv: true, env, cwd: dir, timeoutMs: 120_000 }).catch((e) => e);
+  return run(cmd, args, { clearEnv: true, env, cwd: dir, timeout: 120_000 }).catch((e) => e);
 }
 
 test("a consumer without zig or a local build runs on the embedded library; a corrupt cache is replaced", async () => {
@@ -106,7 +106,7 @@ if (!isBun) {
       const result = await run(process.execPath, ["run", "--allow-read", "--allow-write", "--allow-env", script], {
         clearEnv: true,
         env,
-        timeoutMs: 120_000,
+        timeout: 120_000,
       }).catch((e) => e);
       assert.notEqual(result.code, 0);
       assert.match(result.stderr, /--allow-ffi/);

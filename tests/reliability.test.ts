@@ -171,7 +171,7 @@ test("a disposed handle refuses to signal with a typed error", async () => {
     () => child.sendSignal("SIGTERM"),
     (e: unknown) => e instanceof HandleClosedError && e.code === "ERR_HANDLE_CLOSED",
   );
-  assert.equal(child.waitNonblock().signal, "SIGKILL");
+  assert.equal(child.waitNonblock().signal, "SIGTERM");
   assert.equal(child.fd, -1);
 });
 

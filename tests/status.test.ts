@@ -77,6 +77,7 @@ test("signal names and numbers parse like Process.kill and reject unknown ones",
     );
   }
   const child = spawnHandle("sleep", ["5"]);
+  // @ts-expect-error: "SIGBOGUS" is not a signal name, and the type says so too.
   assert.throws(() => child.sendSignal("SIGBOGUS"), UnknownSignalError);
   assert.throws(() => child.sendSignal(99), UnknownSignalError);
   assert.equal(child.sendSignal("KILL"), true);
