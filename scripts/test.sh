@@ -91,6 +91,10 @@ check "deno fmt --check" deno fmt --check
 check "deno lint" deno lint
 check "deno check" deno check mod.ts tests/ bench/ demo/ scripts/
 check "deno doc --lint" deno doc --lint mod.ts
+# The code blocks of the README and docs/, and every JSDoc example, type-check.
+check "deno check --doc-only (markdown)" deno check --doc-only README.md docs/*.md docs/decisions/*.md bench/NOTES.md \
+  tests/README.md
+check "deno check --doc-only (JSDoc examples)" deno check --doc-only mod.ts src/
 check "deno publish --dry-run" no_warnings deno publish --dry-run --allow-dirty
 check "zig build prebuilt" bash -c "cd zig && zig build prebuilt"
 check "embedded libraries match the build" deno run -A scripts/embed.ts --check
