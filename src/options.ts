@@ -9,7 +9,16 @@ import { fileURLToPath } from "node:url";
 import { FdKind } from "../ffi/abi.ts";
 import { formatValue, type Signal, signalNumber } from "./signals.ts";
 
-/** A file opened in the child's setup (errors name its path). */
+/**
+ * A file opened in the child's setup (errors name its path).
+ *
+ * @example
+ * ```ts
+ * import { type FileTarget, spawnHandle } from "@private-spawn/private-spawn";
+ * const log: FileTarget = { path: "/tmp/private-spawn-example.log", append: true };
+ * await spawnHandle("echo", ["done"], { stdout: log, stderr: "stdout" }).wait();
+ * ```
+ */
 export interface FileTarget {
   /** The file; relative paths resolve against the host's current directory. */
   path: string | URL;
@@ -26,6 +35,13 @@ export interface FileTarget {
 /**
  * Where a standard stream goes: "inherit" (default), "null", "piped" (a stream on the
  * handle), a host descriptor number (inherited as is), or a file.
+ *
+ * @example
+ * ```ts
+ * import { spawnHandle, type Stdio } from "@private-spawn/private-spawn";
+ * const stdout: Stdio = "piped"; // or "inherit", "null", a descriptor number, a FileTarget
+ * console.log(await spawnHandle("echo", ["hi"], { stdout }).text()); // "hi\n"
+ * ```
  */
 export type Stdio = "inherit" | "null" | "piped" | number | FileTarget;
 
@@ -33,10 +49,27 @@ export type Stdio = "inherit" | "null" | "piped" | number | FileTarget;
  * An extra descriptor of the child: a host descriptor number, a file, "null", "piped" (the
  * child writes, `handle.fdOutputs[n]` reads) or "piped-input" (`handle.fdInputs[n]` writes,
  * the child reads).
+ *
+ * @example
+ * ```ts
+ * import { type ExtraFd, spawnHandle } from "@private-spawn/private-spawn";
+ * const fds: Record<number, ExtraFd> = { 3: "piped" };
+ * const child = spawnHandle("sh", ["-c", "echo progress >&3"], { fds });
+ * console.log(await new Response(child.fdOutputs[3]).text()); // "progress\n"
+ * ```
  */
 export type ExtraFd = number | FileTarget | "null" | "piped" | "piped-input";
 
-/** Resource limits by Ruby's names (`RLIMIT_NOFILE` is `nofile`). */
+/**
+ * Resource limits by Ruby's names (`RLIMIT_NOFILE` is `nofile`).
+ *
+ * @example
+ * ```ts
+ * import { type RlimitName, type RlimitValue, spawnHandle } from "@private-spawn/private-spawn";
+ * const rlimits: Partial<Record<RlimitName, RlimitValue>> = { nofile: [1024, 4096], core: 0 };
+ * await spawnHandle("sh", ["-c", "ulimit -n"], { rlimits }).wait();
+ * ```
+ */
 export type RlimitName =
   | "as"
   | "core"
@@ -55,10 +88,28 @@ export type RlimitName =
   | "sigpending"
   | "stack";
 
-/** A limit: one number for soft and hard alike, or `[soft, hard]`; `Infinity` is unlimited. */
+/**
+ * A limit: one number for soft and hard alike, or `[soft, hard]`; `Infinity` is unlimited.
+ *
+ * @example
+ * ```ts
+ * import { type RlimitValue, spawnHandle } from "@private-spawn/private-spawn";
+ * const nofile: RlimitValue = [1024, 4096]; // [soft, hard]; a number sets both; Infinity is unlimited
+ * await spawnHandle("true", [], { rlimits: { nofile } }).wait();
+ * ```
+ */
 export type RlimitValue = number | readonly [number, number];
 
-/** Options of `spawnHandle`. */
+/**
+ * Options of `spawnHandle`.
+ *
+ * @example
+ * ```ts
+ * import { spawnHandle, type SpawnOptions } from "@private-spawn/private-spawn";
+ * const options: SpawnOptions = { cwd: "/tmp", env: { LANG: "C" }, stdout: "piped", killOnParentExit: true };
+ * console.log(await spawnHandle("pwd", [], options).text()); // "/tmp\n"
+ * ```
+ */
 export interface SpawnOptions {
   /** The child's working directory; default: the host's current directory. */
   cwd?: string | URL;

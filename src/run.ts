@@ -17,7 +17,16 @@ import { pipeGrower } from "../ffi/mod.ts";
 import { getNative } from "./registry.ts";
 import type { ProcessStatus } from "./status.ts";
 
-/** Options of `run`, `runSync` and `outputSync`. */
+/**
+ * Options of `run`, `runSync` and `outputSync`.
+ *
+ * @example
+ * ```ts
+ * import { run, type RunOptions } from "@private-spawn/private-spawn";
+ * const options: RunOptions = { input: "b\na\n", maxBuffer: 1 << 20 };
+ * console.log((await run("sort", [], options)).stdout); // "a\nb\n"
+ * ```
+ */
 export interface RunOptions extends SpawnOptions {
   /** Bytes or text written to the child's stdin, which is then closed. */
   input?: string | Uint8Array;
@@ -25,7 +34,17 @@ export interface RunOptions extends SpawnOptions {
   maxBuffer?: number;
 }
 
-/** What `popen3` returns: the three pipes and the handle. */
+/**
+ * What `popen3` returns: the three pipes and the handle.
+ *
+ * @example
+ * ```ts
+ * import { type Popen3, popen3 } from "@private-spawn/private-spawn";
+ * const { stdin, stdout, handle }: Popen3 = popen3("cat");
+ * await stdin.close();
+ * console.log(await new Response(stdout).text(), (await handle.wait()).code); // "" 0
+ * ```
+ */
 export interface Popen3 {
   /** The child's stdin. */
   stdin: WritableStream<Uint8Array>;
@@ -74,7 +93,7 @@ function result(command: string, args: readonly string[], handle: ProcessHandle,
  *
  * @example
  * ```ts
- * import { run } from "./mod.ts";
+ * import { run } from "@private-spawn/private-spawn";
  * const { stdout } = await run("echo", ["hello"]);
  * console.log(stdout); // "hello\n"
  * ```
@@ -110,7 +129,7 @@ async function writeAll(stream: WritableStream<Uint8Array>, bytes: Uint8Array): 
  *
  * @example
  * ```ts
- * import { popen3 } from "./mod.ts";
+ * import { popen3 } from "@private-spawn/private-spawn";
  * const { stdin, stdout, handle } = popen3("cat");
  * const writer = stdin.getWriter();
  * await writer.write(new TextEncoder().encode("ping"));
@@ -135,7 +154,7 @@ const CHUNK = 64 * 1024;
  *
  * @example
  * ```ts
- * import { outputSync } from "./mod.ts";
+ * import { outputSync } from "@private-spawn/private-spawn";
  * const { status, stdout } = outputSync("echo", ["hi"]);
  * console.log(status.code, new TextDecoder().decode(stdout)); // 0 "hi\n"
  * ```
@@ -253,7 +272,7 @@ export function outputSync(
  *
  * @example
  * ```ts
- * import { runSync } from "./mod.ts";
+ * import { runSync } from "@private-spawn/private-spawn";
  * console.log(runSync("uname").stdout); // "Linux\n"
  * ```
  */

@@ -46,13 +46,32 @@ export const SIGRTMIN = 34;
 /** The highest signal number. */
 export const SIGRTMAX = 64;
 
-/** A signal name as statuses report it: "SIGTERM", or "SIGRTMIN+3" for real-time ones. */
+/**
+ * A signal name as statuses report it: "SIGTERM", or "SIGRTMIN+3" for real-time ones.
+ *
+ * @example
+ * ```ts
+ * import { type Signal, spawnHandle } from "@private-spawn/private-spawn";
+ * const signal: Signal = "SIGINT";
+ * const child = spawnHandle("sleep", ["30"]);
+ * child.sendSignal(signal);
+ * console.log((await child.wait()).signal); // "SIGINT"
+ * ```
+ */
 export type Signal = string;
 
 const NAMES: string[] = [];
 for (const [name, number] of Object.entries(STANDARD)) NAMES[number] = name;
 
-/** The name of signal `number` ("SIG32" and "SIG33" for glibc's reserved two). */
+/**
+ * The name of signal `number` ("SIG32" and "SIG33" for glibc's reserved two).
+ *
+ * @example
+ * ```ts
+ * import { signalName } from "@private-spawn/private-spawn";
+ * console.log(signalName(15), signalName(36)); // "SIGTERM" "SIGRTMIN+2"
+ * ```
+ */
 export function signalName(number: number): Signal {
   if (NAMES[number]) return NAMES[number];
   if (number === SIGRTMAX) return "SIGRTMAX";
@@ -60,7 +79,19 @@ export function signalName(number: number): Signal {
   return `SIG${number}`;
 }
 
-/** Thrown for a signal name or number that Linux does not have. */
+/**
+ * Thrown for a signal name or number that Linux does not have.
+ *
+ * @example
+ * ```ts
+ * import { signalNumber, UnknownSignalError } from "@private-spawn/private-spawn";
+ * try {
+ *   signalNumber("SIGNOPE");
+ * } catch (error) {
+ *   console.log(error instanceof UnknownSignalError, (error as UnknownSignalError).code); // true "ERR_UNKNOWN_SIGNAL"
+ * }
+ * ```
+ */
 export class UnknownSignalError extends TypeError {
   /** Always "ERR_UNKNOWN_SIGNAL". */
   readonly code = "ERR_UNKNOWN_SIGNAL";
@@ -78,7 +109,15 @@ export class UnknownSignalError extends TypeError {
   }
 }
 
-/** Parses "SIGTERM", "TERM", "SIGRTMIN+2", or a number 0..64 (0 only probes). */
+/**
+ * Parses "SIGTERM", "TERM", "SIGRTMIN+2", or a number 0..64 (0 only probes).
+ *
+ * @example
+ * ```ts
+ * import { signalNumber } from "@private-spawn/private-spawn";
+ * console.log(signalNumber("SIGTERM"), signalNumber("TERM"), signalNumber("SIGRTMIN+2")); // 15 15 36
+ * ```
+ */
 export function signalNumber(signal: string | number): number {
   if (typeof signal === "number") {
     if (Number.isInteger(signal) && signal >= 0 && signal <= SIGRTMAX) return signal;
