@@ -5,7 +5,7 @@
  *
  * @example
  * ```ts
- * import { spawnHandle } from "./mod.ts";
+ * import { spawnHandle } from "@private-spawn/private-spawn";
  * const child = spawnHandle("sh", ["-c", "exit 3"]);
  * const status = await child.wait();
  * console.log(status.code); // 3
@@ -37,7 +37,7 @@ export type { Signal, SignalName, SignalShortName, StandardSignalName } from "./
  *
  * @example
  * ```ts
- * import { Process } from "./mod.ts";
+ * import { Process } from "@private-spawn/private-spawn";
  * const handle: Process.Handle = Process.spawnHandle("true");
  * const status: Process.Status = await handle.wait();
  * ```
@@ -45,7 +45,17 @@ export type { Signal, SignalName, SignalShortName, StandardSignalName } from "./
 export const Process: { readonly spawnHandle: typeof spawnHandle; readonly Handle: typeof ProcessHandle } = Object
   .freeze({ spawnHandle, Handle: ProcessHandle });
 
-/** Types of the `Process` namespace object. */
+/**
+ * Types of the `Process` namespace object.
+ *
+ * @example
+ * ```ts
+ * import { Process } from "@private-spawn/private-spawn";
+ * const handle: Process.Handle = Process.spawnHandle("true");
+ * const status: Process.Status = await handle.wait();
+ * console.log(status.success); // true
+ * ```
+ */
 export declare namespace Process {
   /** `ProcessHandle`. */
   export type Handle = ProcessHandle;

@@ -93,6 +93,7 @@ export function bindCalls(s: Record<string, Fn>, usize: (n: number) => number | 
   };
 }
 
+// Measured and chosen in docs/decisions/0002-pipe-growth.md.
 /** From this many bytes in one read or one write, a pipe counts as carrying bulk data. */
 export const BULK_CHUNK_BYTES = 32 * 1024;
 /** After the budget of large pipes was full, ask again once this many more bulk chunks went by. */

@@ -93,6 +93,10 @@ check "deno check" deno check mod.ts tests/ bench/ demo/ scripts/
 check "deno doc --lint" deno doc --lint mod.ts
 # The published files as a Bun user type-checks them: tsc --strict with bun-types, no Deno types.
 check "tsc --strict with bun-types" tsc -p tests/tsconfig.bun.json
+# The code blocks of the README and docs/, and every JSDoc example, type-check.
+check "deno check --doc-only (markdown)" deno check --doc-only README.md docs/*.md docs/decisions/*.md bench/NOTES.md \
+  tests/README.md
+check "deno check --doc-only (JSDoc examples)" deno check --doc-only mod.ts src/
 check "deno publish --dry-run" no_warnings deno publish --dry-run --allow-dirty
 check "zig build prebuilt" bash -c "cd zig && zig build prebuilt"
 check "embedded libraries match the build" deno run -A scripts/embed.ts --check

@@ -47,7 +47,16 @@ export function errnoText(errno: number): string {
   return ERRNO_NAMES[errno]?.[1] ?? `errno ${errno}`;
 }
 
-/** What a `SpawnError` reports. */
+/**
+ * What a `SpawnError` reports.
+ *
+ * @example
+ * ```ts
+ * import { SpawnError, type SpawnErrorDetails } from "@private-spawn/private-spawn";
+ * const details: SpawnErrorDetails = { errno: 2, syscall: "execve", command: "nope", args: [] };
+ * console.log(new SpawnError(details).code); // "ENOENT"
+ * ```
+ */
 export interface SpawnErrorDetails {
   /** The errno the failing step returned. */
   errno: number;
@@ -63,7 +72,19 @@ export interface SpawnErrorDetails {
   searchPath?: string;
 }
 
-/** A child could not be started. Thrown synchronously by `spawnHandle`; nothing is left behind. */
+/**
+ * A child could not be started. Thrown synchronously by `spawnHandle`; nothing is left behind.
+ *
+ * @example
+ * ```ts
+ * import { SpawnError, spawnHandle } from "@private-spawn/private-spawn";
+ * try {
+ *   spawnHandle("no-such-command");
+ * } catch (error) {
+ *   if (error instanceof SpawnError) console.log(error.code, error.errno, error.syscall); // "ENOENT" 2 "execve"
+ * }
+ * ```
+ */
 export class SpawnError extends Error {
   /** The errno's name, like "ENOENT". */
   readonly code: string;
@@ -107,7 +128,20 @@ export class SpawnError extends Error {
   }
 }
 
-/** The reaper that owned a child died before the child's exit status was collected. */
+/**
+ * The reaper that owned a child died before the child's exit status was collected.
+ *
+ * @example
+ * ```ts
+ * import { ReaperDiedError, spawnHandle } from "@private-spawn/private-spawn";
+ * const child = spawnHandle("sleep", ["1"]);
+ * try {
+ *   await child.wait();
+ * } catch (error) {
+ *   if (error instanceof ReaperDiedError) console.log("status lost with the reaper of", error.pid);
+ * }
+ * ```
+ */
 export class ReaperDiedError extends Error {
   /** Always "ERR_REAPER_DIED". */
   readonly code = "ERR_REAPER_DIED";
@@ -128,7 +162,16 @@ export class ReaperDiedError extends Error {
   }
 }
 
-/** What a finished command produced; `ProcessError` carries the same fields. */
+/**
+ * What a finished command produced; `ProcessError` carries the same fields.
+ *
+ * @example
+ * ```ts
+ * import { type CommandResult, run } from "@private-spawn/private-spawn";
+ * const result: CommandResult = await run("echo", ["hi"]);
+ * console.log(result.code, result.stdout); // 0 "hi\n"
+ * ```
+ */
 export interface CommandResult {
   /** The command as given. */
   command: string;
@@ -160,6 +203,16 @@ function clip(text: string): string {
 /**
  * A command that ran but did not succeed (`run`): shaped like its result, with the output
  * whole in the fields and truncated in the message.
+ *
+ * @example
+ * ```ts
+ * import { ProcessError, run } from "@private-spawn/private-spawn";
+ * try {
+ *   await run("sh", ["-c", "echo oops >&2; exit 3"]);
+ * } catch (error) {
+ *   if (error instanceof ProcessError) console.log(error.code, error.stderr); // 3 "oops\n"
+ * }
+ * ```
  */
 export class ProcessError extends Error implements CommandResult {
   /** The command as given. */
@@ -213,7 +266,19 @@ export class ProcessError extends Error implements CommandResult {
   }
 }
 
-/** A child's output grew past `maxBuffer`; the child was killed. */
+/**
+ * A child's output grew past `maxBuffer`; the child was killed.
+ *
+ * @example
+ * ```ts
+ * import { MaxBufferError, spawnHandle } from "@private-spawn/private-spawn";
+ * try {
+ *   await spawnHandle("yes", [], { stdout: "piped" }).output({ maxBuffer: 1024 });
+ * } catch (error) {
+ *   if (error instanceof MaxBufferError) console.log(error.stream, error.maxBuffer); // "stdout" 1024
+ * }
+ * ```
+ */
 export class MaxBufferError extends RangeError {
   /** Always "ERR_MAX_BUFFER". */
   readonly code = "ERR_MAX_BUFFER";

@@ -6,7 +6,16 @@
 import { Info } from "../ffi/abi.ts";
 import { getNative } from "./registry.ts";
 
-/** A snapshot of the library's state in this process. */
+/**
+ * A snapshot of the library's state in this process.
+ *
+ * @example
+ * ```ts
+ * import { type ReaperInfo, reaperInfo } from "@private-spawn/private-spawn";
+ * const info: ReaperInfo = reaperInfo();
+ * console.log(info.cloneMode, info.pidfd, info.fdTable, info.pollWindowUs);
+ * ```
+ */
 export interface ReaperInfo {
   /** The reaper's pid, or 0 before the first spawn. */
   reaperPid: number;
@@ -44,7 +53,7 @@ export interface ReaperInfo {
  *
  * @example
  * ```ts
- * import { reaperInfo, spawnHandle } from "./mod.ts";
+ * import { reaperInfo, spawnHandle } from "@private-spawn/private-spawn";
  * await spawnHandle("true").wait();
  * console.log(reaperInfo().reaperPid > 0); // true
  * ```
@@ -84,7 +93,7 @@ const clockView = new DataView(clockBuffer.buffer);
  *
  * @example
  * ```ts
- * import { monotonicNs } from "./mod.ts";
+ * import { monotonicNs } from "@private-spawn/private-spawn";
  * const start = monotonicNs();
  * console.log(monotonicNs() >= start); // true
  * ```

@@ -35,7 +35,21 @@ const pidfdFinalizer = new FinalizationRegistry<OwnedPidfd>((held) => {
   if (held.fd >= 0) held.native.close(held.fd);
 });
 
-/** Thrown when a handle is used after `[Symbol.asyncDispose]` released it. */
+/**
+ * Thrown when a handle is used after `[Symbol.asyncDispose]` released it.
+ *
+ * @example
+ * ```ts
+ * import { HandleClosedError, spawnHandle } from "@private-spawn/private-spawn";
+ * const child = spawnHandle("true");
+ * await child[Symbol.asyncDispose]();
+ * try {
+ *   child.sendSignal("SIGTERM");
+ * } catch (error) {
+ *   console.log(error instanceof HandleClosedError); // true
+ * }
+ * ```
+ */
 export class HandleClosedError extends Error {
   /** Always "ERR_HANDLE_CLOSED". */
   readonly code = "ERR_HANDLE_CLOSED";
@@ -46,7 +60,18 @@ export class HandleClosedError extends Error {
   }
 }
 
-/** Options of `sendSignal`. */
+/**
+ * Options of `sendSignal`.
+ *
+ * @example
+ * ```ts
+ * import { type SendSignalOptions, spawnHandle } from "@private-spawn/private-spawn";
+ * const group = spawnHandle("sh", ["-c", "sleep 30 & wait"], { pgroup: true });
+ * const options: SendSignalOptions = { group: true }; // the child and its own children
+ * group.sendSignal("SIGTERM", options);
+ * console.log((await group.wait()).signal); // "SIGTERM"
+ * ```
+ */
 export interface SendSignalOptions {
   /**
    * Signal the process group the child leads (it must have been spawned with `pgroup: true` or
@@ -71,13 +96,35 @@ export interface SendSignalOptions {
   group?: boolean;
 }
 
-/** Options of `output()`, `text()` and `lines()`. */
+/**
+ * Options of `output()`, `text()` and `lines()`.
+ *
+ * @example
+ * ```ts
+ * import { type OutputOptions, spawnHandle } from "@private-spawn/private-spawn";
+ * const options: OutputOptions = { maxBuffer: 1 << 20 };
+ * const { stdout } = await spawnHandle("ls", ["/"], { stdout: "piped" }).output(options);
+ * console.log(stdout.length > 0); // true
+ * ```
+ */
 export interface OutputOptions {
   /** Most bytes kept per stream; more kills the child and rejects with `MaxBufferError`. Default 100 MiB. */
   maxBuffer?: number;
 }
 
-/** What `output()` resolves to. */
+/**
+ * What `output()` resolves to.
+ *
+ * @example
+ * ```ts
+ * import { type ProcessOutput, spawnHandle } from "@private-spawn/private-spawn";
+ * const output: ProcessOutput = await spawnHandle("sh", ["-c", "echo out; echo err >&2"], {
+ *   stdout: "piped",
+ *   stderr: "piped",
+ * }).output();
+ * console.log(output.status.code, output.stdout.length, output.stderr.length); // 0 4 4
+ * ```
+ */
 export interface ProcessOutput {
   /** How the child ended. */
   status: ProcessStatus;
@@ -87,7 +134,15 @@ export interface ProcessOutput {
   stderr: Uint8Array;
 }
 
-/** The default `maxBuffer`: 100 MiB per stream. */
+/**
+ * The default `maxBuffer`: 100 MiB per stream.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_BUFFER } from "@private-spawn/private-spawn";
+ * console.log(DEFAULT_MAX_BUFFER); // 104857600
+ * ```
+ */
 export const DEFAULT_MAX_BUFFER = 100 * 1024 * 1024;
 
 /**
@@ -96,7 +151,7 @@ export const DEFAULT_MAX_BUFFER = 100 * 1024 * 1024;
  *
  * @example
  * ```ts
- * import { spawnHandle } from "./mod.ts";
+ * import { spawnHandle } from "@private-spawn/private-spawn";
  * const child = spawnHandle("sh", ["-c", "exit 3"]);
  * const status = await child.wait();
  * console.log(status.code); // 3
@@ -346,7 +401,7 @@ export class ProcessHandle implements AsyncDisposable {
    *
    * @example
    * ```ts
-   * import { spawnHandle } from "./mod.ts";
+   * import { spawnHandle } from "@private-spawn/private-spawn";
    * const { status, stdout } = await spawnHandle("echo", ["hi"], { stdout: "piped" }).output();
    * console.log(status.code, new TextDecoder().decode(stdout)); // 0 "hi\n"
    * ```
@@ -372,7 +427,7 @@ export class ProcessHandle implements AsyncDisposable {
    *
    * @example
    * ```ts
-   * import { spawnHandle } from "./mod.ts";
+   * import { spawnHandle } from "@private-spawn/private-spawn";
    * for await (const line of spawnHandle("printf", ["a\\nb\\n"], { stdout: "piped" }).lines()) {
    *   console.log(line); // "a", then "b"
    * }
@@ -617,7 +672,7 @@ interface HandleInit {
  *
  * @example
  * ```ts
- * import { spawnHandle } from "./mod.ts";
+ * import { spawnHandle } from "@private-spawn/private-spawn";
  * const child = spawnHandle("echo", ["hi"], { stdout: "piped" });
  * const text = await new Response(child.stdout).text();
  * const status = await child.wait();

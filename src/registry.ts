@@ -27,6 +27,7 @@ export interface Settleable {
 
 /** Records drained per library call. */
 const DRAIN_BATCH = 256;
+// Measured and chosen in docs/decisions/0007-reaper-liveness.md.
 /** While exits are awaited, how often the reaper's liveness is checked. */
 const REAPER_CHECK_MS = 500;
 

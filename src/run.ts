@@ -26,7 +26,16 @@ import { type Native, pipeGrower } from "../ffi/mod.ts";
 import { getNative } from "./registry.ts";
 import type { ProcessStatus } from "./status.ts";
 
-/** Options of `run`, `runSync` and `outputSync`. */
+/**
+ * Options of `run`, `runSync` and `outputSync`.
+ *
+ * @example
+ * ```ts
+ * import { run, type RunOptions } from "@private-spawn/private-spawn";
+ * const options: RunOptions = { input: "b\na\n", maxBuffer: 1 << 20 };
+ * console.log((await run("sort", [], options)).stdout); // "a\nb\n"
+ * ```
+ */
 export interface RunOptions extends SpawnOptions {
   /** Bytes or text written to the child's stdin, which is then closed. */
   input?: string | Uint8Array;
@@ -34,7 +43,17 @@ export interface RunOptions extends SpawnOptions {
   maxBuffer?: number;
 }
 
-/** What `popen3` returns: the three pipes and the handle. */
+/**
+ * What `popen3` returns: the three pipes and the handle.
+ *
+ * @example
+ * ```ts
+ * import { type Popen3, popen3 } from "@private-spawn/private-spawn";
+ * const { stdin, stdout, handle }: Popen3 = popen3("cat");
+ * await stdin.close();
+ * console.log(await new Response(stdout).text(), (await handle.wait()).code); // "" 0
+ * ```
+ */
 export interface Popen3 {
   /** The child's stdin. */
   stdin: WritableStream<Uint8Array>;
@@ -96,7 +115,7 @@ export const KILL_EOF_GRACE_MS = 200;
  *
  * @example
  * ```ts
- * import { run } from "./mod.ts";
+ * import { run } from "@private-spawn/private-spawn";
  * const { stdout } = await run("echo", ["hello"]);
  * console.log(stdout); // "hello\n"
  * ```
@@ -202,7 +221,7 @@ async function writeAll(stream: WritableStream<Uint8Array>, bytes: Uint8Array): 
  *
  * @example
  * ```ts
- * import { popen3 } from "./mod.ts";
+ * import { popen3 } from "@private-spawn/private-spawn";
  * const { stdin, stdout, handle } = popen3("cat");
  * const writer = stdin.getWriter();
  * await writer.write(new TextEncoder().encode("ping"));
@@ -233,7 +252,7 @@ const STOP_RECHECK_MS = 50;
  *
  * @example
  * ```ts
- * import { outputSync } from "./mod.ts";
+ * import { outputSync } from "@private-spawn/private-spawn";
  * const { status, stdout } = outputSync("echo", ["hi"]);
  * console.log(status.code, new TextDecoder().decode(stdout)); // 0 "hi\n"
  * ```
@@ -418,7 +437,7 @@ function waitSyncBounded(state: SyncState): void {
  *
  * @example
  * ```ts
- * import { runSync } from "./mod.ts";
+ * import { runSync } from "@private-spawn/private-spawn";
  * console.log(runSync("uname").stdout); // "Linux\n"
  * ```
  */

@@ -6,7 +6,16 @@
 import { ExitKind, ExitRecord } from "../ffi/abi.ts";
 import { type Signal, signalName } from "./signals.ts";
 
-/** CPU time and peak memory of an exited child, from the kernel's `struct rusage`. */
+/**
+ * CPU time and peak memory of an exited child, from the kernel's `struct rusage`.
+ *
+ * @example
+ * ```ts
+ * import { spawnHandle } from "@private-spawn/private-spawn";
+ * const { rusage } = await spawnHandle("true").wait();
+ * console.log(rusage?.userCpuMs, rusage?.systemCpuMs, rusage?.maxRssKiB);
+ * ```
+ */
 export interface ResourceUsage {
   /** Time spent in user mode, milliseconds. */
   userCpuMs: number;
@@ -16,7 +25,16 @@ export interface ResourceUsage {
   maxRssKiB: number;
 }
 
-/** The state of a child: running (`exited: false`) or how it ended. */
+/**
+ * The state of a child: running (`exited: false`) or how it ended.
+ *
+ * @example
+ * ```ts
+ * import { type ProcessStatus, spawnHandle } from "@private-spawn/private-spawn";
+ * const status: ProcessStatus = await spawnHandle("sh", ["-c", "exit 3"]).wait();
+ * console.log(status.exited, status.code, status.signal, status.success); // true 3 null false
+ * ```
+ */
 export interface ProcessStatus {
   /** The child's pid. */
   readonly pid: number;

@@ -168,6 +168,7 @@ const reaper_stack_len = 256 * 1024;
 const child_stack_len = 128 * 1024;
 const guard_len = 4096;
 /// A host thread waiting for the reaper re-checks that it is alive this often.
+/// Measured and chosen in docs/decisions/0007-reaper-liveness.md.
 const liveness_check_ms = 100;
 
 // ---------------------------------------------------------------------------------------------
@@ -373,6 +374,7 @@ var rings = [_]?[*]u32{null} ** abi.listeners_max;
 /// `inheritFds`), which are low numbers: the pidfds of live children are kept above this
 /// floor, so a spawn costs the same next to 10,000 children as next to none. A floor at or
 /// above RLIMIT_NOFILE (EINVAL) or no room above it (EMFILE): the lowest free number instead.
+/// Measured and chosen in docs/decisions/0003-pidfd-floor.md.
 const pidfd_floor = 1024;
 
 fn move_to_pidfd_floor(fd: i32) error{ EMFILE, EBADF }!i32 {
@@ -499,6 +501,7 @@ fn reaped_while_yielding(slot: *const Slot) bool {
     }
     return false;
 }
+/// Measured and chosen in docs/decisions/0004-publish-before-reap.md.
 const reap_spins_max = 64;
 /// `Slot.reap_pending` bits: set by the reaper at publish; a host thread sleeps on the word;
 /// a drain stopped at the record and its reader wants a wake-up byte.
@@ -820,17 +823,21 @@ const event_orphan: u64 = 16;
 const event_child: u64 = event_orphan + abi.slots_max;
 /// An orphan that exited but whose new parent has not reaped it after this long is reported
 /// lost (some inits never reap, e.g. this project's CI machine's PID 1).
+/// Measured and chosen in docs/decisions/0007-reaper-liveness.md.
 const orphan_grace_ns = 2_000_000_000;
 /// While orphans wait to be reaped, the reaper retries them this often.
+/// Measured and chosen in docs/decisions/0007-reaper-liveness.md.
 const orphan_retry_ms = 20;
 /// Without a host pidfd the reaper notices the host's exit by its parent changing.
 const parent_poll_ms = 50;
 /// How long the reaper keeps polling after it handled an event.
+/// Measured and chosen in docs/decisions/0001-reaper-poll-window.md.
 const reaper_poll_ns = 200_000;
 /// ... and while recent children lived shorter than that, this long: a child that execs a
 /// dynamic binary (`/bin/true`: about 400 us here) then exits while the reaper still polls,
 /// which saves a cross-CPU wake-up (30 us and more on this VM) on every exit. It costs up to
 /// this much CPU per event, and only while children are that short-lived.
+/// Measured and chosen in docs/decisions/0001-reaper-poll-window.md.
 const short_child_poll_ns = 1_000_000;
 
 /// The lifetimes of recently reaped children, averaged (reaper only; 1/4 weight to the last),
@@ -1764,7 +1771,9 @@ fn spin_until_done() void {
         if (spins % 16 == 15 and sys.clock_monotonic_ns() - start_ns > spin_budget_ns) return;
     }
 }
+/// Measured and chosen in docs/decisions/0005-bounded-spin-waits.md.
 const spin_max = 100_000;
+/// Measured and chosen in docs/decisions/0005-bounded-spin-waits.md.
 const spin_budget_ns = 300_000;
 
 fn fail(request: *abi.Request, step: abi.Step, e: i32) i32 {
@@ -1939,11 +1948,13 @@ fn string_in_bounds(base: [*]u8, len: usize, offset: u32) bool {
 const LargePipe = struct { fd: i32 = -1, dev: u64 = 0, inode: u64 = 0 };
 
 /// 1 MiB instead of 64 KiB: a sixteenth of the wake-ups (and of the reads) for bulk data.
+/// Measured and chosen in docs/decisions/0002-pipe-growth.md.
 const large_pipe_size = 1 << 20;
 /// The kernel charges a pipe's whole size to its user when the size is set, used or not, and
 /// once a user's pipes pass `/proc/sys/fs/pipe-user-pages-soft` (64 MiB by default) every new
 /// pipe of that user, in any process, gets 8 KiB. So pipes only grow once they carry bulk
 /// data, and at most this many at once: 16 MiB, a quarter of the default soft limit.
+/// Measured and chosen in docs/decisions/0002-pipe-growth.md.
 const large_pipes_max = 16;
 
 /// Gives the pipe `fd` a large buffer. Returns its size in bytes, or -EAGAIN when

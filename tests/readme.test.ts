@@ -1,0 +1,77 @@
+/**
+ * The README's examples run as written: every ```ts run block is written to a file (its
+ * package import pointed at this checkout's mod.ts) and run under this runtime in a child
+ * process, which must exit 0. When a ```text output block follows, stdout must equal it.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { runtimeArgv, test } from "./harness.ts";
+
+const PACKAGE = "@private-spawn/private-spawn";
+const modUrl = new URL("../mod.ts", import.meta.url).href;
+
+interface Example {
+  line: number;
+  code: string;
+  output: string | null;
+}
+
+/** The ```ts run blocks of a markdown text, each with the ```text output block right after it. */
+export function runnableBlocks(markdown: string): Example[] {
+  const fence = /^```([^\n]*)\n([\s\S]*?)^```$/gm;
+  const blocks: { info: string; body: string; start: number; end: number }[] = [];
+  for (const m of markdown.matchAll(fence)) {
+    blocks.push({ info: m[1].trim(), body: m[2], start: m.index, end: m.index + m[0].length });
+  }
+  const examples: Example[] = [];
+  blocks.forEach((block, i) => {
+    if (block.info !== "ts run") return;
+    const next = blocks[i + 1];
+    const adjacent = next !== undefined && next.info === "text output" &&
+      markdown.slice(block.end, next.start).trim() === "";
+    examples.push({
+      line: markdown.slice(0, block.start).split("\n").length,
+      code: block.body,
+      output: adjacent ? next.body : null,
+    });
+  });
+  return examples;
+}
+
+function runScript(path: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const [command, args] = runtimeArgv(path);
+  return new Promise((resolve) => {
+    execFile(command, args, { timeout: 60_000, maxBuffer: 1 << 20 }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === "number" ? error.code : null;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const readme = readFileSync(fileURLToPath(new URL("../README.md", import.meta.url)), "utf8");
+const examples = runnableBlocks(readme);
+
+test("the README has runnable examples, each followed by its output", () => {
+  assert.ok(examples.length >= 3, `only ${examples.length} runnable blocks`);
+  for (const example of examples) {
+    assert.ok(example.code.includes(`from "${PACKAGE}"`), `README.md:${example.line} does not import ${PACKAGE}`);
+    assert.notEqual(example.output, null, `README.md:${example.line} has no output block`);
+  }
+});
+
+for (const example of examples) {
+  test(`README.md:${example.line} runs as written`, async () => {
+    const dir = mkdtempSync("/tmp/ph-readme-");
+    try {
+      const path = `${dir}/example.ts`;
+      writeFileSync(path, example.code.replaceAll(`from "${PACKAGE}"`, `from "${modUrl}"`));
+      const result = await runScript(path);
+      assert.equal(result.code, 0, `README.md:${example.line} exited ${result.code}:\n${result.stderr}`);
+      if (example.output !== null) assert.equal(result.stdout, example.output);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, { timeoutMs: 120_000 });
+}
