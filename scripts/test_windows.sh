@@ -22,8 +22,8 @@ WINE8=/usr/lib/wine/wine64                # Debian 12's Wine, for bun.exe
 WINE10=/usr/lib/wine/wine64               # the same path inside the chroot
 BUN_EXE="$WT/npm/node_modules/@oven/bun-windows-x64/bin/bun.exe"
 DENO_EXE="$WT/npm/node_modules/@deno/win32-x64/deno.exe"
-# The Windows programs' environment: no debug channels, no Mono/Gecko installers, no desktop menus.
-WINE_ENV=(WINEDEBUG=-all "WINEDLLOVERRIDES=mscoree,mshtml=;winemenubuilder.exe=d" NO_COLOR=1 DENO_NO_UPDATE_CHECK=1)
+# The Windows programs' environment: only missing-DLL errors from Wine, no Mono/Gecko installers, no desktop menus.
+WINE_ENV=(WINEDEBUG=-all,err+module "WINEDLLOVERRIDES=mscoree,mshtml=;winemenubuilder.exe=d" NO_COLOR=1 DENO_NO_UPDATE_CHECK=1)
 passed=0
 failed=0
 status=0
@@ -92,8 +92,7 @@ mount_bind() { # source, target, extra mount options...
 
 cleanup() {
   local i
-  [ ${#MOUNTS[@]} -gt 0 ] && [ -x "$CHROOT$WINE10" ] &&
-    chroot "$CHROOT" /usr/bin/env -i WINEPREFIX="$WT/prefix-10" /usr/lib/wine/wineserver -k >/dev/null 2>&1
+  [ ${#MOUNTS[@]} -gt 0 ] && [ -x "$CHROOT$WINE10" ] && wineserver10 -k >/dev/null 2>&1
   for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
     umount -R "${MOUNTS[$i]}" 2>/dev/null || umount -l "${MOUNTS[$i]}" 2>/dev/null || log "cannot unmount ${MOUNTS[$i]}"
   done
@@ -163,13 +162,18 @@ build_windows_binaries() {
 
 wine8() { env WINEPREFIX="$WT/prefix-8" "${WINE_ENV[@]}" "$WINE8" "$@"; }
 wine10() { in_chroot WINEPREFIX="$WT/prefix-10" DENO_DIR="Z:$WT/deno_dir" "${WINE_ENV[@]}" "$WINE10" "$@"; }
+wineserver8() { env WINEPREFIX="$WT/prefix-8" /usr/lib/wine/wineserver "$@"; }
+wineserver10() { in_chroot WINEPREFIX="$WT/prefix-10" /usr/lib/wine/wineserver "$@"; }
 
-ensure_prefix() { # prefix directory, wine8 or wine10
-  [ -f "$1/system.reg" ] && return 0
+# A prefix is ready once wineboot has run and its wineserver has written the registry out.
+ensure_prefix() { # prefix directory, wine8 or wine10, wineserver8 or wineserver10
+  [ -f "$1/.private-spawn-ready" ] && return 0
   log "wineboot --init in $1"
+  rm -rf "$1"
   mkdir -p "$1"
-  "$2" wineboot --init >"$LOGS/wineboot.log" 2>&1
-  [ -f "$1/system.reg" ]
+  "$2" wineboot --init >"$LOGS/wineboot.log" 2>&1 || return 1
+  "$3" -w || return 1
+  [ -f "$1/system.reg" ] && touch "$1/.private-spawn-ready"
 }
 
 # Wine 8 has no bcryptprimitives.dll; Bun and Deno import ProcessPrng from it.
@@ -208,7 +212,7 @@ run_bun() {
   timeout 900 env WINEPREFIX="$WT/prefix-8" "${WINE_ENV[@]}" "$WINE8" "$BUN_EXE" test --timeout 120000 ./tests/windows/ \
     2>&1 | grep -v XDG_RUNTIME_DIR | tee "$LOGS/bun.log"
   summarize "$label" "$LOGS/bun.log" "${PIPESTATUS[0]}"
-  env WINEPREFIX="$WT/prefix-8" /usr/lib/wine/wineserver -k >/dev/null 2>&1
+  wineserver8 -k >/dev/null 2>&1
 }
 
 run_deno() {
@@ -225,10 +229,10 @@ ensure_host_packages || setup_failed "apt-get install" "$LOGS/apt.log"
 ensure_windows_runtimes || setup_failed "npm install" "$LOGS/npm.log"
 build_windows_binaries || setup_failed "zig build of scripts/wine/" "$LOGS/zig.log"
 ensure_chroot || setup_failed "the trixie chroot" "$LOGS/chroot.log"
-ensure_prefix "$WT/prefix-8" wine8 || setup_failed "the Wine 8 prefix" "$LOGS/wineboot.log"
+ensure_prefix "$WT/prefix-8" wine8 wineserver8 || setup_failed "the Wine 8 prefix" "$LOGS/wineboot.log"
 install_stub || setup_failed "installing the ProcessPrng stub" /dev/null
 run_bun
 mount_chroot || setup_failed "mounting into the chroot" /dev/null
-ensure_prefix "$WT/prefix-10" wine10 || setup_failed "the Wine 10 prefix" "$LOGS/wineboot.log"
+ensure_prefix "$WT/prefix-10" wine10 wineserver10 || setup_failed "the Wine 10 prefix" "$LOGS/wineboot.log"
 run_deno
 finish

@@ -168,3 +168,11 @@ windowsTest("exits arrive without any SIGCHLD: none can be listened to (Deno) or
     if (isBun) process.off("SIGCHLD", listener);
   }
 });
+
+windowsTest("crypto.getRandomValues returns varied bytes (Wine 8 gets ProcessPrng from the stub DLL)", () => {
+  const first = crypto.getRandomValues(new Uint8Array(4096));
+  const second = crypto.getRandomValues(new Uint8Array(4096));
+  assert.ok(new Set(first).size > 200, `only ${new Set(first).size} distinct byte values in 4096 random bytes`);
+  assert.notDeepEqual(first, second);
+  return Promise.resolve();
+});
