@@ -85,8 +85,8 @@ mount_bind() { # source, target, extra mount options...
   local source=$1 target=$2
   shift 2
   mkdir -p "$target"
-  mountpoint -q "$target" && return 0
-  mount "$@" "$source" "$target" || return 1
+  # One left by a run that was killed is reused, and unmounted at the end of this one.
+  mountpoint -q "$target" || mount "$@" "$source" "$target" || return 1
   MOUNTS+=("$target")
 }
 
@@ -225,6 +225,10 @@ run_deno() {
   summarize "$label" "$LOGS/deno.log" "${PIPESTATUS[0]}"
 }
 
+# One run at a time per .tools: the chroot's mounts and the prefixes' wineservers are shared.
+mkdir -p "$WT"
+exec 9>"$WT/.lock"
+flock 9
 ensure_host_packages || setup_failed "apt-get install" "$LOGS/apt.log"
 ensure_windows_runtimes || setup_failed "npm install" "$LOGS/npm.log"
 build_windows_binaries || setup_failed "zig build of scripts/wine/" "$LOGS/zig.log"
