@@ -16,7 +16,7 @@ LOGS=$(mktemp -d)
   exit 1
 }
 cd "$ROOT"
-WT="$TOOLS/wine"                          # everything this script installs, but the apt packages
+WT="$(readlink -f "$TOOLS")/wine"                        # everything this script installs, but the apt packages
 CHROOT="$WT/trixie"                       # Debian 13 with its Wine 10, for deno.exe
 WINE8=/usr/lib/wine/wine64                # Debian 12's Wine, for bun.exe
 WINE10=/usr/lib/wine/wine64               # the same path inside the chroot
@@ -98,6 +98,16 @@ cleanup() {
   done
   MOUNTS=()
 }
+# Unmounts everything mounted at or below a directory; fails if anything stays mounted.
+unmount_under() { # directory
+  local target
+  for target in $(awk -v d="$1" '$5 == d || index($5, d "/") == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+    umount -R "$target" 2>/dev/null || umount -l "$target" 2>/dev/null
+  done
+  ! awk -v d="$1" '$5 == d || index($5, d "/") == 1 {found = 1} END {exit !found}' /proc/self/mountinfo ||
+    { echo "still mounted under $1" >>"$LOGS/chroot.log"; return 1; }
+}
+
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
 
@@ -120,12 +130,14 @@ ensure_chroot() {
   [ -f "$CHROOT/.private-spawn-ready" ] && [ -x "$CHROOT$WINE10" ] && return 0
   local partial="$CHROOT.partial" mirror
   mirror=$(debian_mirror)
-  log "debootstrap --variant=minbase trixie from $mirror, then wine from trixie (about 1.5 GB)"
-  rm -rf "$partial" "$CHROOT"
+  log "debootstrap --variant=minbase trixie from $mirror, then wine from trixie (about 1.2 GB)"
+  # Never delete through a bind mount (the checkout, /dev) that a killed run left inside.
+  unmount_under "$CHROOT" && unmount_under "$partial" || return 1
+  rm -rf --one-file-system "$partial" "$CHROOT"
   quiet "$LOGS/chroot.log" debootstrap --variant=minbase trixie "$partial" "$mirror" || return 1
   mv "$partial" "$CHROOT" || return 1
   mount_chroot || return 1
-  DEBIAN_FRONTEND=noninteractive quiet "$LOGS/chroot.log" in_chroot sh -c \
+  quiet "$LOGS/chroot.log" in_chroot DEBIAN_FRONTEND=noninteractive sh -c \
     'apt-get install -y -q --no-install-recommends wine wine64 && apt-get clean' || return 1
   cleanup
   in_chroot dpkg-query -W -f '${Version}\n' wine64 >"$CHROOT/.private-spawn-ready"
