@@ -165,7 +165,7 @@ build_windows_binaries() {
   local zig_flags=(-O ReleaseSmall -fstrip -target x86_64-windows-gnu)
   if [ ! -f "$WT/bin/bcryptprimitives.dll" ] || [ scripts/wine/bcryptprimitives.zig -nt "$WT/bin/bcryptprimitives.dll" ]; then
     quiet "$LOGS/zig.log" zig build-lib -dynamic "${zig_flags[@]}" scripts/wine/bcryptprimitives.zig -ladvapi32 \
-      -femit-bin="$WT/bin/bcryptprimitives.dll" -femit-implib=no || return 1
+      -femit-bin="$WT/bin/bcryptprimitives.dll" -fno-emit-implib || return 1
   fi
   if [ ! -f "$WT/bin/child.exe" ] || [ scripts/wine/child.zig -nt "$WT/bin/child.exe" ]; then
     quiet "$LOGS/zig.log" zig build-exe "${zig_flags[@]}" scripts/wine/child.zig -femit-bin="$WT/bin/child.exe" || return 1
