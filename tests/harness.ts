@@ -27,12 +27,15 @@ type TestFn = () => void | Promise<void>;
 // deno-lint-ignore no-explicit-any
 const bunTest: any = isBun ? (await import(["bun", "test"].join(":"))).test : null;
 
-/** Registers a test; `timeoutMs` bounds it under Bun (Deno has no per-test timeout). */
-export function test(name: string, fn: TestFn, options: { timeoutMs?: number } = {}): void {
+/**
+ * Registers a test; `timeoutMs` bounds it under Bun (Deno has no per-test timeout); with
+ * `ignore: true` it is reported as skipped (Bun) or ignored (Deno) without running.
+ */
+export function test(name: string, fn: TestFn, options: { timeoutMs?: number; ignore?: boolean } = {}): void {
   if (isBun) {
-    bunTest(name, fn, options.timeoutMs ?? 60_000);
+    (options.ignore ? bunTest.skip : bunTest)(name, fn, options.timeoutMs ?? 60_000);
   } else {
-    Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false, sanitizeExit: false });
+    Deno.test({ name, fn, ignore: options.ignore, sanitizeOps: false, sanitizeResources: false, sanitizeExit: false });
   }
 }
 
