@@ -87,7 +87,7 @@ export interface SendSignalOptions {
    *
    * @example
    * ```ts
-   * import { spawnHandle } from "./mod.ts";
+   * import { spawnHandle } from "@private-spawn/private-spawn";
    * const child = spawnHandle("sh", ["-c", "sleep 30 & exit 1"], { pgroup: true });
    * await child.wait();
    * child.sendSignal("SIGTERM", { group: true }); // true: the sleep got it
@@ -275,7 +275,7 @@ export class ProcessHandle implements AsyncDisposable {
    *
    * @example
    * ```ts
-   * import { spawnHandle } from "./mod.ts";
+   * import { spawnHandle } from "@private-spawn/private-spawn";
    * const child = spawnHandle("sleep", ["10"]);
    * child.sendSignal("SIGINT");
    * console.log((await child.wait()).signal); // "SIGINT"
@@ -328,7 +328,7 @@ export class ProcessHandle implements AsyncDisposable {
    *
    * @example
    * ```ts
-   * import { spawnHandle } from "./mod.ts";
+   * import { spawnHandle } from "@private-spawn/private-spawn";
    * const child = spawnHandle("sleep", ["10"]);
    * child.kill();
    * console.log((await child.wait()).signal); // "SIGTERM"
@@ -461,7 +461,7 @@ export class ProcessHandle implements AsyncDisposable {
    *
    * @example
    * ```ts
-   * import { spawnHandle } from "./mod.ts";
+   * import { spawnHandle } from "@private-spawn/private-spawn";
    * {
    *   await using child = spawnHandle("sleep", ["10"], { forceKillAfter: 1000 });
    * } // SIGTERM here; SIGKILL 1 s later had it trapped SIGTERM

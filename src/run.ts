@@ -134,7 +134,8 @@ export async function run(command: string, args: readonly string[] = [], options
   const collect = (stream: ReadableStream<Uint8Array> | null, name: string) =>
     stream === null
       ? Promise.resolve(new Uint8Array(0))
-      : readToEnd(stream.getReader(), readers, maxBuffer, () => overflow(name));
+      : readToEnd(stream.getReader() as ReadableStreamDefaultReader<Uint8Array>, readers, maxBuffer, () =>
+        overflow(name));
   // After a kill, or once `timeout` has run out, the reading ends a grace after the exit.
   let grace: ReturnType<typeof setTimeout> | undefined;
   let exited = false;

@@ -108,7 +108,7 @@ export type SignalShortName = SignalName extends `SIG${infer Short}` ? Short : n
  *
  * @example
  * ```ts
- * import { type Signal, signalNumber } from "./mod.ts";
+ * import { type Signal, signalNumber } from "@private-spawn/private-spawn";
  * const stop: Signal = "TERM";
  * console.log(signalNumber(stop)); // 15
  * ```
