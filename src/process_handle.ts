@@ -610,14 +610,22 @@ function checkMaxBuffer(value: unknown): number {
   return value;
 }
 
-async function collectStream(
+function collectStream(
   stream: ReadableStream<Uint8Array>,
+  maxBuffer: number,
+  overflow: () => Error,
+): Promise<Uint8Array> {
+  return readToEnd(stream.getReader() as ReadableStreamDefaultReader<Uint8Array>, maxBuffer, overflow);
+}
+
+/** @internal Reads to the end, or kills through `overflow` and rejects once more than `maxBuffer` bytes came. */
+export async function readToEnd(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
   maxBuffer: number,
   overflow: () => Error,
 ): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let total = 0;
-  const reader = stream.getReader();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
@@ -630,8 +638,13 @@ async function collectStream(
     }
     chunks.push(value);
   }
+  return concatBytes(chunks);
+}
+
+/** @internal The chunks as one array (the chunk itself when there is one). */
+export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
   if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(total);
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
   let at = 0;
   for (const chunk of chunks) {
     out.set(chunk, at);

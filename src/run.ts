@@ -15,9 +15,11 @@ import {
   valueError,
 } from "./options.ts";
 import {
+  concatBytes,
   DEFAULT_MAX_BUFFER,
   type ProcessHandle,
   type ProcessOutput,
+  readToEnd,
   spawnHandle,
   spawnPlanned,
   WAIT_SYNC_FOR,
@@ -134,7 +136,7 @@ export async function run(command: string, args: readonly string[] = [], options
   const collect = (stream: ReadableStream<Uint8Array> | null, name: string) =>
     stream === null
       ? Promise.resolve(new Uint8Array(0))
-      : readToEnd(stream.getReader() as ReadableStreamDefaultReader<Uint8Array>, readers, maxBuffer, () =>
+      : readToEndTracked(stream.getReader() as ReadableStreamDefaultReader<Uint8Array>, readers, maxBuffer, () =>
         overflow(name));
   // After a kill, or once `timeout` has run out, the reading ends a grace after the exit.
   let grace: ReturnType<typeof setTimeout> | undefined;
@@ -173,39 +175,14 @@ export async function run(command: string, args: readonly string[] = [], options
 }
 
 /** Reads to EOF, or to a cancel through `readers`; `overflow` kills and names the error. */
-async function readToEnd(
+function readToEndTracked(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   readers: ReadableStreamDefaultReader<Uint8Array>[],
   maxBuffer: number,
   overflow: () => Error,
 ): Promise<Uint8Array> {
   readers.push(reader);
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > maxBuffer) {
-      // Kill first: cancelling first would close the pipe and let the child die of SIGPIPE.
-      const error = overflow();
-      await reader.cancel().catch(() => {});
-      throw error;
-    }
-    chunks.push(value);
-  }
-  return concat(chunks);
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
+  return readToEnd(reader, maxBuffer, overflow);
 }
 
 async function writeAll(stream: WritableStream<Uint8Array>, bytes: Uint8Array): Promise<void> {
@@ -316,7 +293,7 @@ export function outputSync(
   }
   const status = handle.waitSync();
   if (overflow !== null) throw overflow;
-  const joined = (fd: number | undefined) => fd === undefined ? new Uint8Array(0) : concat(outputs.get(fd) ?? []);
+  const joined = (fd: number | undefined) => fd === undefined ? new Uint8Array(0) : concatBytes(outputs.get(fd) ?? []);
   const stdoutFd = plan.actions.find((a) => a.pipe === "stdout") ? pipes.get(1) : undefined;
   const stderrFd = plan.actions.find((a) => a.pipe === "stderr") ? pipes.get(2) : undefined;
   return { status, stdout: joined(stdoutFd), stderr: joined(stderrFd), timedOut: state.timedOut };
