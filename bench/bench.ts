@@ -12,7 +12,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import os, { tmpdir } from "node:os";
 import process from "node:process";
 import { isBun } from "../ffi/mod.ts";
-import { monotonicNs, spawnHandle } from "../mod.ts";
+import { monotonicNs, reaperInfo, spawnHandle } from "../mod.ts";
 
 const OUT = process.argv[2] ?? "bench/results/bench.json";
 const QUICK = process.argv.includes("--quick");
@@ -33,6 +33,8 @@ interface Spawner {
   stamped(cmd: string, args: string[]): Promise<[bigint, string]>;
   /** 1 GiB (or `bytes`) through cat; resolves with the byte count read. */
   cat(bytes: number): Promise<number>;
+  /** A pool job: `sh -c 'echo …'` with stdout captured; resolves with the text. */
+  job(script: string): Promise<string>;
 }
 
 const CHUNK = new Uint8Array(1024 * 1024).fill(97);
@@ -40,6 +42,7 @@ const CHUNK = new Uint8Array(1024 * 1024).fill(97);
 const ours: Spawner = {
   name: "spawnHandle",
   run: async (cmd, args) => void (await spawnHandle(cmd, args).wait()),
+  job: (script) => spawnHandle("sh", ["-c", script], { stdout: "piped" }).text(),
   async stamped(cmd, args) {
     const child = spawnHandle(cmd, args, { stdout: "piped" });
     await child.wait();
@@ -63,6 +66,13 @@ const ours: Spawner = {
 
 const node: Spawner = {
   name: "node:child_process",
+  job: (script) =>
+    new Promise((resolve) => {
+      const child = nodeSpawn("sh", ["-c", script], { stdio: ["inherit", "pipe", "inherit"] });
+      let text = "";
+      child.stdout!.on("data", (d) => (text += d));
+      child.on("close", () => resolve(text));
+    }),
   run: (cmd, args) => new Promise((resolve) => nodeSpawn(cmd, args, { stdio: "inherit" }).on("exit", () => resolve())),
   stamped: (cmd, args) =>
     new Promise((resolve) => {
@@ -98,6 +108,12 @@ const node: Spawner = {
 const native: Spawner = isBun
   ? {
     name: "Bun.spawn",
+    async job(script) {
+      const child = Bun.spawn(["sh", "-c", script], { stdio: ["inherit", "pipe", "inherit"] });
+      const text = await new Response(child.stdout).text();
+      await child.exited;
+      return text;
+    },
     run: async (cmd, args) =>
       void (await Bun.spawn([cmd, ...args], { stdio: ["inherit", "inherit", "inherit"] }).exited),
     async stamped(cmd, args) {
@@ -124,6 +140,11 @@ const native: Spawner = isBun
   }
   : {
     name: "Deno.Command",
+    async job(script) {
+      const { stdout } = await new Deno.Command("sh", { args: ["-c", script], stdin: "inherit", stderr: "inherit" })
+        .output();
+      return new TextDecoder().decode(stdout);
+    },
     run: async (cmd, args) =>
       void (await new Deno.Command(cmd, { args, stdin: "inherit", stdout: "inherit", stderr: "inherit" }).spawn()
         .status),
@@ -347,6 +368,101 @@ async function throughput(bytes: number, rounds: number) {
   return Object.fromEntries([...samples].map(([name, xs]) => [name, { mbPerSecond: Math.round(median(xs)) }]));
 }
 
+/** Percentile `p` (0 to 1) of the samples. */
+const percentile = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
+
+/**
+ * The host side's CPU time so far, in µs: every thread of this process, live or ended
+ * (`getrusage(RUSAGE_SELF)`), plus the reaper's (or helper's), which is its own process, for
+ * spawnHandle. The children's own CPU time is not in it, for any spawner.
+ */
+function hostCpuUs(withReaper: boolean): number {
+  const usage = process.cpuUsage();
+  let us = usage.user + usage.system;
+  const pid = withReaper ? reaperInfo().reaperPid : 0;
+  if (pid > 0) {
+    try {
+      us += Number(readFileSync(`/proc/${pid}/schedstat`, "utf8").split(" ")[0]) / 1000;
+    } catch { /* the reaper exited between the two reads: it ran no job then */ }
+  }
+  return us;
+}
+
+/**
+ * Scenario 7: a pool of `width` jobs in flight (`sh -c 'echo …'`, output captured), the next
+ * starting when one ends, as build tools and test runners do. Per spawner: the wall time of
+ * each round, each job's latency (spawn to captured output), and the host's CPU per job.
+ */
+async function pool(width: number, jobsPerRound: number, rounds: number) {
+  const walls = samplesFor();
+  const jobs = samplesFor();
+  const cpu = samplesFor();
+  for (const s of spawners) for (let i = 0; i < 10; i++) await s.job("echo warm");
+  for (let round = 0; round < rounds; round++) {
+    for (const s of inOrder(round)) {
+      const cpuBefore = hostCpuUs(s === ours);
+      const start = now();
+      let next = 0;
+      const lane = async () => {
+        while (next < jobsPerRound) {
+          const i = next++;
+          const t = now();
+          const text = await s.job(`echo job-${i}`);
+          if (text !== `job-${i}\n`) throw new Error(`${s.name}: job ${i} printed ${JSON.stringify(text)}`);
+          jobs.get(s.name)!.push((now() - t) * 1000);
+        }
+      };
+      await Promise.all(Array.from({ length: width }, lane));
+      walls.get(s.name)!.push(now() - start);
+      cpu.get(s.name)!.push((hostCpuUs(s === ours) - cpuBefore) / jobsPerRound);
+    }
+  }
+  return Object.fromEntries(
+    [...walls].map(([name, xs]) => [name, {
+      wallMs: median(xs),
+      jobP50Us: percentile(jobs.get(name)!, 0.5),
+      jobP99Us: percentile(jobs.get(name)!, 0.99),
+      hostCpuPerJobUs: median(cpu.get(name)!),
+      jobs: jobs.get(name)!.length,
+    }]),
+  );
+}
+
+/** Sequential spawn+wait of the tiny child: p50 and p99 per spawner, in alternating blocks. */
+async function percentiles(perBlock: number, blocks: number) {
+  const samples = samplesFor();
+  for (let block = 0; block < blocks; block++) {
+    for (const s of inOrder(block)) {
+      for (let i = 0; i < perBlock; i++) {
+        const start = now();
+        await s.run(TINY, []);
+        samples.get(s.name)!.push((now() - start) * 1000);
+      }
+    }
+  }
+  return Object.fromEntries(
+    [...samples].map(([name, xs]) => [name, { p50Us: percentile(xs, 0.5), p99Us: percentile(xs, 0.99), n: xs.length }]),
+  );
+}
+
+/**
+ * Scenario 8: a busy machine. One CPU-bound process at nice 0 (a shell loop) runs beside the
+ * sequential tiny spawns and the pool of 8, as a compiler or a test would beside a tool.
+ */
+async function busy(quick: boolean) {
+  const loop = nodeSpawn("sh", ["-c", "while :; do :; done"], { stdio: "ignore" });
+  try {
+    await new Promise((r) => setTimeout(r, 200));
+    return {
+      sequentialTiny: await percentiles(50, quick ? 4 : 20),
+      pool8: await pool(8, quick ? 60 : 240, quick ? 2 : 5),
+    };
+  } finally {
+    loop.kill("SIGKILL");
+  }
+}
+
 const version = isBun ? `Bun ${Bun.version}` : `Deno ${Deno.version.deno}`;
 console.error(`[bench] ${version}${QUICK ? " (quick)" : ""}`);
 const step = async <T>(name: string, fn: () => Promise<T>): Promise<T | null> => {
@@ -379,6 +495,9 @@ const result = {
   latency: await step("4. exit-notification latency", () => latency(QUICK ? 10 : 40, QUICK ? 3 : 6)),
   heap: await step("5. spawn latency vs touched heap", () => heap(QUICK ? [0, 1] : [0, 1, 4], QUICK ? 30 : 100)),
   throughput: await step("6. piped throughput through cat", () => throughput(QUICK ? 64 * 2 ** 20 : 2 ** 30, 3)),
+  pool8: await step("7. pool of 8 jobs", () => pool(8, QUICK ? 60 : 240, QUICK ? 2 : 6)),
+  pool2: await step("7. pool of 2 jobs", () => pool(2, QUICK ? 40 : 120, QUICK ? 2 : 6)),
+  busy: await step("8. beside a busy loop", () => busy(QUICK)),
   sleepersLongIdle: await step("3. sleeping children, long idle", () => sleepers(QUICK ? 500 : 10_000, 15_000, false)),
 };
 const cBaseline = {

@@ -43,8 +43,8 @@ lines.push(
   `| full run | ${runs.every((r) => !r.quick) ? "yes" : "no (--quick)"} |`,
   "",
   "Medians; the ratio column divides spawnHandle's figure by each peer's (below 1 means spawnHandle is faster).",
-  "Every spawner in a scenario ran in alternating rounds in the same process. Not measured yet: a pool of jobs",
-  "(N in flight) and the host's CPU time per job (issue 18).",
+  "Every spawner in a scenario ran in alternating rounds in the same process. Host CPU per job: every thread of",
+  "the benchmark process (getrusage), plus the reaper's schedstat for spawnHandle; the children's own CPU is in none.",
   "",
   "![benchmark chart](results/chart.svg)",
   "",
@@ -71,6 +71,21 @@ for (const run of runs) {
     row(`5. spawn+wait with ${size} touched`, peers.map((p) => run.heap[p][size]), "µs");
   }
   row("6. through cat", peers.map((p) => run.throughput[p].mbPerSecond), "MB/s");
+  // Scenarios 7 and 8 are absent from results written before they existed.
+  const pools: [string, Result][] = [["7. pool of 8", run.pool8], ["7. pool of 2", run.pool2], [
+    "8. pool of 8, busy loop beside",
+    run.busy?.pool8,
+  ]];
+  for (const [label, pool] of pools) {
+    if (!pool) continue;
+    row(`${label}: wall time`, peers.map((p) => pool[p].wallMs), "ms", 1);
+    row(`${label}: job p99`, peers.map((p) => pool[p].jobP99Us / 1000), "ms", 1);
+    row(`${label}: host CPU per job`, peers.map((p) => pool[p].hostCpuPerJobUs), "µs");
+  }
+  if (run.busy) {
+    row("8. spawn+wait p50, busy loop beside", peers.map((p) => run.busy.sequentialTiny[p].p50Us), "µs");
+    row("8. spawn+wait p99, busy loop beside", peers.map((p) => run.busy.sequentialTiny[p].p99Us), "µs");
+  }
   const c = run.cBaseline;
   lines.push("");
   lines.push(

@@ -159,6 +159,9 @@ const State = struct {
     memory_ready: bool = false,
     /// The reaper's current `poll_window_ns`, in microseconds, for `ph_info`.
     poll_window_us: u32 = reaper_poll_ns / 1000,
+    /// Until this monotonic time nobody spins: a `sched_yield` that gave the CPU away showed
+    /// another task waiting for it (`yield_gave_cpu_away`).
+    contended_until_ns: u64 = 0,
     large_pipes: [large_pipes_max]LargePipe = [_]LargePipe{.{}} ** large_pipes_max,
 };
 
@@ -494,12 +497,13 @@ fn await_reaped(slot: *Slot) void {
 }
 /// The reap takes the reaper a few microseconds: yield to it a bounded number of times.
 fn reaped_while_yielding(slot: *const Slot) bool {
+    if (!spin_worthwhile(0)) return @atomicLoad(u32, &slot.reap_pending, .seq_cst) == 0;
     var spins: u32 = 0;
     while (spins < reap_spins_max) : (spins += 1) {
         if (@atomicLoad(u32, &slot.reap_pending, .seq_cst) == 0) return true;
-        _ = sys.sched_yield();
+        if (yield_gave_cpu_away()) break;
     }
-    return false;
+    return @atomicLoad(u32, &slot.reap_pending, .seq_cst) == 0;
 }
 /// Measured and chosen in docs/decisions/0004-publish-before-reap.md.
 const reap_spins_max = 64;
@@ -851,6 +855,36 @@ fn poll_window_ns() u64 {
 
 /// Whether a child was spawned since the last exit (reaper only).
 var awaiting_exit = false;
+/// The reaper's own children that have not exited yet (reaper only).
+var children_running: u32 = 0;
+
+// Spinning instead of sleeping saves a cross-CPU wake-up only while a CPU is idle and only
+// one job is in flight. Measured and chosen in docs/decisions/0008-spin-only-when-alone.md.
+
+/// Whether polling or yield-spinning can pay for itself now: at most one child is in flight
+/// (with more, the next event comes without our help and the CPU is the children's) and no
+/// recent yield found another task waiting for the CPU.
+fn spin_worthwhile(in_flight: u32) bool {
+    if (in_flight > 1) return false;
+    return sys.clock_monotonic_ns() >= @atomicLoad(u64, &g.contended_until_ns, .monotonic);
+}
+
+/// Yields the CPU; true when that let another task run (the call took longer than a
+/// yield with nothing else runnable), which also stops every spinner for a while.
+fn yield_gave_cpu_away() bool {
+    const start_ns = sys.clock_monotonic_ns();
+    _ = sys.sched_yield();
+    const end_ns = sys.clock_monotonic_ns();
+    if (end_ns - start_ns < yield_contended_ns) return false;
+    @atomicStore(u64, &g.contended_until_ns, end_ns + contended_pause_ns, .monotonic);
+    return true;
+}
+/// A yield that took this long ran another task first.
+/// Measured and chosen in docs/decisions/0008-spin-only-when-alone.md.
+const yield_contended_ns = 20_000;
+/// After contention was seen, nobody spins for this long.
+/// Measured and chosen in docs/decisions/0008-spin-only-when-alone.md.
+const contended_pause_ns = 50_000_000;
 
 fn note_lifetime(spawned_ns: u64) void {
     awaiting_exit = false;
@@ -882,6 +916,7 @@ fn reaper_main(_: usize) callconv(.c) u8 {
     unclosed_count = 0;
     recent_lifetime_ns = null;
     awaiting_exit = false;
+    children_running = 0;
     @atomicStore(u32, &g.poll_window_us, reaper_poll_ns / 1000, .monotonic);
     var act = sys.KSigaction{ .handler = sys.SIG.DFL, .flags = 0, .restorer = 0, .mask = 0 };
     var sig: u32 = 1;
@@ -922,8 +957,11 @@ fn reaper_main(_: usize) callconv(.c) u8 {
                 // Nothing else is pending: now reap the children whose exits went out.
                 if (published_unclean()) {
                     clean_up_published();
-                } else {
-                    _ = sys.sched_yield();
+                } else if (!spin_worthwhile(children_running) or yield_gave_cpu_away()) {
+                    // The window ends early: sleep until the next event. It counts as run
+                    // out, so a busy or crowded host also stops paying for long windows.
+                    window_expired();
+                    busy_until_ns = 0;
                 }
                 continue;
             }
@@ -933,7 +971,11 @@ fn reaper_main(_: usize) callconv(.c) u8 {
             rc = sys.epoll_wait(g.epoll_fd, &events, timeout_ms);
         }
         if (sys.errno(rc) != 0) continue;
-        if (rc > 0) busy_until_ns = sys.clock_monotonic_ns() + poll_window_ns();
+        if (rc > 0 and spin_worthwhile(children_running)) {
+            busy_until_ns = sys.clock_monotonic_ns() + poll_window_ns();
+        } else if (rc > 0) {
+            window_expired(); // No window at all, as if it had run out.
+        }
         // A burst: more than one exit at once. Then every status goes out before any reap.
         var exits: u32 = 0;
         for (events[0..@intCast(rc)]) |event| exits += @intFromBool(event.data >= event_child);
@@ -1061,6 +1103,8 @@ fn record_exit(info: *const sys.SigInfo, usage: *const sys.Rusage, close_later: 
     const index = g.table.remove(info.pid) orelse return;
     const slot = &g.slots[index];
     assert(slot.pid == info.pid);
+    assert(children_running > 0);
+    children_running -= 1;
     if (slot.watched == 0) unwatched -= 1;
     slot.kind = switch (info.code) {
         sys.CLD.EXITED => .exited,
@@ -1112,6 +1156,7 @@ fn serve_request() void {
         slot.watched = 0;
         slot.spawned_ns = sys.clock_monotonic_ns();
         awaiting_exit = true;
+        children_running += 1;
         g.table.insert(request.pid, request.slot);
         watch_child(request.slot);
         @atomicStore(u32, &slot.state, SlotState.running, .release);
@@ -1763,11 +1808,12 @@ fn submit(plan: *ChildPlan) bool {
 /// A spawn takes tens of microseconds; sleeping on the futex adds a cross-CPU wake-up as long
 /// again (measured 20 to 50 us here). So first yield-spin, bounded, then sleep.
 fn spin_until_done() void {
+    if (!spin_worthwhile(g.slots_in_use)) return;
     const start_ns = sys.clock_monotonic_ns();
     var spins: u32 = 0;
     while (spins < spin_max) : (spins += 1) {
         if (@atomicLoad(u32, &g.request_done, .acquire) != 0) return;
-        _ = sys.sched_yield();
+        if (yield_gave_cpu_away()) return;
         if (spins % 16 == 15 and sys.clock_monotonic_ns() - start_ns > spin_budget_ns) return;
     }
 }
