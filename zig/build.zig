@@ -1,7 +1,7 @@
 const std = @import("std");
 
 /// Every source file of the library: inputs of the build-lib command, so edits rebuild it.
-const sources = [_][]const u8{ "src/root.zig", "src/abi.zig", "src/sys.zig", "src/linux.zig", "src/pid_table.zig" };
+const sources = [_][]const u8{ "src/root.zig", "src/abi.zig", "src/sys.zig", "src/linux.zig", "src/pid_table.zig", "src/helper/main.zig" };
 
 /// The targets shipped inside the package (`zig build prebuilt`).
 const prebuilt_targets = [_][]const u8{ "x86_64-linux-none", "aarch64-linux-none" };
@@ -26,6 +26,23 @@ fn buildLibrary(b: *std.Build, triple: []const u8, optimize: std.builtin.Optimiz
     return lib.addPrefixedOutputFileArg("-femit-bin=", "libprivate_spawn.so");
 }
 
+/// The helper executable of the `helper` backend: static, libc-free, the owner code of
+/// src/linux.zig as module "owner" (a root in src/helper/ cannot import files above it).
+fn buildHelper(b: *std.Build, triple: []const u8, optimize: std.builtin.OptimizeMode) std.Build.LazyPath {
+    const exe = b.addSystemCommand(&.{
+        b.graph.zig_exe, "build-exe",
+        "-target",       triple,
+        "-O",            @tagName(optimize),
+        "--name",        "ph-helper",
+    });
+    if (optimize != .Debug) exe.addArg("-fstrip");
+    exe.addArgs(&.{ "--dep", "owner" });
+    exe.addPrefixedFileArg("-Mroot=", b.path("src/helper/main.zig"));
+    exe.addPrefixedFileArg("-Mowner=", b.path("src/linux.zig"));
+    for (sources) |source| exe.addFileInput(b.path(source));
+    return exe.addPrefixedOutputFileArg("-femit-bin=", "ph-helper");
+}
+
 pub fn build(b: *std.Build) void {
     const target = b.standardTargetOptions(.{});
     const optimize = b.standardOptimizeOption(.{});
@@ -33,6 +50,8 @@ pub fn build(b: *std.Build) void {
     const triple = target.query.zigTriple(b.allocator) catch @panic("OOM");
     const install = b.addInstallLibFile(buildLibrary(b, triple, optimize), "libprivate_spawn.so");
     b.getInstallStep().dependOn(&install.step);
+    const helper = b.addInstallBinFile(buildHelper(b, triple, optimize), "ph-helper");
+    b.getInstallStep().dependOn(&helper.step);
 
     // Small, stripped, one per architecture, installed as prebuilt/<triple>/libprivate_spawn.so.
     const prebuilt = b.step("prebuilt", "Cross-compile the libraries shipped in the package");
@@ -40,6 +59,9 @@ pub fn build(b: *std.Build) void {
         const file = buildLibrary(b, prebuilt_triple, .ReleaseSmall);
         const dest = b.fmt("prebuilt/{s}/libprivate_spawn.so", .{prebuilt_triple});
         prebuilt.dependOn(&b.addInstallFile(file, dest).step);
+        const helper_file = buildHelper(b, prebuilt_triple, .ReleaseSmall);
+        const helper_dest = b.fmt("prebuilt/{s}/ph-helper", .{prebuilt_triple});
+        prebuilt.dependOn(&b.addInstallFile(helper_file, helper_dest).step);
     }
 
     const test_module = b.createModule(.{
@@ -49,6 +71,11 @@ pub fn build(b: *std.Build) void {
     });
     const tests = b.addTest(.{ .root_module = test_module });
     const run_tests = b.addRunArtifact(tests);
+    // The contract tests run the helper backend with a helper built for them (in zig-out/test/,
+    // so that the one the TypeScript tests load keeps its optimization mode).
+    const test_helper = b.addInstallFileWithDir(buildHelper(b, triple, .Debug), .{ .custom = "test" }, "ph-helper");
+    run_tests.step.dependOn(&test_helper.step);
+    run_tests.setEnvironmentVariable("PH_HELPER", b.getInstallPath(.{ .custom = "test" }, "ph-helper"));
     const test_step = b.step("test", "Run the Zig unit tests");
     test_step.dependOn(&run_tests.step);
 }

@@ -19,6 +19,21 @@ const pid_table = @import("pid_table.zig");
 
 const assert = std.debug.assert;
 
+/// True in the helper executable (zig/src/helper/main.zig), which runs the owner's loop below
+/// in a process of its own over the same region; false in the library.
+const in_helper = @hasDecl(@import("root"), "private_spawn_helper");
+/// The helper's own descriptors: its pidfd of each child (the host holds another copy, in the
+/// slot) and its copy of each listener's wake-up pipe.
+var helper_pidfds: [if (in_helper) abi.slots_max else 0]i32 = undefined;
+var helper_wake_fds = [_]i32{-1} ** abi.listeners_max;
+
+/// The owner's pidfd of a child: the slot's own with the reaper (one descriptor table), the
+/// helper's copy in the helper.
+fn owner_pidfd(index: u32) *i32 {
+    if (in_helper) return &helper_pidfds[index];
+    return &g.slots[index].pidfd;
+}
+
 const SlotState = struct {
     const free: u32 = 0;
     const reserved: u32 = 1;
@@ -51,7 +66,7 @@ const Slot = extern struct {
     reap_pending: u32,
 };
 
-const Listener = struct {
+const Listener = extern struct {
     in_use: bool = false,
     read_fd: i32 = -1,
     write_fd: i32 = -1,
@@ -62,6 +77,37 @@ const Listener = struct {
     /// Written by the owner only.
     tail: u32 = 0,
 };
+
+/// The memory that the host and the owner of its children (the reaper, or the helper in its
+/// own address space) both write: a memfd, so the helper can map it too. Its layout:
+/// [Region][Slot * slots_max][ring (u32 * slots_max) * listeners_max][request area].
+/// Pages are touched only as used.
+const Region = extern struct {
+    /// See `signal_lock()`.
+    signal_lock: u32,
+    reserved: u32,
+    listeners: [abi.listeners_max]Listener,
+};
+const page_len = 4096;
+const region_slots_off = std.mem.alignForward(usize, @sizeOf(Region), page_len);
+const region_rings_off = region_slots_off + std.mem.alignForward(usize, @sizeOf(Slot) * abi.slots_max, page_len);
+const ring_len = @sizeOf(u32) * abi.slots_max;
+const region_request_off = region_rings_off + ring_len * abi.listeners_max;
+/// The largest spawn request the helper can be sent (argv, environment and options): 8 MiB,
+/// four times Linux's usual ARG_MAX.
+const region_request_len = 8 << 20;
+const region_len = region_request_off + region_request_len;
+
+/// Each listener's ring of published slots: `slots_max` entries (a slot is pushed once per
+/// life and freed only when drained, so a ring never holds more).
+fn ring(index: u32) [*]u32 {
+    assert(index < abi.listeners_max);
+    return @ptrFromInt(@intFromPtr(g.region) + region_rings_off + ring_len * index);
+}
+
+fn listeners() *[abi.listeners_max]Listener {
+    return &g.region.listeners;
+}
 
 /// The host's attributes as the reaper got them at its creation; a child gets the host's
 /// attributes as they are at spawn time, so spawn compares against these and applies changes.
@@ -102,6 +148,9 @@ const ChildPlan = struct {
     fd_table: u32 = 0,
     /// Set by the reaper when it starts serving the request.
     taken: u32 = 0,
+    /// The host's working directory at spawn time, for a child of the helper (which has its
+    /// own); -1 for the reaper's children, which start in the host's (CLONE_FS).
+    cwd_fd: i32 = -1,
     /// 1 once the host filled in its attribute changes (rlimits..set_uid above). The host
     /// reads its attributes (about 20 syscalls) while the reaper wakes and clones; the child
     /// waits for this before it applies them (set before the hand-off when there is no host pidfd).
@@ -147,16 +196,23 @@ const State = struct {
     orphans: u32 = 0,
     request_done: u32 = 0,
     slots: [*]Slot = undefined,
+    region: *Region = undefined,
+    /// The memfd behind `region` (-1: anonymous shared memory, which only the reaper can use).
+    region_fd: i32 = -1,
+    /// The helper backend: the host's end of the socket, and the helper's pid.
+    helper_sock: i32 = -1,
+    helper_pid: i32 = 0,
     free_stack: [*]u32 = undefined,
     free_top: u32 = 0,
     next_unused: u32 = 0,
     slots_in_use: u32 = 0,
-    listeners: [abi.listeners_max]Listener = [_]Listener{.{}} ** abi.listeners_max,
     table: pid_table.Table = undefined,
     reaper_stack: usize = 0,
     child_stack: usize = 0,
     attributes: Attributes = .{},
     memory_ready: bool = false,
+    /// The host's private memory (free stack, pid table, stacks) is mapped once for good.
+    private_ready: bool = false,
     /// The reaper's current `poll_window_ns`, in microseconds, for `ph_info`.
     poll_window_us: u32 = reaper_poll_ns / 1000,
     large_pipes: [large_pipes_max]LargePipe = [_]LargePipe{.{}} ** large_pipes_max,
@@ -203,51 +259,85 @@ fn map_stack(len: usize) ?usize {
 }
 
 fn setup_memory() i32 {
+    if (!g.private_ready) {
+        const free_stack = map(@sizeOf(u32) * abi.slots_max) orelse return -sys.E.NOMEM;
+        const table = map(pid_table.Table.bytes) orelse return -sys.E.NOMEM;
+        const reaper_top = map_stack(reaper_stack_len) orelse return -sys.E.NOMEM;
+        const child_top = map_stack(child_stack_len) orelse return -sys.E.NOMEM;
+        g.free_stack = @ptrFromInt(free_stack);
+        g.table = pid_table.Table.init(@ptrFromInt(table));
+        g.reaper_stack = reaper_top;
+        g.child_stack = child_top;
+        g.private_ready = true;
+    }
     if (g.memory_ready) return 0;
-    const slots = map(@sizeOf(Slot) * abi.slots_max) orelse return -sys.E.NOMEM;
-    const free_stack = map(@sizeOf(u32) * abi.slots_max) orelse return -sys.E.NOMEM;
-    const table = map(pid_table.Table.bytes) orelse return -sys.E.NOMEM;
-    const reaper_top = map_stack(reaper_stack_len) orelse return -sys.E.NOMEM;
-    const child_top = map_stack(child_stack_len) orelse return -sys.E.NOMEM;
-    g.slots = @ptrFromInt(slots);
-    g.free_stack = @ptrFromInt(free_stack);
-    g.table = pid_table.Table.init(@ptrFromInt(table));
-    g.reaper_stack = reaper_top;
-    g.child_stack = child_top;
+    const rc = map_region();
+    if (rc < 0) return rc;
     g.memory_ready = true;
     return 0;
+}
+
+/// Maps `Region` from a new memfd (sparse: pages are allocated as they are touched). Where
+/// memfd_create is refused (Linux < 3.17, a seccomp filter), anonymous shared memory: enough
+/// for the reaper, which shares our address space; the helper backend then cannot start.
+fn map_region() i32 {
+    var fd: i32 = -1;
+    const created = sys.memfd_create("private_spawn", sys.MFD_CLOEXEC);
+    if (sys.errno(created) == 0) {
+        fd = move_above_stdio(sys.int(created)) catch |e| return -fd_errno(e);
+        const sized = sys.ftruncate(fd, region_len);
+        if (sys.errno(sized) != 0) {
+            _ = sys.close(fd);
+            return -sys.errno(sized);
+        }
+    }
+    const rc = if (fd >= 0) sys.mmap_shared(fd, region_len) else sys.mmap_anon_shared(region_len);
+    if (sys.errno(rc) != 0) {
+        if (fd >= 0) _ = sys.close(fd);
+        return -sys.errno(rc);
+    }
+    use_region(rc, fd);
+    return 0;
+}
+
+/// Points the globals at a mapped `Region` (the host's, or the helper's view of the same memfd).
+pub fn use_region(addr: usize, fd: i32) void {
+    g.region = @ptrFromInt(addr);
+    g.region_fd = fd;
+    g.slots = @ptrFromInt(addr + region_slots_off);
 }
 
 /// After fork() without exec the copy sees our globals but the reaper is its parent's: forget
 /// it all (fds are the parent's too, closed on purpose: the copy must never talk to that reaper).
 fn reset_after_fork() void {
-    for (&g.listeners) |*l| {
-        if (!l.in_use) continue;
-        _ = sys.close(l.read_fd);
-        _ = sys.close(l.write_fd);
+    if (g.memory_ready) {
+        for (listeners()) |*l| {
+            if (!l.in_use) continue;
+            _ = sys.close(l.read_fd);
+            _ = sys.close(l.write_fd);
+        }
+        // The region is shared with the parent (and its reaper or helper): let go of it; the
+        // next use maps a new one.
+        _ = sys.munmap(@intFromPtr(g.region), region_len);
     }
-    inline for (.{ g.request_efd, g.host_pidfd, g.signal_fd, g.epoll_fd }) |fd| {
+    inline for (.{ g.request_efd, g.host_pidfd, g.signal_fd, g.epoll_fd, g.region_fd, g.helper_sock }) |fd| {
         if (fd >= 0) _ = sys.close(fd);
     }
-    const memory_ready = g.memory_ready;
-    const slots = g.slots;
+    const private_ready = g.private_ready;
     const free_stack = g.free_stack;
     const table = g.table;
     const reaper_stack = g.reaper_stack;
     const child_stack = g.child_stack;
+    // g.lock is zero again: the copy has one thread, nobody else can hold it.
     g = .{};
-    if (memory_ready) {
-        g.slots = slots;
+    if (private_ready) {
         g.free_stack = free_stack;
         g.table = table;
         g.table.clear();
         g.reaper_stack = reaper_stack;
         g.child_stack = child_stack;
-        g.memory_ready = true;
+        g.private_ready = true;
     }
-    // g.lock is zero again: the copy has one thread, nobody else can hold it. Nor can the
-    // parent's reaper hold `signal_lock` here, though it may have at the fork.
-    @atomicStore(u32, &signal_lock, 0, .release);
 }
 
 fn ensure_process() void {
@@ -305,26 +395,29 @@ fn slot_publish(index: u32) void {
     const slot = &g.slots[index];
     // Exited before the record is queued: a drain may free the slot as soon as it is.
     @atomicStore(u32, &slot.state, SlotState.exited, .release);
-    const l = &g.listeners[slot.listener];
+    const l = &listeners()[slot.listener];
     if (l.in_use) {
         const head = @atomicLoad(u32, &l.head, .monotonic);
         assert(head -% @atomicLoad(u32, &l.tail, .acquire) < abi.slots_max);
-        rings[slot.listener].?[head % abi.slots_max] = index;
+        ring(slot.listener)[head % abi.slots_max] = index;
         @atomicStore(u32, &l.head, head +% 1, .release);
     }
     // Waiters in wait_sync wake after the record is queued, so their drain finds it and frees
     // the slot and pidfd now, not at some later drain. (If the slot was freed and reused in
     // between, its new waiter wakes early and waits again.)
     _ = sys.futex_wake(&slot.state, std.math.maxInt(i32));
-    if (l.in_use) wake_reader(l);
+    if (l.in_use) wake_reader(slot.listener);
 }
 
 /// Writes a wake-up byte to the listener's pipe unless one is unread already.
-fn wake_reader(l: *Listener) void {
+fn wake_reader(index: u32) void {
+    const l = &listeners()[index];
     if (@atomicRmw(u32, &l.wake_pending, .Xchg, 1, .seq_cst) == 0) {
         const byte: u8 = 1;
         // The write end is non-blocking; EAGAIN means unread bytes already wake the reader.
-        _ = sys.write(l.write_fd, @ptrCast(&byte), 1);
+        // EBADF: the helper has no copy yet (a listener opened while it was restarting).
+        const fd = if (in_helper) helper_wake_fds[index] else l.write_fd;
+        _ = sys.write(fd, @ptrCast(&byte), 1);
     }
 }
 
@@ -335,14 +428,12 @@ pub fn listener_open(nonblocking_read: bool) i32 {
     lock(&g.lock);
     defer unlock(&g.lock);
     ensure_process();
-    const index = for (&g.listeners, 0..) |*l, i| {
+    const memory_rc = setup_memory();
+    if (memory_rc < 0) return memory_rc;
+    const index = for (listeners(), 0..) |*l, i| {
         if (!l.in_use) break i;
     } else return -sys.E.MFILE;
-    const l = &g.listeners[index];
-    if (rings[index] == null) {
-        const ring = map(@sizeOf(u32) * abi.slots_max) orelse return -sys.E.NOMEM;
-        rings[index] = @ptrFromInt(ring);
-    }
+    const l = &listeners()[index];
     var fds: [2]i32 = undefined;
     const rc = sys.pipe2(&fds, sys.O.CLOEXEC);
     if (sys.errno(rc) != 0) return -sys.errno(rc);
@@ -362,13 +453,9 @@ pub fn listener_open(nonblocking_read: bool) i32 {
     l.tail = 0;
     l.wake_pending = 0;
     l.in_use = true;
+    if (helper_active()) helper_listener_message(.listener_open, @intCast(index), write_fd);
     return @intCast(index);
 }
-/// Each listener's ring of published slots: `slots_max` entries (a slot is pushed once per
-/// life and freed only when drained, so a ring never holds more). Mapped on the first use of a
-/// listener index and kept for good, outside `g`: a forked copy inherits the mapping, and
-/// `reset_after_fork` must not lose it.
-var rings = [_]?[*]u32{null} ** abi.listeners_max;
 
 /// A child copies the host's descriptors up to the highest one it needs (its stdio sources,
 /// `inheritFds`), which are low numbers: the pidfds of live children are kept above this
@@ -405,16 +492,17 @@ fn fd_errno(e: error{ EMFILE, EBADF }) i32 {
 }
 
 pub fn listener_fd(index: u32) i32 {
-    if (index >= abi.listeners_max or !g.listeners[index].in_use) return -sys.E.BADF;
-    return g.listeners[index].read_fd;
+    if (index >= abi.listeners_max or !g.memory_ready or !listeners()[index].in_use) return -sys.E.BADF;
+    return listeners()[index].read_fd;
 }
 
 pub fn listener_close(index: u32) i32 {
     lock(&g.lock);
     defer unlock(&g.lock);
-    if (index >= abi.listeners_max or !g.listeners[index].in_use) return -sys.E.BADF;
-    const l = &g.listeners[index];
+    if (index >= abi.listeners_max or !g.memory_ready or !listeners()[index].in_use) return -sys.E.BADF;
+    const l = &listeners()[index];
     l.in_use = false;
+    if (helper_active()) helper_listener_message(.listener_close, index, -1);
     _ = sys.close(l.read_fd);
     _ = sys.close(l.write_fd);
     l.read_fd = -1;
@@ -424,8 +512,8 @@ pub fn listener_close(index: u32) i32 {
 
 /// Copies up to `out.len` exits of this listener's children and frees their slots.
 pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
-    if (index >= abi.listeners_max or !g.listeners[index].in_use) return -sys.E.BADF;
-    const l = &g.listeners[index];
+    if (index >= abi.listeners_max or !g.memory_ready or !listeners()[index].in_use) return -sys.E.BADF;
+    const l = &listeners()[index];
     // Cleared before reading the ring: an exit published after this point writes a new byte.
     @atomicStore(u32, &l.wake_pending, 0, .seq_cst);
     const head = @atomicLoad(u32, &l.head, .acquire);
@@ -436,7 +524,7 @@ pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
     var count: usize = 0;
     var held_back = false;
     while (tail != head and count < out.len) : (count += 1) {
-        const slot_index = rings[index].?[tail % abi.slots_max];
+        const slot_index = ring(index)[tail % abi.slots_max];
         // A lone exit not reaped yet: the reaper is at it, a few microseconds. Past a short
         // wait, stop here: the reaper writes a wake-up byte once it has reaped it
         // (`wake_pending` was cleared above), so the reader comes back.
@@ -453,7 +541,7 @@ pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
     @atomicStore(u32, &l.tail, tail, .release);
     // More than `out` could hold: make sure the reader comes back (a byte written since
     // `wake_pending` was cleared above does that as well).
-    if (tail != head and !held_back) wake_reader(l);
+    if (tail != head and !held_back) wake_reader(index);
     return @intCast(count);
 }
 
@@ -514,8 +602,8 @@ const reap_wake_reader: u32 = 4;
 pub fn publish_unreaped_for_test(index: u32) void {
     comptime assert(builtin.is_test);
     const slot = &g.slots[index];
-    lock(&signal_lock);
-    defer unlock(&signal_lock);
+    lock(signal_lock());
+    defer unlock(signal_lock());
     slot.kind = .exited;
     slot.value = 0;
     if (slot.pidfd >= 0) _ = sys.close(slot.pidfd);
@@ -548,7 +636,7 @@ pub fn pidfd_export(index: u32, generation: u32) i32 {
     // Under `signal_lock`: the reaper takes an exited child's pidfd out of the slot under it,
     // and closes it only after.
     lock_signal_from_host();
-    defer unlock(&signal_lock);
+    defer unlock(signal_lock());
     if (slot.pidfd < 0) return -sys.E.BADF;
     const rc = sys.fcntl(slot.pidfd, sys.F.DUPFD_CLOEXEC, 3);
     if (sys.errno(rc) != 0) return -sys.errno(rc);
@@ -605,7 +693,7 @@ pub fn signal(index: u32, generation: u32, sig: i32, flags: u32) i32 {
     // The reaper publishes an exit, and takes the pidfd out of the slot to close it, only
     // under this lock: a child seen running here keeps its pidfd (and its pid) until unlock.
     lock_signal_from_host();
-    defer unlock(&signal_lock);
+    defer unlock(signal_lock());
     if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) return -sys.E.SRCH;
     if (slot.pidfd >= 0) {
         if (!group) return -sys.errno(sys.pidfd_send_signal(slot.pidfd, sig, 0));
@@ -639,18 +727,22 @@ pub fn signal_group(pidfd: i32, pgid: i32, sig: i32) i32 {
     }
     return -sys.errno(sys.kill(-pgid, sig));
 }
-pub var signal_lock: u32 = 0;
+/// Orders host threads' signals (by pid, or through a pidfd the owner may close) against the
+/// owner's reaping: in the region, so the helper takes the same lock.
+pub fn signal_lock() *u32 {
+    return &g.region.signal_lock;
+}
 
 /// `signal_lock` for host threads. The reaper may die holding it (killed, or a crash inside
 /// it), and waiting forever would hang the JavaScript thread; so every `liveness_check_ms`
 /// without it, a hold by a reaper that has exited is broken. Between host threads the lock
 /// guards nothing: it orders them against the reaper's reaping and pidfd closing.
 fn lock_signal_from_host() void {
-    if (@cmpxchgStrong(u32, &signal_lock, 0, 1, .acquire, .monotonic) == null) return;
-    while (@atomicRmw(u32, &signal_lock, .Xchg, 2, .acquire) != 0) {
-        const rc = sys.futex_wait(&signal_lock, 2, liveness_check_ms);
+    if (@cmpxchgStrong(u32, signal_lock(), 0, 1, .acquire, .monotonic) == null) return;
+    while (@atomicRmw(u32, signal_lock(), .Xchg, 2, .acquire) != 0) {
+        const rc = sys.futex_wait(signal_lock(), 2, liveness_check_ms);
         if (sys.errno(rc) == sys.E.TIMEDOUT and reaper_exited()) {
-            @atomicStore(u32, &signal_lock, 0, .release);
+            @atomicStore(u32, signal_lock(), 0, .release);
         }
     }
 }
@@ -658,6 +750,7 @@ fn lock_signal_from_host() void {
 /// Whether the reaper has exited (or there is none), without reaping it: that stays with
 /// `reaper_alive_locked`, under `g.lock`.
 fn reaper_exited() bool {
+    if (helper_active()) return helper_hung_up();
     const pid = @atomicLoad(i32, &g.reaper_pid, .monotonic);
     return pid == 0 or reaper_gone(pid, sys.W.NOWAIT);
 }
@@ -666,6 +759,7 @@ fn reaper_exited() bool {
 // The reaper's lifetime, seen from the host.
 
 fn reaper_alive_locked() bool {
+    if (helper_active()) return helper_alive_locked();
     if (g.reaper_pid == 0) return false;
     if (!reaper_gone(g.reaper_pid, 0)) return true;
     // Reaped now (or already, by someone's waitpid(-1, __WALL)): the reaper is gone.
@@ -720,8 +814,9 @@ pub fn check_reaper() i32 {
     defer unlock(&g.lock);
     ensure_process();
     const orphans = @atomicLoad(u32, &g.orphans, .acquire);
-    if (g.reaper_pid == 0 and orphans == 0) return 0;
-    if (g.reaper_pid != 0 and reaper_alive_locked()) return 0;
+    const owner = owner_pid();
+    if (owner == 0 and orphans == 0) return 0;
+    if (owner != 0 and reaper_alive_locked()) return 0;
     // Orphans need a reaper to watch them, spawn or no spawn.
     if (@atomicLoad(u32, &g.orphans, .acquire) > 0 and ensure_reaper_locked() < 0) orphans_lost();
     return 1;
@@ -749,11 +844,23 @@ fn orphan_done(index: u32, kind: abi.ExitKind, value: i32) void {
     slot_publish(index);
 }
 
+fn owner_pid() i32 {
+    return if (helper_active()) g.helper_pid else g.reaper_pid;
+}
+
+/// Starts the reaper, or the helper: when asked for, or when the reaper cannot be created
+/// here and no backend was forced (the errno is kept for `ph_info`).
 fn ensure_reaper_locked() i32 {
     if (reaper_alive_locked()) return 0;
     const rc = setup_memory();
     if (rc < 0) return rc;
-    return start_reaper_locked();
+    if (helper_active()) return start_helper_locked();
+    const started = start_reaper_locked();
+    if (started >= 0 or choice.requested != .auto or g.reapers_started > 0) return started;
+    if (!reaper_refused(-started) or choice.helper_path_len == 0 or g.region_fd < 0) return started;
+    choice.active = .helper;
+    choice.fallback_errno = -started;
+    return start_helper_locked();
 }
 
 fn start_reaper_locked() i32 {
@@ -875,7 +982,7 @@ fn window_expired() void {
 
 fn reaper_main(_: usize) callconv(.c) u8 {
     // A name to recognise it by in ps and /proc/<pid>/comm.
-    _ = sys.prctl(sys.PR_SET_NAME, @intFromPtr("ph-reaper"));
+    _ = sys.prctl(sys.PR_SET_NAME, @intFromPtr(if (in_helper) "ph-helper" else "ph-reaper"));
     // A new reaper has no children of its own yet (its predecessor's are orphans now).
     unwatched = 0;
     unreaped_count = 0;
@@ -911,7 +1018,7 @@ fn reaper_main(_: usize) callconv(.c) u8 {
     var events: [64]sys.EpollEvent = undefined;
     var busy_until_ns: u64 = 0;
     while (true) {
-        var timeout_ms: i32 = if (g.host_pidfd >= 0) -1 else parent_poll_ms;
+        var timeout_ms: i32 = if (in_helper or g.host_pidfd >= 0) -1 else parent_poll_ms;
         if (orphans_exited > 0) timeout_ms = orphan_retry_ms;
         // Right after work, poll instead of sleeping: a spawned child often exits, or the
         // next request comes, within microseconds, and a sleep costs a cross-CPU wake-up.
@@ -940,7 +1047,7 @@ fn reaper_main(_: usize) callconv(.c) u8 {
         const burst = exits > 1 or unreaped_count > 0;
         for (events[0..@intCast(rc)]) |event| {
             switch (event.data) {
-                event_request => serve_request(),
+                event_request => if (in_helper) helper_serve() else serve_request(),
                 event_signal => {
                     var buf: [128 * 4]u8 = undefined;
                     _ = sys.read(g.signal_fd, &buf, buf.len);
@@ -956,7 +1063,7 @@ fn reaper_main(_: usize) callconv(.c) u8 {
             }
         }
         if (orphans_exited > 0) retry_orphans();
-        if (g.host_pidfd < 0 and sys.getppid() != g.host_pid) host_exited();
+        if (!in_helper and g.host_pidfd < 0 and sys.getppid() != g.host_pid) host_exited();
     }
 }
 
@@ -1030,8 +1137,9 @@ fn host_exited() noreturn {
         const slot = &g.slots[index];
         if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) continue;
         if (slot.kill_on_exit_signal == 0) continue;
-        if (slot.pidfd >= 0) {
-            _ = sys.pidfd_send_signal(slot.pidfd, slot.kill_on_exit_signal, 0);
+        const pidfd = owner_pidfd(index).*;
+        if (pidfd >= 0) {
+            _ = sys.pidfd_send_signal(pidfd, slot.kill_on_exit_signal, 0);
         } else {
             _ = sys.kill(slot.pid, slot.kill_on_exit_signal);
         }
@@ -1049,10 +1157,10 @@ fn reap_all() void {
         var usage = std.mem.zeroes(sys.Rusage);
         const rc = sys.waitid(sys.P.ALL, 0, &info, sys.W.EXITED | sys.W.NOHANG | sys.W.NOWAIT, null);
         if (sys.errno(rc) != 0 or info.pid == 0) return;
-        lock(&signal_lock);
+        lock(signal_lock());
         _ = sys.waitid(sys.P.PID, info.pid, &info, sys.W.EXITED, &usage);
         record_exit(&info, &usage, false);
-        unlock(&signal_lock);
+        unlock(signal_lock());
     }
 }
 
@@ -1078,8 +1186,8 @@ fn record_exit(info: *const sys.SigInfo, usage: *const sys.Rusage, close_later: 
     // With the reap (`clean_up_published`), after the status went out: for a lone exit at
     // once, in a burst once nothing is pending. Out of the slot under `signal_lock`: no host
     // thread signals or copies it then.
-    const pidfd = slot.pidfd;
-    slot.pidfd = -1;
+    const pidfd = owner_pidfd(index).*;
+    owner_pidfd(index).* = -1;
     if (pidfd >= 0 and !close_later) {
         _ = sys.close(pidfd);
     } else if (pidfd >= 0) {
@@ -1128,7 +1236,8 @@ fn watch_child(index: u32) void {
     const slot = &g.slots[index];
     // One report each: `child_exited` takes it out of the set once it has reaped the child.
     const events = sys.EPOLLIN | sys.EPOLLONESHOT;
-    if (slot.pidfd >= 0 and sys.errno(sys.epoll_add(g.epoll_fd, slot.pidfd, events, event_child + index)) == 0) {
+    const pidfd = owner_pidfd(index).*;
+    if (pidfd >= 0 and sys.errno(sys.epoll_add(g.epoll_fd, pidfd, events, event_child + index)) == 0) {
         slot.watched = 1;
     } else {
         unwatched += 1;
@@ -1149,11 +1258,11 @@ var unwatched: u32 = 0;
 fn child_exited(index: u32, defer_reap: bool) void {
     const slot = &g.slots[index];
     if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) return;
-    const pidfd = slot.pidfd;
+    const pidfd = owner_pidfd(index).*;
     const pid = slot.pid;
     var info = std.mem.zeroes(sys.SigInfo);
     var usage = std.mem.zeroes(sys.Rusage);
-    lock(&signal_lock);
+    lock(signal_lock());
     // WNOHANG: a stale event (the slot was reaped and reused since) must not block.
     const rc = sys.waitid(sys.P.PID, pid, &info, sys.W.EXITED | sys.W.NOHANG | sys.W.NOWAIT, &usage);
     const exited = sys.errno(rc) == 0 and info.pid == pid;
@@ -1161,7 +1270,7 @@ fn child_exited(index: u32, defer_reap: bool) void {
         if (!defer_reap) @atomicStore(u32, &slot.reap_pending, reap_set, .release);
         record_exit(&info, &usage, true);
     }
-    unlock(&signal_lock);
+    unlock(signal_lock());
     if (!exited) return;
     // Out of the set before the pidfd is closed (with the reaps): afterwards EPOLL_CTL_DEL
     // by number fails (EBADF) while a copy the caller took (`child.fd`) keeps the file, and
@@ -1174,11 +1283,11 @@ fn child_exited(index: u32, defer_reap: bool) void {
     if (defer_reap) return;
     clean_up_published();
     // Read before the clear: once it is clear the host may drain the slot and reuse it.
-    const l = &g.listeners[slot.listener];
+    const l = &listeners()[slot.listener];
     const pending = @atomicRmw(u32, &slot.reap_pending, .Xchg, 0, .seq_cst);
     if (pending & reap_waiter != 0) _ = sys.futex_wake(&slot.reap_pending, std.math.maxInt(i32));
     // A drain stopped at the record: wake its reader again.
-    if (pending & reap_wake_reader != 0 and l.in_use) wake_reader(l);
+    if (pending & reap_wake_reader != 0 and l.in_use) wake_reader(slot.listener);
 }
 
 /// Children whose exit was published but who are still zombies, and the pidfds of published
@@ -1357,6 +1466,8 @@ fn check(plan: *ChildPlan, step: abi.Step, rc: usize) void {
 fn child_main(arg: usize) callconv(.c) u8 {
     const plan: *ChildPlan = @ptrFromInt(arg);
     const request = plan.request;
+    // First: relative paths below (files, the program, `cwd`) resolve as in the host.
+    if (plan.cwd_fd >= 0) check(plan, .chdir, sys.fchdir(plan.cwd_fd));
 
     // Dispositions are default (the reaper reset its table); ignore what was asked.
     if (request.ignore_mask != 0) {
@@ -1693,7 +1804,7 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
     lock(&g.lock);
     defer unlock(&g.lock);
     ensure_process();
-    if (request.listener >= abi.listeners_max or !g.listeners[request.listener].in_use) {
+    if (request.listener >= abi.listeners_max or !g.memory_ready or !listeners()[request.listener].in_use) {
         return fail(request, .request, sys.E.BADF);
     }
     const reaper_rc = ensure_reaper_locked();
@@ -1721,6 +1832,10 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
         plan.attributes_ready = 1;
     }
     var attempts: u32 = 0;
+    if (helper_active()) {
+        helper_submit(&plan);
+        attempts = 2;
+    }
     while (attempts < 2) : (attempts += 1) {
         if (submit(&plan)) break;
         // The reaper died. If it never took the request, no child can exist: resend it once
@@ -1942,6 +2057,646 @@ fn string_in_bounds(base: [*]u8, len: usize, offset: u32) bool {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The helper backend. The same region (a memfd both map) and the same owner loop as the
+// reaper, run by zig/src/helper/main.zig in a process of its own: it cannot read our memory
+// nor use our descriptors, so each request is copied into the region and every descriptor a
+// child gets crosses the socket with SCM_RIGHTS. Its children are never ours: it is started
+// through a short-lived middle process and re-parented to init (or the host's subreaper).
+
+/// Which backend runs, and why: set by `init`, kept across a fork (the copy chooses again).
+const Choice = struct {
+    requested: abi.Backend = .auto,
+    active: abi.Backend = .reaper,
+    fallback_errno: i32 = 0,
+    helper_path: [4096]u8 = undefined,
+    helper_path_len: usize = 0,
+};
+var choice: Choice = .{};
+
+fn helper_active() bool {
+    return choice.active == .helper;
+}
+
+/// `ph_init`: the backend asked for and the helper's path; effective until an owner starts,
+/// then only the same choice is accepted again (each JavaScript realm calls it).
+pub fn init(backend: abi.Backend, helper_path: []const u8) i32 {
+    lock(&g.lock);
+    defer unlock(&g.lock);
+    ensure_process();
+    if (backend != .auto and backend != .reaper and backend != .helper) return -sys.E.INVAL;
+    if (helper_path.len >= choice.helper_path.len) return -sys.E.NAMETOOLONG;
+    if (g.reapers_started > 0) return if (backend == choice.requested) 0 else -sys.E.BUSY;
+    choice.requested = backend;
+    choice.active = if (backend == .helper) .helper else .reaper;
+    @memcpy(choice.helper_path[0..helper_path.len], helper_path);
+    choice.helper_path[helper_path.len] = 0;
+    choice.helper_path_len = helper_path.len;
+    sys.futex_shared = choice.active == .helper;
+    return 0;
+}
+
+/// The errnos with which the reaper's clone(CLONE_VM) fails where the helper still works:
+/// EINVAL under qemu-user, EPERM or ENOSYS under a seccomp filter.
+fn reaper_refused(e: i32) bool {
+    return e == sys.E.INVAL or e == sys.E.PERM or e == sys.E.NOSYS;
+}
+
+/// One message on the helper's socket, either way. Requests carry the host's attribute
+/// changes here, and their buffer in the region's request area.
+pub const HelperOp = enum(u32) { init = 1, hello = 2, listener_open = 3, listener_close = 4, spawn = 5, spawned = 6, _ };
+pub const HelperMessage = extern struct {
+    op: HelperOp,
+    /// The listener (listener_open, listener_close) or slot (spawn).
+    index: u32,
+    /// init: the host's pid; hello: the helper's; spawned: the child's.
+    pid: i32,
+    request_len: u32,
+    /// Where the host's environment was copied in the request area, or `abi.none`.
+    environ_off: u32,
+    environ_count: u32,
+    /// 1 when the first descriptor is the host's working directory.
+    has_cwd: u32,
+    err_errno: i32,
+    err_step: abi.Step,
+    err_index: u32,
+    clone_mode: u32,
+    pidfd_mode: u32,
+    fd_table: u32,
+    rlimit_mask: u32,
+    /// `abi.none` when the groups stay.
+    groups_count: u32,
+    groups_dropped: u32,
+    has_gid: u32,
+    has_uid: u32,
+    has_priority: u32,
+    has_affinity: u32,
+    priority: i32,
+    gids: [3]u32,
+    uids: [3]u32,
+    rlimits: [sys.rlimit_count]sys.Rlimit,
+    affinity: sys.CpuMask,
+    groups: [groups_max]u32,
+};
+
+fn region_request_area() [*]u8 {
+    return @ptrFromInt(@intFromPtr(g.region) + region_request_off);
+}
+
+fn send_message(sock: i32, msg: *const HelperMessage, fds: []const i32) usize {
+    return sys.send_with_fds(sock, std.mem.asBytes(msg), fds);
+}
+
+/// Whether the helper's end of the socket is closed (it exited), without reading.
+fn helper_hung_up() bool {
+    const sock = @atomicLoad(i32, &g.helper_sock, .monotonic);
+    if (sock < 0) return true;
+    var fds = [1]sys.PollFd{.{ .fd = sock, .events = sys.POLLIN, .revents = 0 }};
+    const rc = sys.poll(&fds, 1, 0);
+    return sys.errno(rc) == 0 and rc == 1 and fds[0].revents & (sys.POLLHUP | sys.POLLERR) != 0;
+}
+
+fn helper_alive_locked() bool {
+    if (g.helper_pid == 0) return false;
+    if (!helper_hung_up()) return true;
+    helper_died_locked();
+    return false;
+}
+
+/// The helper died while the host lives: its running children are reported lost (with the
+/// host's pidfd of each, which the caller owns then); the next spawn starts another helper.
+fn helper_died_locked() void {
+    g.helper_pid = 0;
+    if (g.helper_sock >= 0) _ = sys.close(g.helper_sock);
+    @atomicStore(i32, &g.helper_sock, -1, .monotonic);
+    var index: u32 = 0;
+    while (index < g.next_unused) : (index += 1) {
+        const slot = &g.slots[index];
+        if (@atomicRmw(u32, &slot.reap_pending, .Xchg, 0, .seq_cst) != 0) {
+            _ = sys.futex_wake(&slot.reap_pending, std.math.maxInt(i32));
+        }
+        if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) continue;
+        slot.kind = .lost;
+        slot.value = 0;
+        slot_publish(index);
+    }
+}
+
+/// Starts the helper: queues the region's memfd on a new socket, launches the executable with
+/// the other end as its descriptor 3, and waits for its hello (its pid).
+fn start_helper_locked() i32 {
+    if (g.region_fd < 0) return -sys.E.NOSYS;
+    if (choice.helper_path_len == 0) return -sys.E.NOENT;
+    sys.futex_shared = true;
+    var fds: [2]i32 = undefined;
+    var rc = sys.socketpair(sys.SOCK_SEQPACKET | sys.SOCK_CLOEXEC, &fds);
+    if (sys.errno(rc) != 0) return -sys.errno(rc);
+    const host_end = move_above_stdio(fds[0]) catch |e| {
+        _ = sys.close(fds[1]);
+        return -fd_errno(e);
+    };
+    g.host_pid = sys.getpid();
+    snapshot_attributes(&g.attributes);
+    var msg = std.mem.zeroes(HelperMessage);
+    msg.op = .init;
+    msg.index = abi.abi_version;
+    msg.pid = g.host_pid;
+    msg.rlimits = g.attributes.rlimits;
+    rc = send_message(host_end, &msg, &.{g.region_fd});
+    const launched = if (sys.errno(rc) != 0) -sys.errno(rc) else launch_helper(fds[1]);
+    _ = sys.close(fds[1]);
+    if (launched < 0) {
+        _ = sys.close(host_end);
+        return launched;
+    }
+    const hello = receive_reply(host_end, &msg, null);
+    if (hello < 0 or msg.op != .hello or msg.pid <= 0) {
+        _ = sys.close(host_end);
+        return if (hello < 0) hello else -sys.E.PROTO;
+    }
+    g.helper_pid = msg.pid;
+    @atomicStore(i32, &g.helper_sock, host_end, .monotonic);
+    g.reapers_started += 1;
+    for (listeners(), 0..) |*l, i| {
+        if (l.in_use) helper_listener_message(.listener_open, @intCast(i), l.write_fd);
+    }
+    return 0;
+}
+
+/// Tells the helper about a listener's wake-up pipe; a dead helper learns them at its restart.
+fn helper_listener_message(op: HelperOp, index: u32, write_fd: i32) void {
+    if (g.helper_sock < 0) return;
+    var msg = std.mem.zeroes(HelperMessage);
+    msg.op = op;
+    msg.index = index;
+    const fds: []const i32 = if (op == .listener_open) &.{write_fd} else &.{};
+    _ = send_message(g.helper_sock, &msg, fds);
+}
+
+/// Waits for one message (and its descriptor, if `fd` is given), re-checking every
+/// `liveness_check_ms` that the helper lives. -ECHILD if it hung up first.
+fn receive_reply(sock: i32, msg: *HelperMessage, fd: ?*i32) i32 {
+    var fds: [sys.scm_max_fd]i32 = undefined;
+    var count: usize = 0;
+    while (true) {
+        var poll_fds = [1]sys.PollFd{.{ .fd = sock, .events = sys.POLLIN, .revents = 0 }};
+        const ready = sys.poll(&poll_fds, 1, liveness_check_ms);
+        if (sys.errno(ready) == sys.E.INTR or (sys.errno(ready) == 0 and ready == 0)) continue;
+        if (sys.errno(ready) != 0) return -sys.errno(ready);
+        const rc = sys.recv_with_fds(sock, std.mem.asBytes(msg), &fds, &count);
+        if (sys.errno(rc) == sys.E.INTR) continue;
+        // Descriptors we did not ask for are closed: only the pidfd crosses back.
+        const wanted: usize = if (fd != null) 1 else 0;
+        for (fds[0..count], 0..) |received, i| {
+            if (i < wanted) fd.?.* = received else _ = sys.close(received);
+        }
+        if (fd) |out| {
+            if (count == 0) out.* = -1;
+        }
+        if (sys.errno(rc) != 0) return -sys.errno(rc);
+        if (rc == 0) return -sys.E.CHILD;
+        if (rc != @sizeOf(HelperMessage)) return -sys.E.PROTO;
+        return 0;
+    }
+}
+
+const Launch = struct {
+    sock: i32,
+    path: [*:0]const u8,
+    exec_errno: i32 = 0,
+};
+
+/// A vfork-style launch from the libc-free library (never fork() in a multithreaded host):
+/// a middle process (CLONE_VM | CLONE_VFORK, exit signal 0, so the host gets no SIGCHLD for
+/// it and only __WALL sees it) clones the helper the same way and exits once it has exec'd.
+/// The helper is then re-parented away from the host: an exec'd child of ours would have its
+/// exit signal reset to SIGCHLD, and be seen by the host's waitpid(-1) (DESIGN.md).
+fn launch_helper(sock: i32) i32 {
+    var launch = Launch{ .sock = sock, .path = @ptrCast(&choice.helper_path) };
+    const all: u64 = ~@as(u64, 0);
+    var old: u64 = 0;
+    _ = sys.rt_sigprocmask(sys.SIG.SETMASK, &all, &old);
+    var parent_tid: i32 = 0;
+    const rc = sys.clone(launch_middle, g.reaper_stack, sys.CLONE.VM | sys.CLONE.VFORK, @intFromPtr(&launch), &parent_tid);
+    _ = sys.rt_sigprocmask(sys.SIG.SETMASK, &old, null);
+    if (sys.errno(rc) != 0) return -sys.errno(rc);
+    var info = std.mem.zeroes(sys.SigInfo);
+    // It has exited (CLONE_VFORK); reap it. ECHILD: a host's waitpid(-1, __WALL) took it.
+    _ = sys.waitid(sys.P.PID, sys.int(rc), &info, sys.W.EXITED | sys.W.ALL, null);
+    if (launch.exec_errno != 0) return -launch.exec_errno;
+    return 0;
+}
+
+fn launch_middle(arg: usize) callconv(.c) u8 {
+    const launch: *Launch = @ptrFromInt(arg);
+    var parent_tid: i32 = 0;
+    const rc = sys.clone(launch_exec, g.child_stack, sys.CLONE.VM | sys.CLONE.VFORK | sys.SIG.CHLD, arg, &parent_tid);
+    if (sys.errno(rc) != 0) launch.exec_errno = sys.errno(rc);
+    return 0;
+}
+
+fn launch_exec(arg: usize) callconv(.c) u8 {
+    const launch: *Launch = @ptrFromInt(arg);
+    // Descriptor 3 is the socket; the helper closes every other one above stdio at start.
+    const rc = if (launch.sock == 3) sys.fcntl(3, sys.F.SETFD, 0) else sys.dup3(launch.sock, 3, 0);
+    if (sys.errno(rc) != 0) {
+        launch.exec_errno = sys.errno(rc);
+        sys.exit(127);
+    }
+    const argv = [_]?[*:0]const u8{ "ph-helper", null };
+    const envp = [_]?[*:0]const u8{null};
+    const exec_rc = sys.execve(launch.path, &argv, &envp);
+    launch.exec_errno = sys.errno(exec_rc);
+    sys.exit(127);
+}
+
+/// The spawn of a helper backend's child, after the slot and pipes are ready (under g.lock):
+/// the request goes through the region, its descriptors and the host's cwd through the
+/// socket. A helper found dead before it got the request is restarted once.
+fn helper_submit(plan: *ChildPlan) void {
+    const request = plan.request;
+    var msg = std.mem.zeroes(HelperMessage);
+    var fds: [sys.scm_max_fd]i32 = undefined;
+    var count: usize = 0;
+    // Our descriptor of the working directory, the only one opened for the request.
+    var cwd_fd: i32 = -1;
+    defer if (cwd_fd >= 0) {
+        _ = sys.close(cwd_fd);
+    };
+    const failed = helper_request(plan, &msg, &fds, &count);
+    if (msg.has_cwd != 0) cwd_fd = fds[0];
+    if (failed) |failure| {
+        request.err_errno = failure.errno;
+        request.err_step = failure.step;
+        request.err_index = failure.index;
+        return;
+    }
+    var attempts: u32 = 0;
+    while (attempts < 2) : (attempts += 1) {
+        const rc = send_message(g.helper_sock, &msg, fds[0..count]);
+        if (sys.errno(rc) == 0) break;
+        // EPIPE, ECONNRESET: it died before our request; nothing was spawned.
+        helper_died_locked();
+        const restarted = attempts == 0 and start_helper_locked() == 0;
+        if (!restarted) {
+            request.err_errno = sys.E.CHILD;
+            request.err_step = .reaper;
+            return;
+        }
+    }
+    var pidfd: i32 = -1;
+    const rc = receive_reply(g.helper_sock, &msg, &pidfd);
+    if (rc < 0 or msg.op != .spawned) {
+        if (pidfd >= 0) _ = sys.close(pidfd);
+        _ = helper_alive_locked();
+        request.err_errno = sys.E.CHILD;
+        request.err_step = .reaper;
+        return;
+    }
+    helper_spawned(plan, &msg, pidfd);
+}
+
+/// The helper's answer: the child's pid and a pidfd of it (ours now), or the failed step.
+fn helper_spawned(plan: *ChildPlan, msg: *const HelperMessage, pidfd: i32) void {
+    const request = plan.request;
+    g.clone_mode = msg.clone_mode;
+    g.pidfd_mode = msg.pidfd_mode;
+    if (msg.fd_table != 0) g.fd_table_mode = msg.fd_table;
+    if (msg.err_errno != 0) {
+        if (pidfd >= 0) _ = sys.close(pidfd);
+        request.err_errno = msg.err_errno;
+        request.err_step = msg.err_step;
+        request.err_index = msg.err_index;
+        return;
+    }
+    request.pid = msg.pid;
+    request.pidfd = if (pidfd >= 0) (move_to_pidfd_floor(pidfd) catch -1) else -1;
+    const slot = &g.slots[request.slot];
+    // The helper filled in pid, pgid and the state; the pidfd in the slot is ours.
+    slot.pidfd = request.pidfd;
+    request.group_pidfd = group_pidfd(request, leads_group(request));
+}
+
+const RequestFailure = struct { errno: i32, step: abi.Step = .request, index: u32 = abi.none };
+
+/// Fills `msg`, the region's copy of the request and the descriptors to send. Only the
+/// descriptors the request names cross: each action's source, the host's stdio the child
+/// inherits, `inheritFds`, and the working directory.
+fn helper_request(plan: *ChildPlan, msg: *HelperMessage, fds: *[sys.scm_max_fd]i32, count: *usize) ?RequestFailure {
+    const request = plan.request;
+    const len = request.buffer_len;
+    if (len > region_request_len) return .{ .errno = sys.E.TOOBIG };
+    const area = region_request_area();
+    @memcpy(area[0..len], plan.base[0..len]);
+    const copy: *abi.Request = @ptrCast(@alignCast(area));
+    msg.op = .spawn;
+    msg.index = request.slot;
+    msg.request_len = len;
+    msg.environ_off = abi.none;
+    if (request.flags & abi.flag_host_environ != 0) {
+        copy.flags &= ~abi.flag_host_environ;
+        if (!copy_environ(plan, msg, len)) return .{ .errno = sys.E.TOOBIG };
+    }
+    if (request.flags & abi.flag_umask == 0) {
+        if (host_umask()) |mask| {
+            copy.flags |= abi.flag_umask;
+            copy.umask = mask;
+        }
+    }
+    const cwd = sys.openat(".", sys.O_PATH | sys.O_DIRECTORY | sys.O.CLOEXEC, 0);
+    if (sys.errno(cwd) == 0) {
+        fds[0] = sys.int(cwd);
+        count.* = 1;
+        msg.has_cwd = 1;
+    }
+    const actions: [*]abi.FdAction = @ptrCast(@alignCast(area + @sizeOf(abi.Request)));
+    for (actions[0..copy.fd_count], 0..) |*action, i| {
+        const source: i32 = switch (action.kind) {
+            .dup, .pipe_to_child, .pipe_from_child => action.fd,
+            .inherit => if (action.target <= 2) action.target else continue,
+            .devnull, .file, .close, .copy => continue,
+        };
+        const flags = sys.fcntl(source, sys.F.GETFD, 0);
+        if (action.kind == .inherit and (sys.errno(flags) != 0 or flags & sys.FD_CLOEXEC != 0)) {
+            // Closed or close-on-exec in the host: /dev/null, as the reaper's child does.
+            action.kind = .devnull;
+            continue;
+        }
+        if (sys.errno(flags) != 0) return .{ .errno = sys.errno(flags), .step = .fd_dup, .index = @intCast(i) };
+        if (action.kind == .inherit) action.kind = .dup;
+        if (count.* == fds.len) return .{ .errno = sys.E.INVAL };
+        fds[count.*] = source;
+        count.* += 1;
+    }
+    for (inherited_fds(plan), 0..) |fd, i| {
+        const flags = sys.fcntl(@intCast(fd), sys.F.GETFD, 0);
+        if (sys.errno(flags) != 0) return .{ .errno = sys.errno(flags), .step = .fd_dup, .index = @intCast(i) };
+        if (count.* == fds.len) return .{ .errno = sys.E.INVAL };
+        fds[count.*] = @intCast(fd);
+        count.* += 1;
+    }
+    helper_attributes(plan, msg);
+    return null;
+}
+
+/// The host's environment, copied after the request: NUL-terminated strings, counted.
+fn copy_environ(plan: *const ChildPlan, msg: *HelperMessage, len: u32) bool {
+    const area = region_request_area();
+    var offset: usize = len;
+    var count: u32 = 0;
+    const environ: *const ?[*]const ?[*:0]const u8 = @ptrFromInt(plan.request.environ_addr);
+    if (environ.*) |host| {
+        while (host[count]) |entry| : (count += 1) {
+            const text = std.mem.span(entry);
+            if (count >= helper_env_max or offset + text.len + 1 > region_request_len) return false;
+            @memcpy(area[offset..][0..text.len], text);
+            area[offset + text.len] = 0;
+            offset += text.len + 1;
+        }
+    }
+    msg.environ_off = len;
+    msg.environ_count = count;
+    return true;
+}
+const helper_env_max = 1 << 16;
+
+/// The host's umask, from /proc/self/status (reading it with umask(2) would change it for a
+/// moment under the host's other threads); null without /proc: the helper's, which is the
+/// host's as it was when the helper started.
+fn host_umask() ?u32 {
+    const opened = sys.openat("/proc/self/status", sys.O.RDONLY | sys.O.CLOEXEC, 0);
+    if (sys.errno(opened) != 0) return null;
+    const fd = sys.int(opened);
+    defer _ = sys.close(fd);
+    var buffer: [512]u8 = undefined;
+    const n = sys.read(fd, &buffer, buffer.len);
+    if (sys.errno(n) != 0) return null;
+    const text = buffer[0..n];
+    const at = std.mem.indexOf(u8, text, "Umask:\t") orelse return null;
+    const start = at + "Umask:\t".len;
+    const end = std.mem.indexOfScalarPos(u8, text, start, '\n') orelse return null;
+    return std.fmt.parseInt(u32, text[start..end], 8) catch null;
+}
+
+/// The host's attribute changes (`host_attribute_changes`), as values for the helper.
+fn helper_attributes(plan: *const ChildPlan, msg: *HelperMessage) void {
+    msg.rlimit_mask = plan.rlimit_mask;
+    msg.rlimits = plan.rlimits;
+    msg.groups_count = abi.none;
+    if (plan.set_groups) |groups| {
+        msg.groups_count = @intCast(groups.len);
+        @memcpy(msg.groups[0..groups.len], groups);
+    }
+    msg.groups_dropped = @intFromBool(plan.groups_dropped);
+    if (plan.set_gid) |ids| {
+        msg.has_gid = 1;
+        msg.gids = ids;
+    }
+    if (plan.set_uid) |ids| {
+        msg.has_uid = 1;
+        msg.uids = ids;
+    }
+    if (plan.set_priority) |priority| {
+        msg.has_priority = 1;
+        msg.priority = priority;
+    }
+    if (plan.set_affinity) |mask| {
+        msg.has_affinity = 1;
+        msg.affinity = mask;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The helper's side (zig/src/helper/main.zig): its start, and each message from the host.
+
+/// The helper executable's main: takes the region from the host's first message, says hello,
+/// and runs the owner's loop until the host hangs up. Returns only if it could not start.
+pub fn helper_main() u8 {
+    comptime assert(in_helper);
+    // Only the socket (3) is kept: the host's stdio and any descriptor it leaked without
+    // close-on-exec stay out of the helper and so out of every child.
+    const null_fd = sys.openat("/dev/null", sys.O.RDWR, 0);
+    if (sys.errno(null_fd) != 0) return 1;
+    for ([_]i32{ 0, 1, 2 }) |fd| {
+        if (sys.int(null_fd) != fd) _ = sys.dup3(sys.int(null_fd), fd, 0);
+    }
+    if (sys.int(null_fd) > 2) _ = sys.close(sys.int(null_fd));
+    _ = sys.close_range(4, std.math.maxInt(u32), 0);
+    sys.futex_shared = true;
+    var msg: HelperMessage = undefined;
+    var fds: [sys.scm_max_fd]i32 = undefined;
+    var count: usize = 0;
+    const rc = sys.recv_with_fds(3, std.mem.asBytes(&msg), &fds, &count);
+    // A helper from another build than the library: the messages may differ, so refuse.
+    if (rc != @sizeOf(HelperMessage) or msg.op != .init or count != 1 or msg.index != abi.abi_version) return 2;
+    const addr = sys.mmap_shared(fds[0], region_len);
+    if (sys.errno(addr) != 0) return 3;
+    g.init_pid = sys.getpid();
+    use_region(addr, fds[0]);
+    g.memory_ready = true;
+    if (setup_memory() < 0) return 4;
+    g.host_pid = msg.pid;
+    g.request_efd = 3;
+    // The limits the host had when it started us, which its children's are compared with:
+    // Zig's start code raised our RLIMIT_STACK (and with it the children's ARG_MAX).
+    var resource: u32 = 0;
+    while (resource < sys.rlimit_count) : (resource += 1) {
+        // EPERM, EINVAL: a limit we cannot take back; a child whose host differs gets it set.
+        _ = sys.prlimit(0, resource, &msg.rlimits[resource], null);
+    }
+    msg = std.mem.zeroes(HelperMessage);
+    msg.op = .hello;
+    msg.pid = sys.getpid();
+    if (sys.errno(send_message(3, &msg, &.{})) != 0) return 5;
+    _ = reaper_main(0);
+    return 6;
+}
+
+/// One message from the host; at EOF (the host exited) the helper applies each child's
+/// `killOnParentExit` and exits.
+fn helper_serve() void {
+    var msg: HelperMessage = undefined;
+    var fds: [sys.scm_max_fd]i32 = undefined;
+    var count: usize = 0;
+    const rc = sys.recv_with_fds(g.request_efd, std.mem.asBytes(&msg), &fds, &count);
+    const e = sys.errno(rc);
+    if (e == sys.E.INTR or e == sys.E.AGAIN) return;
+    if (e != 0 or rc == 0) host_exited();
+    const received = fds[0..count];
+    if (rc != @sizeOf(HelperMessage)) return close_all(received);
+    switch (msg.op) {
+        .listener_open => {
+            if (msg.index >= abi.listeners_max or count != 1) return close_all(received);
+            if (helper_wake_fds[msg.index] >= 0) _ = sys.close(helper_wake_fds[msg.index]);
+            helper_wake_fds[msg.index] = received[0];
+        },
+        .listener_close => {
+            close_all(received);
+            if (msg.index >= abi.listeners_max) return;
+            if (helper_wake_fds[msg.index] >= 0) _ = sys.close(helper_wake_fds[msg.index]);
+            helper_wake_fds[msg.index] = -1;
+        },
+        .spawn => helper_spawn(&msg, received),
+        else => close_all(received),
+    }
+}
+
+fn close_all(fds: []const i32) void {
+    for (fds) |fd| _ = sys.close(fd);
+}
+
+/// The actions of a helper's child: the request's, then a dup for each inherited descriptor.
+var helper_actions: [if (in_helper) abi.fd_actions_max + sys.scm_max_fd else 0]abi.FdAction = undefined;
+var helper_envp: [if (in_helper) helper_env_max + 1 else 0]?[*:0]const u8 = undefined;
+
+fn helper_spawn(msg: *const HelperMessage, fds: []const i32) void {
+    // The child has its own copies; the helper keeps none of the host's descriptors.
+    defer close_all(fds);
+    clean_up_published();
+    var reply = std.mem.zeroes(HelperMessage);
+    reply.op = .spawned;
+    reply.pid = -1;
+    const request: *abi.Request = @ptrCast(@alignCast(region_request_area()));
+    var plan: ChildPlan = undefined;
+    const e: ?i32 = if (msg.request_len > region_request_len or msg.index >= abi.slots_max)
+        sys.E.INVAL
+    else
+        prepare_plan(request, msg.request_len, &plan);
+    if (e == null and helper_plan(&plan, msg, fds)) {
+        g.next_unused = @max(g.next_unused, msg.index + 1);
+        spawn_child(&plan);
+    } else {
+        request.err_errno = e orelse sys.E.INVAL;
+        request.err_step = .request;
+    }
+    reply.clone_mode = g.clone_mode;
+    reply.pidfd_mode = g.pidfd_mode;
+    reply.fd_table = g.fd_table_mode;
+    reply.err_errno = request.err_errno;
+    reply.err_step = request.err_step;
+    reply.err_index = request.err_index;
+    if (request.err_errno != 0) {
+        _ = send_message(g.request_efd, &reply, &.{});
+        return;
+    }
+    helper_child_started(request, msg.index);
+    reply.pid = request.pid;
+    const pidfd = owner_pidfd(msg.index).*;
+    const sent: []const i32 = if (pidfd >= 0) &.{pidfd} else &.{};
+    _ = send_message(g.request_efd, &reply, sent);
+}
+
+/// The slot of a child the helper spawned, as `serve_request` fills one for the reaper.
+fn helper_child_started(request: *const abi.Request, index: u32) void {
+    const slot = &g.slots[index];
+    slot.pid = request.pid;
+    helper_pidfds[index] = request.pidfd;
+    slot.pgid = leads_group(request);
+    slot.watched = 0;
+    slot.spawned_ns = sys.clock_monotonic_ns();
+    awaiting_exit = true;
+    g.table.insert(request.pid, index);
+    watch_child(index);
+    @atomicStore(u32, &slot.state, SlotState.running, .release);
+}
+
+/// Gives the plan the received descriptors (in the order `helper_request` sent them), the
+/// host's attributes and environment. False if the message does not fit the request.
+fn helper_plan(plan: *ChildPlan, msg: *const HelperMessage, fds: []const i32) bool {
+    var next: usize = 0;
+    if (msg.has_cwd != 0) {
+        if (fds.len == 0) return false;
+        plan.cwd_fd = fds[0];
+        next = 1;
+    }
+    for (plan.actions) |*action| switch (action.kind) {
+        .dup, .pipe_to_child, .pipe_from_child => {
+            if (next == fds.len) return false;
+            action.fd = fds[next];
+            next += 1;
+        },
+        .inherit => if (action.target <= 2) return false,
+        .devnull, .file, .close, .copy => {},
+    };
+    const inherited = inherited_fds(plan);
+    if (inherited.len > 0) {
+        if (fds.len - next != inherited.len) return false;
+        @memcpy(helper_actions[0..plan.actions.len], plan.actions);
+        for (inherited, 0..) |fd, i| {
+            helper_actions[plan.actions.len + i] = .{ .target = @intCast(fd), .kind = .dup, .fd = fds[next + i], .open_flags = 0, .mode = 0, .path_off = 0, .out_fd = -1, .reserved = 0 };
+        }
+        plan.actions = helper_actions[0 .. plan.actions.len + inherited.len];
+        plan.request.flags &= ~abi.flag_inherit_fds;
+        next += inherited.len;
+    }
+    if (next != fds.len) return false;
+    if (msg.environ_off != abi.none and !helper_environ(plan, msg)) return false;
+    plan.rlimit_mask = msg.rlimit_mask;
+    plan.rlimits = msg.rlimits;
+    plan.set_groups = if (msg.groups_count != abi.none) msg.groups[0..@min(msg.groups_count, groups_max)] else null;
+    plan.groups_dropped = msg.groups_dropped != 0;
+    plan.set_gid = if (msg.has_gid != 0) msg.gids else null;
+    plan.set_uid = if (msg.has_uid != 0) msg.uids else null;
+    plan.set_priority = if (msg.has_priority != 0) msg.priority else null;
+    plan.set_affinity = if (msg.has_affinity != 0) msg.affinity else null;
+    plan.attributes_ready = 1;
+    return true;
+}
+
+fn helper_environ(plan: *ChildPlan, msg: *const HelperMessage) bool {
+    if (msg.environ_count > helper_env_max or msg.environ_off > region_request_len) return false;
+    const area = region_request_area();
+    var offset: usize = msg.environ_off;
+    for (0..msg.environ_count) |i| {
+        const end = std.mem.indexOfScalarPos(u8, area[0..region_request_len], offset, 0) orelse return false;
+        helper_envp[i] = @ptrCast(area + offset);
+        offset = end + 1;
+    }
+    helper_envp[msg.environ_count] = null;
+    plan.envp = &helper_envp;
+    return true;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Large pipe buffers, for the pipes that carry bulk data.
 
 /// A pipe grown by `pipe_grow`: the host's descriptor and the file it named then.
@@ -1996,13 +2751,15 @@ pub fn get_info(out: *abi.Info) void {
     out.* = .{
         .abi_version = abi.abi_version,
         .slots_max = abi.slots_max,
-        .reaper_pid = if (g.init_pid == sys.getpid()) g.reaper_pid else 0,
+        .reaper_pid = if (g.init_pid == sys.getpid()) owner_pid() else 0,
         .clone_mode = g.clone_mode,
         .pidfd = if (g.pidfd_mode == 1) 1 else 0,
         .reapers_started = g.reapers_started,
         .slots_in_use = g.slots_in_use,
         .fd_table = g.fd_table_mode,
         .poll_window_us = @atomicLoad(u32, &g.poll_window_us, .monotonic),
+        .backend = choice.active,
+        .fallback_errno = choice.fallback_errno,
     };
 }
 
