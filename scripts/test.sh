@@ -104,6 +104,12 @@ check "embedded libraries match the build" deno run -A scripts/embed.ts --check
 deno_suite "deno test"
 bun_suite "bun test"
 
+# The helper backend: both suites again with the helper forced (tests of the reaper itself are
+# skipped there and name why; tests/backend.test.ts has the helper's own and forces the
+# reaper's clone to fail as under qemu-user), then without pidfds.
+deno_suite "deno test, helper" env PRIVATE_SPAWN_BACKEND=helper
+bun_suite "bun test, helper" env PRIVATE_SPAWN_BACKEND=helper
+
 # Fault injection: the same suites with clone3 refused, with no pidfds at all, without
 # close_range (kernels before 5.9), and with unsharing the descriptor table refused (smaller
 # stress counts; the full counts ran above). clone3-eperm breaks glibc's own thread creation,
@@ -114,6 +120,8 @@ for fault in clone3-enosys no-pidfd no-close-range no-unshare; do
   deno_suite "deno test, $fault" env PH_FAULT=$fault "$LAUNCH" $fault
   bun_suite "bun test, $fault" env PH_FAULT=$fault "$LAUNCH" $fault
 done
+deno_suite "deno test, helper, no-pidfd" env PRIVATE_SPAWN_BACKEND=helper PH_FAULT=no-pidfd "$LAUNCH" no-pidfd
+bun_suite "bun test, helper, no-pidfd" env PRIVATE_SPAWN_BACKEND=helper PH_FAULT=no-pidfd "$LAUNCH" no-pidfd
 for fault in clone3-enosys clone3-eperm no-pidfd no-close-range no-unshare; do
   zig_suite "zig build test, $fault" env PH_FAULT=$fault "$LAUNCH" $fault
 done
