@@ -20,7 +20,11 @@ test("prebuilt libraries and helpers are reproducible: a fresh build matches the
     });
     for (const [triple, name] of [["x86_64-linux-none", "x86_64_linux"], ["aarch64-linux-none", "aarch64_linux"]]) {
       assert.equal(sha256(`${scratch}/out/prebuilt/${triple}/libprivate_spawn.so`), await embedded(name), triple);
-      assert.equal(sha256(`${scratch}/out/prebuilt/${triple}/ph-helper`), await embeddedHelper(name), `${triple} helper`);
+      assert.equal(
+        sha256(`${scratch}/out/prebuilt/${triple}/ph-helper`),
+        await embeddedHelper(name),
+        `${triple} helper`,
+      );
     }
   } finally {
     rmSync(scratch, { recursive: true, force: true });
