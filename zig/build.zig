@@ -1,7 +1,15 @@
 const std = @import("std");
 
 /// Every source file of the library: inputs of the build-lib command, so edits rebuild it.
-const sources = [_][]const u8{ "src/root.zig", "src/abi.zig", "src/sys.zig", "src/linux.zig", "src/pid_table.zig", "src/helper/main.zig" };
+const sources = [_][]const u8{
+    "src/root.zig",                  "src/abi.zig",                 "src/library.zig",
+    "src/sys/linux.zig",             "src/common/state.zig",        "src/common/region.zig",
+    "src/common/memory.zig",         "src/common/exits.zig",        "src/common/fds.zig",
+    "src/common/owner.zig",          "src/common/child.zig",        "src/common/request.zig",
+    "src/common/pipes.zig",          "src/common/io.zig",           "src/common/pid_table.zig",
+    "src/backend/reaper/reaper.zig", "src/backend/helper/host.zig", "src/backend/helper/protocol.zig",
+    "src/backend/helper/serve.zig",  "src/helper/main.zig",
+};
 
 /// The targets shipped inside the package (`zig build prebuilt`).
 const prebuilt_targets = [_][]const u8{ "x86_64-linux-none", "aarch64-linux-none" };
@@ -26,8 +34,8 @@ fn buildLibrary(b: *std.Build, triple: []const u8, optimize: std.builtin.Optimiz
     return lib.addPrefixedOutputFileArg("-femit-bin=", "libprivate_spawn.so");
 }
 
-/// The helper executable of the `helper` backend: static, libc-free, the owner code of
-/// src/linux.zig as module "owner" (a root in src/helper/ cannot import files above it).
+/// The helper executable of the `helper` backend: static, libc-free, with src/library.zig as
+/// module "private_spawn" (a root in src/helper/ cannot import files above it).
 fn buildHelper(b: *std.Build, triple: []const u8, optimize: std.builtin.OptimizeMode) std.Build.LazyPath {
     const exe = b.addSystemCommand(&.{
         b.graph.zig_exe, "build-exe",
@@ -36,9 +44,9 @@ fn buildHelper(b: *std.Build, triple: []const u8, optimize: std.builtin.Optimize
         "--name",        "ph-helper",
     });
     if (optimize != .Debug) exe.addArg("-fstrip");
-    exe.addArgs(&.{ "--dep", "owner" });
+    exe.addArgs(&.{ "--dep", "private_spawn" });
     exe.addPrefixedFileArg("-Mroot=", b.path("src/helper/main.zig"));
-    exe.addPrefixedFileArg("-Mowner=", b.path("src/linux.zig"));
+    exe.addPrefixedFileArg("-Mprivate_spawn=", b.path("src/library.zig"));
     for (sources) |source| exe.addFileInput(b.path(source));
     return exe.addPrefixedOutputFileArg("-femit-bin=", "ph-helper");
 }

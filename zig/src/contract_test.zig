@@ -4,8 +4,8 @@
 
 const std = @import("std");
 const abi = @import("abi.zig");
-const linux = @import("linux.zig");
-const sys = @import("sys.zig");
+const linux = @import("library.zig");
+const sys = @import("sys/linux.zig");
 const testing = std.testing;
 
 /// A request for `argv`, with `actions`, in `buffer` (the layout of `src/request.ts`).

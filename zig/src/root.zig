@@ -5,10 +5,10 @@
 const std = @import("std");
 const builtin = @import("builtin");
 const abi = @import("abi.zig");
-const sys = @import("sys.zig");
+const sys = @import("sys/linux.zig");
 
 const backend_impl = switch (builtin.os.tag) {
-    .linux => @import("linux.zig"),
+    .linux => @import("library.zig"),
     else => @compileError("no backend for this OS yet"),
 };
 
@@ -119,7 +119,7 @@ export fn ph_pipe_grow(fd: i32) i32 {
 }
 
 test {
-    _ = @import("pid_table.zig");
+    _ = @import("common/pid_table.zig");
     _ = @import("spawn_test.zig");
     _ = @import("contract_test.zig");
 }

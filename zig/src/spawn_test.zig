@@ -3,8 +3,8 @@
 
 const std = @import("std");
 const abi = @import("abi.zig");
-const linux = @import("linux.zig");
-const sys = @import("sys.zig");
+const linux = @import("library.zig");
+const sys = @import("sys/linux.zig");
 const testing = std.testing;
 
 /// Builds a request buffer the way `src/request.ts` does.
