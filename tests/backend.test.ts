@@ -32,7 +32,7 @@ test("backendInfo(): the backend in use, private, its process named after it; re
   assert.equal(info.fallbackReason !== undefined, FAULT === "no-reaper");
 });
 
-test("the reaper refused (clone EINVAL, as under qemu-user): the helper runs instead and says why", async () => {
+test("the reaper refused (clone EINVAL, as under qemu-user): the helper runs instead and says why", () => {
   const result = underNoReaper("");
   assert.equal(result.status, 0, result.stderr);
   const report = JSON.parse(result.stdout);
