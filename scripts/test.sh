@@ -81,7 +81,11 @@ no_warnings() { # runs a command and fails on any "warning" in its output
 # Helpers the tests use: the tiny static child and the seccomp launcher.
 mkdir -p .tools/bench
 zig build-exe -O ReleaseSmall -fstrip -femit-bin=.tools/bench/tiny bench/tiny.zig || exit 1
-zig cc -O2 -o .tools/seccomp_launcher tests/fault/seccomp_launcher.c || exit 1
+# The launcher is built into this checkout (.tools may be shared with other checkouts, whose
+# launcher may lack a mode this one has).
+mkdir -p zig/zig-out/test-tools
+zig cc -O2 -o zig/zig-out/test-tools/seccomp_launcher tests/fault/seccomp_launcher.c || exit 1
+export PH_SECCOMP_LAUNCHER="$ROOT/zig/zig-out/test-tools/seccomp_launcher"
 export BENCH_TINY="$ROOT/.tools/bench/tiny"
 
 zig_suite "zig build test"
@@ -114,7 +118,7 @@ bun_suite "bun test, helper" env PRIVATE_SPAWN_BACKEND=helper
 # close_range (kernels before 5.9), and with unsharing the descriptor table refused (smaller
 # stress counts; the full counts ran above). clone3-eperm breaks glibc's own thread creation,
 # so it runs against the libc-free Zig tests only.
-LAUNCH="$ROOT/.tools/seccomp_launcher"
+LAUNCH="$PH_SECCOMP_LAUNCHER"
 export PH_CYCLES=1000 PH_BURST=2000 PH_STORM=500
 for fault in clone3-enosys no-pidfd no-close-range no-unshare; do
   deno_suite "deno test, $fault" env PH_FAULT=$fault "$LAUNCH" $fault
