@@ -26,8 +26,8 @@ export { LibraryError } from "./ffi/mod.ts";
 export type { LibraryErrorCode } from "./ffi/mod.ts";
 export { outputSync, popen3, run, runSync } from "./src/run.ts";
 export type { Popen3, RunOptions } from "./src/run.ts";
-export { monotonicNs, reaperInfo } from "./src/info.ts";
-export type { ReaperInfo } from "./src/info.ts";
+export { backendInfo, monotonicNs, reaperInfo } from "./src/info.ts";
+export type { BackendInfo, ReaperInfo } from "./src/info.ts";
 export { signalName, signalNumber, UnknownSignalError } from "./src/signals.ts";
 export type { Signal, SignalName, SignalShortName, StandardSignalName } from "./src/signals.ts";
 

@@ -6,7 +6,7 @@
  */
 
 /** Must equal `abi_version` in zig/src/abi.zig. */
-export const ABI_VERSION = 10;
+export const ABI_VERSION = 11;
 /** `abi.none`: an absent offset or index. */
 export const NONE = 0xffff_ffff;
 /** Most descriptors one spawn may set up. */
@@ -125,7 +125,7 @@ export const ExitKind = {
 
 /** `struct ph_info`: 36 bytes. */
 export const Info = {
-  size: 36,
+  size: 44,
   abi_version: 0,
   slots_max: 4,
   reaper_pid: 8,
@@ -135,7 +135,14 @@ export const Info = {
   slots_in_use: 24,
   fd_table: 28,
   poll_window_us: 32,
+  /** `enum Backend`: 1 reaper, 2 helper. */
+  backend: 36,
+  /** The errno that made the reaper fail to start, so the helper runs instead; 0 if none. */
+  fallback_errno: 40,
 } as const;
+
+/** `enum Backend` (`ph_init`, `Info.backend`). */
+export const Backend = { auto: 0, reaper: 1, helper: 2 } as const;
 
 /** `enum Step`: where a spawn failed, by the name errors report. */
 export const STEP_NAMES: readonly string[] = [

@@ -11,7 +11,8 @@ export type LibraryErrorCode =
   | "ERR_LIBRARY_NOT_FOUND"
   | "ERR_LIBRARY_CACHE"
   | "ERR_DLOPEN"
-  | "ERR_ABI_MISMATCH";
+  | "ERR_ABI_MISMATCH"
+  | "ERR_BACKEND";
 
 /**
  * Thrown by the first call that needs the native library (the first spawn, `reaperInfo()`,
@@ -24,7 +25,8 @@ export type LibraryErrorCode =
  * - `"ERR_LIBRARY_NOT_FOUND"`: `PRIVATE_SPAWN_LIB` names a file that does not exist;
  * - `"ERR_LIBRARY_CACHE"`: the prebuilt library cannot be written to or verified in its cache directory;
  * - `"ERR_DLOPEN"`: the runtime could not load the library;
- * - `"ERR_ABI_MISMATCH"`: the library was built for another version of this module.
+ * - `"ERR_ABI_MISMATCH"`: the library was built for another version of this module;
+ * - `"ERR_BACKEND"`: `PRIVATE_SPAWN_BACKEND` names no backend, or the library refused the choice.
  *
  * @example
  * ```ts

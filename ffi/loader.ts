@@ -44,10 +44,24 @@ export const CACHE_DIR_ENV = "PRIVATE_SPAWN_CACHE";
 /** The file name of the shared library. */
 export const LIBRARY_FILE = "libprivate_spawn.so";
 
+/** The environment variable that overrides the helper executable's path. */
+export const HELPER_PATH_ENV = "PRIVATE_SPAWN_HELPER";
+/** The environment variable that forces a backend: "reaper" or "helper". */
+export const BACKEND_ENV = "PRIVATE_SPAWN_BACKEND";
+/** The file name of the helper executable (the `helper` backend). */
+export const HELPER_FILE = "ph-helper";
+
 interface Prebuilt {
   sha256: string;
   size: number;
   base64: string;
+}
+
+/** A prebuilt module: the library, and the helper executable beside it. */
+interface PrebuiltModule extends Prebuilt {
+  helperSha256: string;
+  helperSize: number;
+  helperBase64: string;
 }
 
 /** The local build in this checkout, if the module is loaded from one. */
@@ -58,7 +72,15 @@ function localBuild(): string | null {
   return existsSync(path) ? path : null;
 }
 
-function prebuiltFor(arch: string): Prebuilt | null {
+/** The local build of the helper in this checkout (`zig/zig-out/bin/`), if any. */
+function localHelper(): string | null {
+  const url = new URL(`../zig/zig-out/bin/${HELPER_FILE}`, import.meta.url);
+  if (url.protocol !== "file:") return null;
+  const path = fileURLToPath(url);
+  return existsSync(path) ? path : null;
+}
+
+function prebuiltFor(arch: string): PrebuiltModule | null {
   if (arch === "x64") return x86_64Linux;
   if (arch === "arm64") return aarch64Linux;
   return null;
@@ -126,8 +148,11 @@ function ensurePrivateDirectory(dir: string): void {
 }
 
 /** Writes the prebuilt library into the cache (once) and returns its verified path. */
-export function materialize(prebuilt: Prebuilt, dir: string): string {
-  const path = `${dir}/${LIBRARY_FILE.replace(".so", `-${prebuilt.sha256.slice(0, 16)}.so`)}`;
+export function materialize(prebuilt: Prebuilt, dir: string, file: string = LIBRARY_FILE): string {
+  const dot = file.lastIndexOf(".");
+  const tag = `-${prebuilt.sha256.slice(0, 16)}`;
+  const name = dot > 0 ? `${file.slice(0, dot)}${tag}${file.slice(dot)}` : `${file}${tag}`;
+  const path = `${dir}/${name}`;
   try {
     ensurePrivateDirectory(dir);
     if (existsSync(path) && sha256Of(path) === prebuilt.sha256) return path;
@@ -203,4 +228,37 @@ export function resolveLibraryPath(platform: string = process.platform, arch: st
     );
   }
   return materialize(prebuilt, cacheDirectory());
+}
+
+/** The backend `PRIVATE_SPAWN_BACKEND` asks for; "auto" when unset. */
+export function requestedBackend(): "auto" | "reaper" | "helper" {
+  const value = process.env[BACKEND_ENV];
+  if (value === undefined || value === "") return "auto";
+  if (value === "reaper" || value === "helper") return value;
+  throw new LibraryError(
+    "ERR_BACKEND",
+    `private_spawn: ${BACKEND_ENV} is ${JSON.stringify(value)}; it must be "reaper" or "helper" (or unset)`,
+  );
+}
+
+/**
+ * The helper executable, in the library's order: `PRIVATE_SPAWN_HELPER`, the local build, the
+ * prebuilt one (written to the cache like the library, hash-checked, mode 0700). Null where
+ * none is shipped: then only the reaper can run.
+ */
+export function resolveHelperPath(arch: string = os.arch()): string | null {
+  const override = process.env[HELPER_PATH_ENV];
+  if (override) {
+    if (existsSync(override)) return override;
+    throw new LibraryError(
+      "ERR_LIBRARY_NOT_FOUND",
+      `private_spawn: ${HELPER_PATH_ENV} is set to ${JSON.stringify(override)}, but no file is there`,
+    );
+  }
+  const local = localHelper();
+  if (local !== null) return local;
+  const prebuilt = prebuiltFor(arch);
+  if (prebuilt === null) return null;
+  const helper = { sha256: prebuilt.helperSha256, size: prebuilt.helperSize, base64: prebuilt.helperBase64 };
+  return materialize(helper, cacheDirectory(), HELPER_FILE);
 }

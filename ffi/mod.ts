@@ -7,10 +7,17 @@
  *
  * @module
  */
-import { ABI_VERSION } from "./abi.ts";
+import { ABI_VERSION, Backend } from "./abi.ts";
 import { openBun } from "./bun.ts";
 import { openDeno } from "./deno.ts";
-import { LIBRARY_PATH_ENV, LibraryError, resolveLibraryPath } from "./loader.ts";
+import {
+  BACKEND_ENV,
+  LIBRARY_PATH_ENV,
+  LibraryError,
+  requestedBackend,
+  resolveHelperPath,
+  resolveLibraryPath,
+} from "./loader.ts";
 import type { Native } from "./native.ts";
 import { isPermissionError, permissionError } from "./permissions.ts";
 
@@ -31,12 +38,42 @@ export const isBun: boolean = typeof (globalThis as { Bun?: unknown }).Bun !== "
 export function loadNative(): Native {
   if (loaded) return loaded;
   try {
-    loaded = open(resolveLibraryPath());
+    const backend = requestedBackend();
+    const native = open(resolveLibraryPath());
+    // The helper is needed when forced, and for the fallback when the reaper cannot be made.
+    const helper = backend === "reaper" ? null : backend === "helper" ? resolveHelperPath() : fallbackHelper();
+    if (backend === "helper" && helper === null) {
+      throw new LibraryError(
+        "ERR_BACKEND",
+        `private_spawn: ${BACKEND_ENV}=helper, but no helper executable is shipped for this machine`,
+      );
+    }
+    const path = new TextEncoder().encode(helper ?? "");
+    const rc = native.init(Backend[backend], path, path.length);
+    if (rc < 0) {
+      throw new LibraryError(
+        "ERR_BACKEND",
+        `private_spawn: the library refused backend "${backend}" (errno ${-rc}): another realm chose differently`,
+      );
+    }
+    loaded = native;
   } catch (error) {
     if (isPermissionError(error)) throw permissionError(error);
     throw error;
   }
   return loaded;
+}
+
+/**
+ * The helper for the fallback: where it cannot be had (a permission, a cache that cannot be
+ * written), the reaper still runs, without a fallback.
+ */
+function fallbackHelper(): string | null {
+  try {
+    return resolveHelperPath();
+  } catch {
+    return null;
+  }
 }
 
 function open(path: string): Native {

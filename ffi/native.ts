@@ -19,6 +19,7 @@ export interface WakeSource {
 /** The library's exports, as TypeScript calls them (the same on both runtimes). */
 export interface LibraryCalls {
   abiVersion(): number;
+  init(backend: number, helperPath: Uint8Array, length: number): number;
   info(out: Uint8Array): void;
   listenerOpen(nonblockingRead: number): number;
   listenerFd(listener: number): number;
@@ -71,6 +72,7 @@ type Fn = (...args: any[]) => any;
 export function bindCalls(s: Record<string, Fn>, usize: (n: number) => number | bigint): LibraryCalls {
   return {
     abiVersion: () => s.ph_abi_version(),
+    init: (backend, path, length) => s.ph_init(backend, path, usize(length)),
     info: (out) => s.ph_info(out),
     listenerOpen: (nb) => s.ph_listener_open(nb),
     listenerFd: (l) => s.ph_listener_fd(l),

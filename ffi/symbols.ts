@@ -19,6 +19,8 @@ export interface SymbolSpec {
 export const symbols = {
   /** uint32_t ph_abi_version(void) */
   ph_abi_version: { parameters: [], result: "u32" },
+  /** int32_t ph_init(uint32_t backend, const uint8_t *helper_path, size_t len) */
+  ph_init: { parameters: ["u32", "buffer", "usize"], result: "i32" },
   /** void ph_info(struct ph_info *out) */
   ph_info: { parameters: ["buffer"], result: "void" },
   /** int32_t ph_listener_open(uint32_t nonblocking_read) */

@@ -1,5 +1,5 @@
 /**
- * `reaperInfo()`: what the library is doing, for diagnostics and tests.
+ * `backendInfo()` and `reaperInfo()`: what the library is doing, for diagnostics and tests.
  *
  * @module
  */
@@ -51,6 +51,9 @@ export interface ReaperInfo {
 /**
  * The library's state in this process.
  *
+ * @deprecated Use {@linkcode backendInfo}, which also names the backend; `reaperPid` here is
+ * the pid of the helper when the `helper` backend runs.
+ *
  * @example
  * ```ts
  * import { reaperInfo, spawnHandle } from "@private-spawn/private-spawn";
@@ -76,6 +79,65 @@ export function reaperInfo(): ReaperInfo {
     libraryPath: native.libraryPath,
     runtime: native.runtime,
   };
+}
+
+/** Which backend keeps the children private, and what it guarantees. */
+export interface BackendInfo {
+  /**
+   * "reaper": the invisible reaper (Linux); "helper": a helper process that owns the children
+   * (forced with `PRIVATE_SPAWN_BACKEND=helper`, or where the reaper cannot be created, as
+   * under qemu-user); "pdfork" and "runtime" are reserved for FreeBSD and Windows.
+   */
+  backend: "reaper" | "helper" | "pdfork" | "runtime";
+  /** Whether children stay private: no SIGCHLD for them, never seen by the host's waitpid(-1). */
+  private: boolean;
+  /** Whether `child.fd` gives a descriptor that polls readable at the child's exit (a pidfd). */
+  pollableFd: boolean;
+  /** The reaper's or the helper's pid; 0 before the first spawn. */
+  pid: number;
+  /** Why the reaper is not used although it was not forced off (e.g. "clone: EINVAL"). */
+  fallbackReason?: string;
+  /** How many reapers or helpers this process has started (more than 1 after one died). */
+  started: number;
+  /** The shared library in use. */
+  libraryPath: string;
+  /** "deno" or "bun". */
+  runtime: string;
+}
+
+const ERRNO_NAMES: Record<number, string> = { 1: "EPERM", 22: "EINVAL", 38: "ENOSYS" };
+
+/**
+ * Which backend keeps this process's children private, and what it guarantees.
+ *
+ * @example
+ * ```ts
+ * import { backendInfo, spawnHandle } from "@private-spawn/private-spawn";
+ * await spawnHandle("true").wait();
+ * const info = backendInfo();
+ * console.log(info.backend, info.private, info.pid > 0); // "reaper" true true (on Linux)
+ * if (info.fallbackReason) console.log(`not the reaper: ${info.fallbackReason}`);
+ * ```
+ */
+export function backendInfo(): BackendInfo {
+  const native = getNative();
+  const out = new Uint8Array(Info.size);
+  native.info(out);
+  const view = new DataView(out.buffer);
+  const fallback = view.getInt32(Info.fallback_errno, true);
+  const info: BackendInfo = {
+    backend: view.getUint32(Info.backend, true) === 2 ? "helper" : "reaper",
+    private: true,
+    pollableFd: view.getUint32(Info.pidfd, true) === 1,
+    pid: view.getInt32(Info.reaper_pid, true),
+    started: view.getUint32(Info.reapers_started, true),
+    libraryPath: native.libraryPath,
+    runtime: native.runtime,
+  };
+  if (fallback !== 0) {
+    info.fallbackReason = `the reaper's clone failed: ${ERRNO_NAMES[fallback] ?? `errno ${fallback}`}`;
+  }
+  return info;
 }
 
 /** `Info.fd_table`: 1 only the needed descriptors; 2 and 3 the whole table (in the child, at clone). */

@@ -11,9 +11,16 @@ import { isBun } from "../ffi/mod.ts";
 export { isBun };
 export const runtime = isBun ? "bun" : "deno";
 /** A fault forced by tests/fault/seccomp_launcher.c. */
-export type Fault = "" | "clone3-enosys" | "clone3-eperm" | "no-pidfd" | "no-close-range" | "no-unshare";
+export type Fault = "" | "clone3-enosys" | "clone3-eperm" | "no-pidfd" | "no-close-range" | "no-unshare" | "no-reaper";
 /** The fault forced for this run, if any. */
 export const FAULT: Fault = (process.env.PH_FAULT ?? "") as Fault;
+/**
+ * The backend this run uses (`backendInfo().backend`): forced by `PRIVATE_SPAWN_BACKEND`, or
+ * the helper where the reaper is refused (the no-reaper fault).
+ */
+export const BACKEND: "reaper" | "helper" = process.env.PRIVATE_SPAWN_BACKEND === "helper" || FAULT === "no-reaper"
+  ? "helper"
+  : "reaper";
 /** Whether children are expected to be held by pidfds in this run. */
 export const EXPECT_PIDFD = FAULT !== "no-pidfd";
 /** How children are expected to be created in this run (`reaperInfo().cloneMode`). */
@@ -36,6 +43,23 @@ export function test(name: string, fn: TestFn, options: { timeoutMs?: number; ig
     (options.ignore ? bunTest.skip : bunTest)(name, fn, options.timeoutMs ?? 60_000);
   } else {
     Deno.test({ name, fn, ignore: options.ignore, sanitizeOps: false, sanitizeResources: false, sanitizeExit: false });
+  }
+}
+
+/**
+ * Registers a test of the reaper itself (its process, its descriptors in our table, its
+ * orphans). Under the helper it is skipped, and its name says why.
+ */
+export function reaperTest(
+  name: string,
+  whyNotHelper: string,
+  fn: TestFn,
+  options: { timeoutMs?: number; ignore?: boolean } = {},
+): void {
+  if (BACKEND === "helper") {
+    test(`${name} [skipped under the helper: ${whyNotHelper}]`, fn, { ...options, ignore: true });
+  } else {
+    test(name, fn, options);
   }
 }
 

@@ -9,8 +9,9 @@ import { isBun, runtimeArgv, test } from "./harness.ts";
 const root = fileURLToPath(new URL("../", import.meta.url));
 const sha256 = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
 const embedded = async (name: string) => (await import(`../ffi/prebuilt/${name}.ts`)).sha256 as string;
+const embeddedHelper = async (name: string) => (await import(`../ffi/prebuilt/${name}.ts`)).helperSha256 as string;
 
-test("prebuilt libraries are reproducible: a fresh build matches the embedded bytes", async () => {
+test("prebuilt libraries and helpers are reproducible: a fresh build matches the embedded bytes", async () => {
   const scratch = mkdtempSync("/tmp/ph-prebuilt-");
   try {
     await run("zig", ["build", "prebuilt", "--cache-dir", `${scratch}/cache`, "--prefix", `${scratch}/out`], {
@@ -19,6 +20,11 @@ test("prebuilt libraries are reproducible: a fresh build matches the embedded by
     });
     for (const [triple, name] of [["x86_64-linux-none", "x86_64_linux"], ["aarch64-linux-none", "aarch64_linux"]]) {
       assert.equal(sha256(`${scratch}/out/prebuilt/${triple}/libprivate_spawn.so`), await embedded(name), triple);
+      assert.equal(
+        sha256(`${scratch}/out/prebuilt/${triple}/ph-helper`),
+        await embeddedHelper(name),
+        `${triple} helper`,
+      );
     }
   } finally {
     rmSync(scratch, { recursive: true, force: true });
@@ -33,6 +39,13 @@ test("the shipped libraries need no libc and can never be unloaded", async () =>
     assert.match(dynamic, /NODELETE/);
     assert.match((await run("readelf", ["-h", path])).stdout, new RegExp(`Machine:.*${machine}`));
     assert.ok(statSync(path).size < 64 * 1024, `${triple} is ${statSync(path).size} bytes`);
+    // The helper: a static executable, no interpreter, no libc.
+    const helper = `${root}zig/zig-out/prebuilt/${triple}/ph-helper`;
+    const headers = (await run("readelf", ["-lh", helper])).stdout;
+    assert.match(headers, /Type:\s+EXEC/);
+    assert.doesNotMatch(headers, /INTERP/, `${triple} helper needs a dynamic loader`);
+    assert.match(headers, new RegExp(`Machine:.*${machine}`));
+    assert.ok(statSync(helper).size < 64 * 1024, `${triple} helper is ${statSync(helper).size} bytes`);
   }
 });
 

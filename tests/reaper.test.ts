@@ -2,7 +2,21 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { ReaperDiedError, reaperInfo, spawnHandle } from "../mod.ts";
-import { EXPECT_CLONE, EXPECT_FD_TABLE, EXPECT_PIDFD, procStat, runFixture, sleep, test, TINY } from "./harness.ts";
+import {
+  EXPECT_CLONE,
+  EXPECT_FD_TABLE,
+  EXPECT_PIDFD,
+  procStat,
+  reaperTest,
+  runFixture,
+  sleep,
+  test,
+  TINY,
+} from "./harness.ts";
+
+/** Why a test does not apply to the helper, and where its equivalent is. */
+const HELPER_HAS_OWN = "the helper is not the host's child; tests/backend.test.ts has its equivalent";
+const NO_ORPHANS = "a dead helper's children are reported lost at once; tests/backend.test.ts checks it";
 
 test("the reaper is created lazily, once per process, and is not the host's visible child", async () => {
   const result = await runFixture("lazy_reaper.ts");
@@ -14,7 +28,7 @@ test("the reaper is created lazily, once per process, and is not the host's visi
   assert.equal(report.started, 1);
 });
 
-test("the reaper is a process of its own named ph-reaper, parented by the host", async () => {
+reaperTest("the reaper is a process of its own named ph-reaper, parented by the host", HELPER_HAS_OWN, async () => {
   await spawnHandle("true").wait();
   const pid = reaperInfo().reaperPid;
   assert.equal(readFileSync(`/proc/${pid}/comm`, "utf8").trim(), "ph-reaper");
@@ -37,51 +51,61 @@ test("the library works from a Worker and the main thread at once, with one reap
   assert.equal(report.reapersStarted, 1);
 });
 
-test("a killed reaper: the next spawn starts a new one; the orphan stays reachable and its wait settles", async () => {
-  const child = spawnHandle("sleep", ["30"]);
-  const pending = child.wait();
-  const reaper = reaperInfo().reaperPid;
-  const started = reaperInfo().reapersStarted;
-  process.kill(reaper, "SIGKILL");
-  const next = spawnHandle("sh", ["-c", "exit 12"]);
-  assert.equal((await next.wait()).code, 12);
-  const info = reaperInfo();
-  assert.notEqual(info.reaperPid, reaper);
-  assert.equal(info.reapersStarted, started + 1);
-  assert.equal(procStat(reaper), null, "the dead reaper was reaped by the host");
-  if (EXPECT_PIDFD) {
-    // The orphan is still held by its pidfd: it can be signalled, race-free.
-    assert.equal(child.sendSignal("SIGKILL"), true);
-  } else {
-    process.kill(child.pid, "SIGKILL");
-  }
-  // Whether the status can be recovered depends on the orphan's new parent reaping it (this
-  // machine's PID 1 does not): the wait resolves with SIGKILL, or rejects with ReaperDiedError.
-  const outcome = await pending.then((s) => s.signal, (e) => e);
-  if (outcome instanceof Error) {
-    assert.ok(outcome instanceof ReaperDiedError);
-    assert.equal(outcome.code, "ERR_REAPER_DIED");
-    assert.equal(outcome.pid, child.pid);
-    assert.match(outcome.message, /reaper process died/);
-    assert.throws(() => child.waitNonblock(), ReaperDiedError);
-  } else {
-    assert.equal(outcome, "SIGKILL");
-  }
-  await sleep(10);
-}, { timeoutMs: 20_000 });
+reaperTest(
+  "a killed reaper: the next spawn starts a new one; the orphan stays reachable and its wait settles",
+  HELPER_HAS_OWN,
+  async () => {
+    const child = spawnHandle("sleep", ["30"]);
+    const pending = child.wait();
+    const reaper = reaperInfo().reaperPid;
+    const started = reaperInfo().reapersStarted;
+    process.kill(reaper, "SIGKILL");
+    const next = spawnHandle("sh", ["-c", "exit 12"]);
+    assert.equal((await next.wait()).code, 12);
+    const info = reaperInfo();
+    assert.notEqual(info.reaperPid, reaper);
+    assert.equal(info.reapersStarted, started + 1);
+    assert.equal(procStat(reaper), null, "the dead reaper was reaped by the host");
+    if (EXPECT_PIDFD) {
+      // The orphan is still held by its pidfd: it can be signalled, race-free.
+      assert.equal(child.sendSignal("SIGKILL"), true);
+    } else {
+      process.kill(child.pid, "SIGKILL");
+    }
+    // Whether the status can be recovered depends on the orphan's new parent reaping it (this
+    // machine's PID 1 does not): the wait resolves with SIGKILL, or rejects with ReaperDiedError.
+    const outcome = await pending.then((s) => s.signal, (e) => e);
+    if (outcome instanceof Error) {
+      assert.ok(outcome instanceof ReaperDiedError);
+      assert.equal(outcome.code, "ERR_REAPER_DIED");
+      assert.equal(outcome.pid, child.pid);
+      assert.match(outcome.message, /reaper process died/);
+      assert.throws(() => child.waitNonblock(), ReaperDiedError);
+    } else {
+      assert.equal(outcome, "SIGKILL");
+    }
+    await sleep(10);
+  },
+  { timeoutMs: 20_000 },
+);
 
 // Orphan recovery needs pidfds and PIDFD_GET_INFO (Linux 6.15+; this machine runs 6.18).
 if (EXPECT_PIDFD) {
-  test("after the reaper dies, an orphan's exit status is recovered once its new parent reaps it", async () => {
-    const result = await runFixture("orphan.ts", ["reap"]);
-    assert.equal(result.code, 0, result.stderr);
-    const report = JSON.parse(result.stdout);
-    assert.deepEqual([report.code, report.signal, report.error], [7, null, undefined]);
-    assert.notEqual(report.newReaper, report.reaper);
-    assert.equal(report.reapersStarted, 2);
-  }, { timeoutMs: 20_000 });
+  reaperTest(
+    "after the reaper dies, an orphan's exit status is recovered once its new parent reaps it",
+    NO_ORPHANS,
+    async () => {
+      const result = await runFixture("orphan.ts", ["reap"]);
+      assert.equal(result.code, 0, result.stderr);
+      const report = JSON.parse(result.stdout);
+      assert.deepEqual([report.code, report.signal, report.error], [7, null, undefined]);
+      assert.notEqual(report.newReaper, report.reaper);
+      assert.equal(report.reapersStarted, 2);
+    },
+    { timeoutMs: 20_000 },
+  );
 
-  test("an orphan that nobody reaps is reported lost after a grace period", async () => {
+  reaperTest("an orphan that nobody reaps is reported lost after a grace period", NO_ORPHANS, async () => {
     const result = await runFixture("orphan.ts", ["no-reap"]);
     assert.equal(result.code, 0, result.stderr);
     const report = JSON.parse(result.stdout);
@@ -91,37 +115,46 @@ if (EXPECT_PIDFD) {
 }
 
 if (!EXPECT_PIDFD) {
-  test("without pidfds, a killed reaper's running children are reported lost at once", async () => {
-    const result = await runFixture("orphan.ts", ["reap"]);
-    assert.equal(result.code, 0, result.stderr);
-    const report = JSON.parse(result.stdout);
-    assert.equal(report.error, "ERR_REAPER_DIED");
-    assert.ok(report.ms < 2000, `took ${report.ms} ms`);
-  }, { timeoutMs: 20_000 });
+  reaperTest(
+    "without pidfds, a killed reaper's running children are reported lost at once",
+    HELPER_HAS_OWN,
+    async () => {
+      const result = await runFixture("orphan.ts", ["reap"]);
+      assert.equal(result.code, 0, result.stderr);
+      const report = JSON.parse(result.stdout);
+      assert.equal(report.error, "ERR_REAPER_DIED");
+      assert.ok(report.ms < 2000, `took ${report.ms} ms`);
+    },
+    { timeoutMs: 20_000 },
+  );
 }
 
-test("the reaper polls 1 ms after events while children are short-lived, 200 µs once they live long", async () => {
-  // Earlier tests' long-lived children weigh on the average: spawn short ones until it drops.
-  let spawned = 0;
-  while (reaperInfo().pollWindowUs !== 1000 && spawned < 500) {
+reaperTest(
+  "the reaper polls 1 ms after events while children are short-lived, 200 µs once they live long",
+  "the helper's poll window is its own, not reported to the host",
+  async () => {
+    // Earlier tests' long-lived children weigh on the average: spawn short ones until it drops.
+    let spawned = 0;
+    while (reaperInfo().pollWindowUs !== 1000 && spawned < 500) {
+      await spawnHandle(TINY, []).wait();
+      spawned++;
+    }
+    assert.equal(
+      reaperInfo().pollWindowUs,
+      1000,
+      `still ${reaperInfo().pollWindowUs} µs after ${spawned} short children`,
+    );
+    // A child that outlives the window: the reaper stops polling long at the window's end.
+    const sleeper = spawnHandle("sleep", ["30"]);
+    await sleep(20);
+    assert.equal(reaperInfo().pollWindowUs, 200);
+    sleeper.sendSignal("SIGKILL");
+    await sleeper.wait();
+    assert.equal(reaperInfo().pollWindowUs, 200);
+    // One short-lived child is not enough after a life of 20 ms; a few bring the long polls back.
     await spawnHandle(TINY, []).wait();
-    spawned++;
-  }
-  assert.equal(
-    reaperInfo().pollWindowUs,
-    1000,
-    `still ${reaperInfo().pollWindowUs} µs after ${spawned} short children`,
-  );
-  // A child that outlives the window: the reaper stops polling long at the window's end.
-  const sleeper = spawnHandle("sleep", ["30"]);
-  await sleep(20);
-  assert.equal(reaperInfo().pollWindowUs, 200);
-  sleeper.sendSignal("SIGKILL");
-  await sleeper.wait();
-  assert.equal(reaperInfo().pollWindowUs, 200);
-  // One short-lived child is not enough after a life of 20 ms; a few bring the long polls back.
-  await spawnHandle(TINY, []).wait();
-  assert.equal(reaperInfo().pollWindowUs, 200);
-  for (let i = 0; i < 40 && reaperInfo().pollWindowUs !== 1000; i++) await spawnHandle(TINY, []).wait();
-  assert.equal(reaperInfo().pollWindowUs, 1000);
-});
+    assert.equal(reaperInfo().pollWindowUs, 200);
+    for (let i = 0; i < 40 && reaperInfo().pollWindowUs !== 1000; i++) await spawnHandle(TINY, []).wait();
+    assert.equal(reaperInfo().pollWindowUs, 1000);
+  },
+);

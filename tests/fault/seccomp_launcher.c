@@ -7,6 +7,9 @@
  *   seccomp_launcher no-unshare CMD...      close_range with CLOSE_RANGE_UNSHARE and unshare EPERM
  *                                           (a profile that refuses unsharing, like Docker's
  *                                           default without CAP_SYS_ADMIN)
+ *   seccomp_launcher no-reaper CMD...       clone with CLONE_FS but without CLONE_THREAD fails with
+ *                                           EINVAL: the reaper's clone, refused as qemu-user refuses
+ *                                           it (threads, vfork children and clone3 are allowed)
  * The filter is inherited by every thread and process the command starts. x86_64 and aarch64.
  */
 #define _GNU_SOURCE
@@ -27,6 +30,8 @@
 #endif
 #define CLONE_PIDFD_FLAG 0x1000
 #define CLOSE_RANGE_UNSHARE_FLAG 0x2
+#define CLONE_FS_FLAG 0x200
+#define CLONE_THREAD_FLAG 0x10000
 
 #define NR(name) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, name, 0, 1)
 #define FAIL(e) BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (e))
@@ -44,14 +49,16 @@
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s clone3-enosys|clone3-eperm|no-pidfd|no-close-range|no-unshare CMD...\n", argv[0]);
+    fprintf(stderr, "usage: %s clone3-enosys|clone3-eperm|no-pidfd|no-close-range|no-unshare|no-reaper CMD...\n",
+            argv[0]);
     return 2;
   }
   int clone3_errno = strcmp(argv[1], "clone3-eperm") == 0 ? EPERM : ENOSYS;
   int no_pidfd = strcmp(argv[1], "no-pidfd") == 0;
   int no_close_range = strcmp(argv[1], "no-close-range") == 0;
   int no_unshare = strcmp(argv[1], "no-unshare") == 0;
-  if (!no_pidfd && !no_close_range && !no_unshare && strcmp(argv[1], "clone3-enosys") != 0 &&
+  int no_reaper = strcmp(argv[1], "no-reaper") == 0;
+  if (!no_pidfd && !no_close_range && !no_unshare && !no_reaper && strcmp(argv[1], "clone3-enosys") != 0 &&
       strcmp(argv[1], "clone3-eperm") != 0) {
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
@@ -86,10 +93,23 @@ int main(int argc, char **argv) {
       /* close_range's flags are its third argument. */
       LAST_FAILS_WITH_FLAG(__NR_close_range, 2, CLOSE_RANGE_UNSHARE_FLAG, EPERM),
   };
+  struct sock_filter without_reaper[] = {
+      SYSCALL_ON_THIS_ARCH,
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 1, 0),
+      ALLOW,
+      /* clone's flags are its first argument: threads pass, a process sharing our fs fails. */
+      LOAD(args[0]),
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD_FLAG, 0, 1),
+      ALLOW,
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_FS_FLAG, 0, 1),
+      FAIL(EINVAL),
+      ALLOW,
+  };
 #define PROG(filter) ((struct sock_fprog){sizeof filter / sizeof *filter, filter})
   struct sock_fprog prog = no_pidfd         ? PROG(without_pidfd)
                            : no_close_range ? PROG(without_close_range)
                            : no_unshare     ? PROG(without_unshare)
+                           : no_reaper      ? PROG(without_reaper)
                                             : PROG(with_pidfd);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
     perror("seccomp");

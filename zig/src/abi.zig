@@ -6,7 +6,7 @@ const std = @import("std");
 
 /// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
 /// TypeScript loader refuses a library whose version differs.
-pub const abi_version: u32 = 10;
+pub const abi_version: u32 = 11;
 
 pub const slots_max: u32 = 1 << 16;
 pub const listeners_max: u32 = 64;
@@ -180,6 +180,15 @@ pub const ExitKind = enum(i32) {
     _,
 };
 
+/// Which backend owns the children (`ph_init`, `Info.backend`).
+pub const Backend = enum(u32) {
+    /// `ph_init`: the reaper, or the helper when the reaper cannot be created.
+    auto = 0,
+    reaper = 1,
+    helper = 2,
+    _,
+};
+
 /// Library-wide facts TypeScript reads once (`ph_info`).
 pub const Info = extern struct {
     abi_version: u32,
@@ -197,6 +206,10 @@ pub const Info = extern struct {
     /// How long the reaper polls after an event before it sleeps, in microseconds: longer
     /// while recent children were short-lived.
     poll_window_us: u32,
+    /// The backend in use (`Backend`).
+    backend: Backend,
+    /// The errno that made the reaper fail to start, so the helper runs instead; 0 if none.
+    fallback_errno: i32,
 };
 
 comptime {
@@ -204,7 +217,7 @@ comptime {
     std.debug.assert(@sizeOf(Request) == 144);
     std.debug.assert(@sizeOf(RlimitEntry) == 24);
     std.debug.assert(@sizeOf(ExitRecord) == 48);
-    std.debug.assert(@sizeOf(Info) == 36);
+    std.debug.assert(@sizeOf(Info) == 44);
     std.debug.assert(@offsetOf(Request, "ignore_mask") == 96);
     std.debug.assert(@offsetOf(Request, "environ_addr") == 104);
     std.debug.assert(@offsetOf(Request, "pid") == 112);

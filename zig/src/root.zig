@@ -5,10 +5,10 @@
 const std = @import("std");
 const builtin = @import("builtin");
 const abi = @import("abi.zig");
-const sys = @import("sys.zig");
+const sys = @import("sys/linux.zig");
 
-const backend = switch (builtin.os.tag) {
-    .linux => @import("linux.zig"),
+const backend_impl = switch (builtin.os.tag) {
+    .linux => @import("library.zig"),
     else => @compileError("no backend for this OS yet"),
 };
 
@@ -17,59 +17,65 @@ export fn ph_abi_version() u32 {
     return abi.abi_version;
 }
 
+/// int32_t ph_init(uint32_t backend, const uint8_t *helper_path, size_t len): which backend
+/// (`abi.Backend`) and the helper executable's path; before the first spawn. -EBUSY after it.
+export fn ph_init(backend: u32, helper_path: [*]const u8, len: usize) i32 {
+    return backend_impl.init(@enumFromInt(backend), helper_path[0..len]);
+}
+
 /// void ph_info(struct ph_info *out)
 export fn ph_info(out: *abi.Info) void {
-    backend.get_info(out);
+    backend_impl.get_info(out);
 }
 
 /// int32_t ph_listener_open(uint32_t nonblocking_read)
 export fn ph_listener_open(nonblocking_read: u32) i32 {
-    return backend.listener_open(nonblocking_read != 0);
+    return backend_impl.listener_open(nonblocking_read != 0);
 }
 
 /// int32_t ph_listener_fd(uint32_t listener)
 export fn ph_listener_fd(listener: u32) i32 {
-    return backend.listener_fd(listener);
+    return backend_impl.listener_fd(listener);
 }
 
 /// int32_t ph_listener_close(uint32_t listener)
 export fn ph_listener_close(listener: u32) i32 {
-    return backend.listener_close(listener);
+    return backend_impl.listener_close(listener);
 }
 
 /// int32_t ph_spawn(struct ph_request *request, size_t len)
 export fn ph_spawn(request: *abi.Request, len: usize) i32 {
-    return backend.spawn(request, len);
+    return backend_impl.spawn(request, len);
 }
 
 /// int32_t ph_drain(uint32_t listener, struct ph_exit *out, uint32_t max)
 export fn ph_drain(listener: u32, out: [*]abi.ExitRecord, max: u32) i32 {
-    return backend.drain(listener, out[0..max]);
+    return backend_impl.drain(listener, out[0..max]);
 }
 
 /// int32_t ph_peek(uint32_t slot, uint32_t generation, struct ph_exit *out)
 export fn ph_peek(slot: u32, generation: u32, out: *abi.ExitRecord) i32 {
-    return backend.peek(slot, generation, out);
+    return backend_impl.peek(slot, generation, out);
 }
 
 /// int32_t ph_wait_sync(uint32_t slot, uint32_t generation, struct ph_exit *out, int32_t timeout_ms)
 export fn ph_wait_sync(slot: u32, generation: u32, out: *abi.ExitRecord, timeout_ms: i32) i32 {
-    return backend.wait_sync(slot, generation, out, timeout_ms);
+    return backend_impl.wait_sync(slot, generation, out, timeout_ms);
 }
 
 /// int32_t ph_signal(uint32_t slot, uint32_t generation, int32_t sig, uint32_t flags)
 export fn ph_signal(slot: u32, generation: u32, sig: i32, flags: u32) i32 {
-    return backend.signal(slot, generation, sig, flags);
+    return backend_impl.signal(slot, generation, sig, flags);
 }
 
 /// int32_t ph_signal_group(int32_t pidfd, int32_t pgid, int32_t sig)
 export fn ph_signal_group(pidfd: i32, pgid: i32, sig: i32) i32 {
-    return backend.signal_group(pidfd, pgid, sig);
+    return backend_impl.signal_group(pidfd, pgid, sig);
 }
 
 /// void ph_ignored_signals(uint64_t *out)
 export fn ph_ignored_signals(out: *u64) void {
-    out.* = backend.ignored_signals();
+    out.* = backend_impl.ignored_signals();
 }
 
 /// void ph_clock_monotonic(uint64_t *out_ns): the clock children stamp with, for benchmarks.
@@ -79,40 +85,41 @@ export fn ph_clock_monotonic(out_ns: *u64) void {
 
 /// int32_t ph_poll(struct pollfd *fds, uint32_t count, int32_t timeout_ms)
 export fn ph_poll(fds: [*]sys.PollFd, count: u32, timeout_ms: i32) i32 {
-    return backend.poll(fds, count, timeout_ms);
+    return backend_impl.poll(fds, count, timeout_ms);
 }
 
 /// int32_t ph_read(int32_t fd, uint8_t *buf, size_t len)
 export fn ph_read(fd: i32, buf: [*]u8, len: usize) i32 {
-    return backend.read(fd, buf, len);
+    return backend_impl.read(fd, buf, len);
 }
 
 /// int32_t ph_write(int32_t fd, const uint8_t *buf, size_t len)
 export fn ph_write(fd: i32, buf: [*]const u8, len: usize) i32 {
-    return backend.write(fd, buf, len);
+    return backend_impl.write(fd, buf, len);
 }
 
 /// int32_t ph_check_reaper(void)
 export fn ph_check_reaper() i32 {
-    return backend.check_reaper();
+    return backend_impl.check_reaper();
 }
 
 /// int32_t ph_pidfd_export(uint32_t slot, uint32_t generation)
 export fn ph_pidfd_export(slot: u32, generation: u32) i32 {
-    return backend.pidfd_export(slot, generation);
+    return backend_impl.pidfd_export(slot, generation);
 }
 
 /// int32_t ph_close(int32_t fd)
 export fn ph_close(fd: i32) i32 {
-    return backend.close_fd(fd);
+    return backend_impl.close_fd(fd);
 }
 
 /// int32_t ph_pipe_grow(int32_t fd): the pipe's new size, or -errno (-EAGAIN: over budget).
 export fn ph_pipe_grow(fd: i32) i32 {
-    return backend.pipe_grow(fd);
+    return backend_impl.pipe_grow(fd);
 }
 
 test {
-    _ = @import("pid_table.zig");
+    _ = @import("common/pid_table.zig");
     _ = @import("spawn_test.zig");
+    _ = @import("contract_test.zig");
 }

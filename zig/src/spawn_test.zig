@@ -3,8 +3,8 @@
 
 const std = @import("std");
 const abi = @import("abi.zig");
-const linux = @import("linux.zig");
-const sys = @import("sys.zig");
+const linux = @import("library.zig");
+const sys = @import("sys/linux.zig");
 const testing = std.testing;
 
 /// Builds a request buffer the way `src/request.ts` does.
@@ -238,13 +238,13 @@ test "a fork while the parent's reaper holds its lock: the copy's reaper is not 
     linux.get_info(&info);
     const parent_reaper = info.reaper_pid;
     // What the reaper does around each reap; a fork at that instant copies the held lock.
-    @atomicStore(u32, &linux.signal_lock, 1, .release);
+    @atomicStore(u32, linux.signal_lock(), 1, .release);
     const pid = std.os.linux.fork();
     if (pid == 0) {
         const code: u8 = forked_copy(parent_reaper) catch 100;
         sys.exit_group(code);
     }
-    @atomicStore(u32, &linux.signal_lock, 0, .release);
+    @atomicStore(u32, linux.signal_lock(), 0, .release);
     try testing.expect(sys.errno(pid) == 0);
     var status: u32 = 0;
     _ = std.os.linux.waitpid(@intCast(pid), &status, 0);
@@ -374,15 +374,15 @@ test "a reaper that dies holding signal_lock does not hang the host's signal()" 
     try testing.expectEqual(@as(i32, 0), linux.spawn(request, request.buffer_len));
     // The reaper dies, and the lock is left as if it had died inside it (held, with waiters).
     try kill_reaper();
-    @atomicStore(u32, &linux.signal_lock, 2, .release);
+    @atomicStore(u32, linux.signal_lock(), 2, .release);
     // On a thread, so that a signal() stuck on the lock fails this test instead of hanging it.
     var returned = std.atomic.Value(i32).init(not_returned);
     const thread = try std.Thread.spawn(.{}, signal_into, .{ request.slot, request.generation, &returned });
     const rc = await_result(&returned);
     if (rc == not_returned) {
         // Let the stuck call go, so the tests after this one can signal.
-        @atomicStore(u32, &linux.signal_lock, 0, .release);
-        _ = sys.futex_wake(&linux.signal_lock, 1);
+        @atomicStore(u32, linux.signal_lock(), 0, .release);
+        _ = sys.futex_wake(linux.signal_lock(), 1);
     }
     thread.join();
     try testing.expectEqual(@as(i32, 0), rc);

@@ -3,7 +3,7 @@
 //! Fixed capacity, twice the slot count, so the load factor never exceeds one half.
 
 const std = @import("std");
-const abi = @import("abi.zig");
+const abi = @import("../abi.zig");
 const assert = std.debug.assert;
 
 pub const Table = struct {

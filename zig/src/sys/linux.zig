@@ -49,6 +49,10 @@ pub const E = struct {
     pub const NOSYS = 38;
     pub const LOOP = 40;
     pub const NODEV = 19;
+    pub const TOOBIG = 7;
+    pub const BUSY = 16;
+    pub const PROTO = 71;
+    pub const PIPE = 32;
     pub const STALE = 116;
     pub const TIMEDOUT = 110;
 };
@@ -384,6 +388,93 @@ pub const MAP_NORESERVE = 0x4000;
 pub fn mmap(len: usize, prot: u32) usize {
     return linux.syscall6(.mmap, 0, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, u(-1), 0);
 }
+pub const MAP_SHARED = 0x01;
+pub fn mmap_anon_shared(len: usize) usize {
+    return linux.syscall6(.mmap, 0, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, u(-1), 0);
+}
+/// A shared mapping of the file `fd` (the helper backend's memfd).
+pub fn mmap_shared(fd: i32, len: usize) usize {
+    return linux.syscall6(.mmap, 0, len, PROT_READ | PROT_WRITE, MAP_SHARED, u(fd), 0);
+}
+pub fn munmap(addr: usize, len: usize) usize {
+    return sc2(.munmap, addr, len);
+}
+pub fn memfd_create(name: [*:0]const u8, flags: u32) usize {
+    return sc2(.memfd_create, @intFromPtr(name), flags);
+}
+pub const MFD_CLOEXEC = 1;
+pub fn ftruncate(fd: i32, len: u64) usize {
+    return sc2(.ftruncate, u(fd), len);
+}
+pub fn fchdir(fd: i32) usize {
+    return sc1(.fchdir, u(fd));
+}
+pub const O_PATH = 0o10000000;
+pub const O_DIRECTORY = 0o200000;
+
+pub const AF_UNIX = 1;
+pub const SOCK_SEQPACKET = 5;
+pub const SOCK_CLOEXEC = O.CLOEXEC;
+pub const MSG_CMSG_CLOEXEC = 0x40000000;
+pub const MSG_NOSIGNAL = 0x4000;
+pub const SCM_RIGHTS = 1;
+pub const SOL_SOCKET = 1;
+pub fn socketpair(kind: u32, fds: *[2]i32) usize {
+    return sc4(.socketpair, AF_UNIX, kind, 0, @intFromPtr(fds));
+}
+pub const Iovec = extern struct { base: usize, len: usize };
+pub const Msghdr = extern struct {
+    name: usize = 0,
+    namelen: u32 = 0,
+    iov: *const Iovec,
+    iovlen: usize = 1,
+    control: usize = 0,
+    controllen: usize = 0,
+    flags: i32 = 0,
+};
+/// The most descriptors one message carries (the kernel's SCM_MAX_FD).
+pub const scm_max_fd = 253;
+/// A control buffer for up to `scm_max_fd` descriptors: `struct cmsghdr` (16 bytes) and the ints.
+pub const FdControl = extern struct {
+    len: usize,
+    level: i32,
+    kind: i32,
+    fds: [scm_max_fd + 1]i32,
+};
+/// One message of `data` carrying `fds` (SCM_RIGHTS), on a SOCK_SEQPACKET socket.
+pub fn send_with_fds(sock: i32, data: []const u8, fds: []const i32) usize {
+    std.debug.assert(fds.len <= scm_max_fd);
+    const iov = Iovec{ .base = @intFromPtr(data.ptr), .len = data.len };
+    var control: FdControl = undefined;
+    var msg = Msghdr{ .iov = &iov };
+    if (fds.len > 0) {
+        control.len = 16 + 4 * fds.len;
+        control.level = SOL_SOCKET;
+        control.kind = SCM_RIGHTS;
+        @memcpy(control.fds[0..fds.len], fds);
+        msg.control = @intFromPtr(&control);
+        msg.controllen = (control.len + 7) & ~@as(usize, 7);
+    }
+    return sc3(.sendmsg, u(sock), @intFromPtr(&msg), MSG_NOSIGNAL);
+}
+/// One message into `data`; its descriptors (close-on-exec) into `fds`, their count into
+/// `fd_count`. Returns the raw result (bytes, 0 at EOF).
+pub fn recv_with_fds(sock: i32, data: []u8, fds: *[scm_max_fd]i32, fd_count: *usize) usize {
+    const iov = Iovec{ .base = @intFromPtr(data.ptr), .len = data.len };
+    var control: FdControl = undefined;
+    var msg = Msghdr{ .iov = &iov, .control = @intFromPtr(&control), .controllen = @sizeOf(FdControl) };
+    fd_count.* = 0;
+    const rc = sc3(.recvmsg, u(sock), @intFromPtr(&msg), MSG_CMSG_CLOEXEC);
+    if (errno(rc) != 0) return rc;
+    if (msg.controllen >= 16 and control.level == SOL_SOCKET and control.kind == SCM_RIGHTS) {
+        fd_count.* = @min((control.len - 16) / 4, scm_max_fd);
+        @memcpy(fds[0..fd_count.*], control.fds[0..fd_count.*]);
+    }
+    return rc;
+}
+pub const POLLHUP: i16 = 0x10;
+pub const POLLERR: i16 = 0x8;
+
 pub fn mprotect(addr: usize, len: usize, prot: u32) usize {
     return sc3(.mprotect, addr, len, prot);
 }
@@ -393,15 +484,22 @@ const FUTEX_WAKE_PRIVATE = 129;
 const FUTEX_WAIT_SHARED = 0;
 const FUTEX_WAKE_SHARED = 1;
 
+/// Whether futexes are keyed by the file behind the word (shared) or by the address space
+/// (private). The reaper shares our memory (CLONE_VM), so private futexes reach it; the
+/// helper is another address space mapping the same memfd, so the helper backend sets this
+/// in both processes before either waits.
+pub var futex_shared: bool = false;
+
 /// Waits while `*word == expected`, at most `timeout_ms` (negative: forever).
-/// The reaper is another process sharing our memory, so private futexes (keyed by mm) work.
 pub fn futex_wait(word: *const u32, expected: u32, timeout_ms: i32) usize {
     var ts = Timespec{ .sec = @divTrunc(timeout_ms, 1000), .nsec = @rem(timeout_ms, 1000) * 1_000_000 };
     const tsp: usize = if (timeout_ms < 0) 0 else @intFromPtr(&ts);
-    return sc4(if (@hasField(SYS, "futex")) .futex else .futex_time64, @intFromPtr(word), FUTEX_WAIT_PRIVATE, expected, tsp);
+    const op: usize = if (futex_shared) FUTEX_WAIT_SHARED else FUTEX_WAIT_PRIVATE;
+    return sc4(if (@hasField(SYS, "futex")) .futex else .futex_time64, @intFromPtr(word), op, expected, tsp);
 }
 pub fn futex_wake(word: *const u32, count: u32) usize {
-    return sc3(if (@hasField(SYS, "futex")) .futex else .futex_time64, @intFromPtr(word), FUTEX_WAKE_PRIVATE, count);
+    const op: usize = if (futex_shared) FUTEX_WAKE_SHARED else FUTEX_WAKE_PRIVATE;
+    return sc3(if (@hasField(SYS, "futex")) .futex else .futex_time64, @intFromPtr(word), op, count);
 }
 pub const Timespec = extern struct { sec: i64, nsec: i64 };
 

@@ -1,0 +1,95 @@
+//! The region: the memory the host and the owner of its children (the reaper, or the helper in
+//! its own address space) both write. Slots, listener rings, the signal lock, the request area.
+
+const std = @import("std");
+const abi = @import("../abi.zig");
+
+const assert = std.debug.assert;
+
+const exits_zig = @import("exits.zig");
+const signal_lock = exits_zig.signal_lock;
+const state_zig = @import("state.zig");
+const g = &state_zig.g;
+
+/// A slot's state: plain u32 values, not an enum, because the word is a futex that host
+/// threads wait on (`wait_sync`) and atomics and futexes take it as a u32.
+pub const SlotState = struct {
+    pub const free: u32 = 0;
+    pub const reserved: u32 = 1;
+    pub const running: u32 = 2;
+    pub const exited: u32 = 3;
+};
+
+pub const Slot = extern struct {
+    state: u32,
+    generation: u32,
+    pid: i32,
+    pidfd: i32,
+    listener: u32,
+    kill_on_exit_signal: i32,
+    /// The child's process group when it leads one (pgroup/setsid), else 0.
+    pgid: i32,
+    /// 1 once its reaper died: another process is its parent now; see `orphans`.
+    orphan: u32,
+    /// 1 while the reaper's epoll set watches its pidfd (reaper only).
+    watched: u32,
+    kind: abi.ExitKind,
+    value: i32,
+    user_cpu_us: u64,
+    system_cpu_us: u64,
+    max_rss_kib: u64,
+    /// When the reaper answered the spawn (reaper only): for `recent_lifetime_ns`.
+    spawned_ns: u64,
+    /// Non-zero (`reap_set`, and the waiters' bits) from a lone exit's publish until the
+    /// reaper has reaped the child and closed its pidfd; its record is not delivered before.
+    reap_pending: u32,
+};
+
+const Listener = extern struct {
+    in_use: bool = false,
+    read_fd: i32 = -1,
+    write_fd: i32 = -1,
+    /// 1 while a wake-up byte may be unread; lets the reaper write one byte per batch.
+    wake_pending: u32 = 0,
+    /// Written by the producer (the reaper) only.
+    head: u32 = 0,
+    /// Written by the owner only.
+    tail: u32 = 0,
+};
+
+/// The memory that the host and the owner of its children (the reaper, or the helper in its
+/// own address space) both write: a memfd, so the helper can map it too. Its layout:
+/// [Region][Slot * slots_max][ring (u32 * slots_max) * listeners_max][request area].
+/// Pages are touched only as used.
+pub const Region = extern struct {
+    /// See `signal_lock()`.
+    signal_lock: u32,
+    reserved: u32,
+    /// Until this monotonic time nobody spins (`spin.zig`).
+    contended_until_ns: u64,
+    listeners: [abi.listeners_max]Listener,
+};
+const page_len = 4096;
+pub const region_slots_off = std.mem.alignForward(usize, @sizeOf(Region), page_len);
+const region_rings_off = region_slots_off + std.mem.alignForward(usize, @sizeOf(Slot) * abi.slots_max, page_len);
+const ring_len = @sizeOf(u32) * abi.slots_max;
+const region_request_off = region_rings_off + ring_len * abi.listeners_max;
+/// The largest spawn request the helper can be sent (argv, environment and options): 8 MiB,
+/// four times Linux's usual ARG_MAX.
+pub const region_request_len = 8 << 20;
+pub const region_len = region_request_off + region_request_len;
+
+/// Each listener's ring of published slots: `slots_max` entries (a slot is pushed once per
+/// life and freed only when drained, so a ring never holds more).
+pub fn ring(index: u32) [*]u32 {
+    assert(index < abi.listeners_max);
+    return @ptrFromInt(@intFromPtr(g.region) + region_rings_off + ring_len * index);
+}
+
+pub fn listeners() *[abi.listeners_max]Listener {
+    return &g.region.listeners;
+}
+
+pub fn region_request_area() [*]u8 {
+    return @ptrFromInt(@intFromPtr(g.region) + region_request_off);
+}
