@@ -72,6 +72,11 @@ fn poll_window_ns() u64 {
     return if (lifetime_ns < short_child_poll_ns) short_child_poll_ns else reaper_poll_ns;
 }
 
+/// A poll window ended early, or was not worth starting: the owner sleeps at the next turn of
+/// its loop, once the events at hand are handled, and that counts as the window running out
+/// (`window_expired`), so a busy or crowded host also stops paying for long windows.
+const window_over: u64 = 1;
+
 /// Whether a child was spawned since the last exit (owner only).
 var awaiting_exit = false;
 /// The owner's own children that have not exited yet (owner only).
@@ -155,10 +160,7 @@ pub fn owner_main(_: usize) callconv(.c) u8 {
                 if (published_unclean()) {
                     clean_up_published();
                 } else if (!spin.worthwhile(children_running) or spin.yield_gave_cpu_away()) {
-                    // The window ends early: sleep until the next event. It counts as run
-                    // out, so a busy or crowded host also stops paying for long windows.
-                    window_expired();
-                    busy_until_ns = 0;
+                    busy_until_ns = window_over;
                 }
                 continue;
             }
@@ -168,10 +170,9 @@ pub fn owner_main(_: usize) callconv(.c) u8 {
             rc = sys.epoll_wait(g.epoll_fd, &events, timeout_ms);
         }
         if (sys.errno(rc) != 0) continue;
-        if (rc > 0 and spin.worthwhile(children_running)) {
-            busy_until_ns = sys.clock_monotonic_ns() + poll_window_ns();
-        } else if (rc > 0) {
-            window_expired(); // No window at all, as if it had run out.
+        if (rc > 0) {
+            const worthwhile = spin.worthwhile(children_running);
+            busy_until_ns = if (worthwhile) sys.clock_monotonic_ns() + poll_window_ns() else window_over;
         }
         // A burst: more than one exit at once. Then every status goes out before any reap.
         var exits: u32 = 0;
