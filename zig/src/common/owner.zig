@@ -109,7 +109,18 @@ fn window_expired() void {
     note_lifetime_sample(4 * short_child_poll_ns);
 }
 
+/// The owner's process: set up, tell the host (`reaper_ready`), then serve until the host
+/// exits. Runs on the reaper's stack in the reaper, and as the helper's main loop.
 pub fn owner_main(_: usize) callconv(.c) u8 {
+    g.reaper_setup_errno = owner_setup();
+    @atomicStore(u32, &g.reaper_ready, 1, .release);
+    _ = sys.futex_wake(&g.reaper_ready, 1);
+    if (g.reaper_setup_errno != 0) sys.exit(1);
+    owner_loop();
+}
+
+/// A fresh owner's state, default signal dispositions, and its epoll set; returns an errno.
+fn owner_setup() i32 {
     // A name to recognise it by in ps and /proc/<pid>/comm.
     _ = sys.prctl(sys.PR_SET_NAME, @intFromPtr(if (in_helper) "ph-helper" else "ph-reaper"));
     // A new reaper has no children of its own yet (its predecessor's are orphans now).
@@ -140,13 +151,15 @@ pub fn owner_main(_: usize) callconv(.c) u8 {
     if (sys.errno(rc) == 0) rc = sys.epoll_add(g.epoll_fd, g.request_efd, sys.EPOLLIN, event_request);
     if (sys.errno(rc) == 0 and g.host_pidfd >= 0) rc = sys.epoll_add(g.epoll_fd, g.host_pidfd, sys.EPOLLIN, event_host);
     if (sys.errno(rc) == 0) watch_orphans();
-    g.reaper_setup_errno = sys.errno(rc);
-    @atomicStore(u32, &g.reaper_ready, 1, .release);
-    _ = sys.futex_wake(&g.reaper_ready, 1);
-    if (g.reaper_setup_errno != 0) sys.exit(1);
+    return sys.errno(rc);
+}
 
+/// Waits for events (polling for a while after each), serves them, and never returns: the
+/// owner exits in `host_exited`.
+fn owner_loop() noreturn {
     var events: [64]sys.EpollEvent = undefined;
     var busy_until_ns: u64 = 0;
+    var rc: usize = 0;
     while (true) {
         var timeout_ms: i32 = if (in_helper or g.host_pidfd >= 0) -1 else parent_poll_ms;
         if (orphans_exited > 0) timeout_ms = orphan_retry_ms;

@@ -52,6 +52,7 @@ pub const E = struct {
     pub const TOOBIG = 7;
     pub const BUSY = 16;
     pub const PROTO = 71;
+    pub const CONNRESET = 104;
     pub const PIPE = 32;
     pub const STALE = 116;
     pub const TIMEDOUT = 110;

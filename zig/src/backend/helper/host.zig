@@ -221,8 +221,15 @@ pub fn helper_submit(plan: *ChildPlan) void {
     }
     var attempts: u32 = 0;
     while (attempts < 2) : (attempts += 1) {
-        const rc = send_message(g.helper_sock, &msg, fds[0..count]);
-        if (sys.errno(rc) == 0) break;
+        const rc = send_with_retry(&msg, fds[0..count]);
+        const e = sys.errno(rc);
+        if (e == 0) break;
+        if (e != sys.E.PIPE and e != sys.E.CONNRESET) {
+            // ENOBUFS, ENOMEM, ETOOMANYREFS: this request failed; the helper is fine.
+            request.err_errno = e;
+            request.err_step = .reaper;
+            return;
+        }
         // EPIPE, ECONNRESET: it died before our request; nothing was spawned.
         helper_died_locked();
         const restarted = attempts == 0 and start_helper_locked() == 0;
@@ -242,6 +249,15 @@ pub fn helper_submit(plan: *ChildPlan) void {
         return;
     }
     helper_spawned(plan, &msg, pidfd);
+}
+
+/// Sends a request, again after a signal interrupted it (EINTR: nothing was sent).
+fn send_with_retry(msg: *const HelperMessage, fds: []const i32) usize {
+    var tries: u32 = 0;
+    while (true) : (tries += 1) {
+        const rc = send_message(g.helper_sock, msg, fds);
+        if (sys.errno(rc) != sys.E.INTR or tries == 1000) return rc;
+    }
 }
 
 /// The helper's answer: the child's pid and a pidfd of it (ours now), or the failed step.

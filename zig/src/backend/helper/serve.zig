@@ -91,8 +91,10 @@ pub fn helper_serve() void {
     var count: usize = 0;
     const rc = sys.recv_with_fds(g.request_efd, std.mem.asBytes(&msg), &fds, &count);
     const e = sys.errno(rc);
-    if (e == sys.E.INTR or e == sys.E.AGAIN) return;
-    if (e != 0 or rc == 0) host_exited();
+    // EOF or ECONNRESET: the host closed its end, it exited. Any other error (EINTR, EAGAIN,
+    // ENOMEM, ENOBUFS) loses no message: the socket stays readable and the loop comes back.
+    if ((e == 0 and rc == 0) or e == sys.E.CONNRESET) host_exited();
+    if (e != 0) return;
     const received = fds[0..count];
     if (rc != @sizeOf(HelperMessage)) return close_all(received);
     switch (msg.op) {
