@@ -41,6 +41,17 @@ export type Stdio = "inherit" | "null" | "piped" | "pipe" | number | FileTarget;
  */
 export type ExtraFd = number | FileTarget | "null" | "piped" | "pipe" | "piped-input";
 
+/**
+ * The default `maxBuffer`: 100 MiB per stream.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_BUFFER } from "@private-spawn/private-spawn";
+ * console.log(DEFAULT_MAX_BUFFER); // 104857600
+ * ```
+ */
+export const DEFAULT_MAX_BUFFER = 100 * 1024 * 1024;
+
 /** Resource limits by Ruby's names (`RLIMIT_NOFILE` is `nofile`). */
 export type RlimitName =
   | "as"
@@ -77,6 +88,13 @@ export interface SpawnOptions {
   stdout?: Stdio;
   /** The child's stderr (default "inherit"); "piped" gives `handle.stderr`; "stdout" shares stdout's. */
   stderr?: Stdio | "stdout";
+  /**
+   * Most bytes the library keeps for you per output: what `output()`, `text()` and the
+   * streams' `text()`/`bytes()` collect, and what is drained from a stream nobody reads once
+   * the exit is awaited. Past it the child is killed (SIGKILL) and `MaxBufferError` is
+   * thrown. Default 100 MiB; `Infinity`: no limit.
+   */
+  maxBuffer?: number;
   /** Extra descriptors by number in the child (Ruby's `fd => io`); swaps like `{1: 2, 2: 1}` work. */
   fds?: Record<number, ExtraFd>;
   /** Host descriptors (3 and up) that stay open in the child at the same number; all others are closed. */
@@ -149,6 +167,8 @@ export interface FdPlan {
 /** A validated spawn: everything the request encoder needs. */
 export interface SpawnPlan {
   command: string;
+  /** Bytes kept per output (`maxBuffer`). */
+  maxBuffer: number;
   args: readonly string[];
   argv: string[];
   env: readonly string[];
@@ -246,6 +266,7 @@ export const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
   "killSignal",
   "forceKillAfter",
   "killOnParentExit",
+  "maxBuffer",
 ]);
 
 /** Linux resource numbers by Ruby's names. */
@@ -329,6 +350,7 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
   const argv0 = o.argv0 === undefined ? cmd : checkString("argv0", o.argv0);
 
   const actions = planDescriptors(o);
+  const maxBuffer = checkMaxBuffer(o.maxBuffer);
   const inheritFds = o.inheritFds === undefined ? [] : checkIntegerList("inheritFds", o.inheritFds, 3, FD_MAX);
   for (const fd of inheritFds) {
     if (actions.some((a) => a.target === fd)) throw valueError("inheritFds", `descriptor ${fd} is also in "fds"`, fd);
@@ -349,6 +371,7 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
 
   return {
     command: cmd,
+    maxBuffer,
     args: argList,
     argv: [argv0, ...argList],
     env,
@@ -386,6 +409,16 @@ export function checkKeys(option: string, object: object, known: ReadonlySet<str
     }
     throw valueError(option, `unknown option "${key}"`, key);
   }
+}
+
+/** `maxBuffer`: a non-negative integer or `Infinity`; undefined means `DEFAULT_MAX_BUFFER`. */
+export function checkMaxBuffer(value: unknown): number {
+  if (value === undefined) return DEFAULT_MAX_BUFFER;
+  if (value === Infinity) return value;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw rangeError("maxBuffer", "must be a non-negative integer or Infinity", value);
+  }
+  return value;
 }
 
 /** The longest timer Node, Deno and Bun keep exact (2^31 - 1 ms, about 24.8 days). */

@@ -7,6 +7,7 @@
 import { type CommandResult, MaxBufferError, ProcessError } from "./errors.ts";
 import {
   checkTimeout,
+  DEFAULT_MAX_BUFFER,
   planSpawn,
   rangeError,
   type SpawnOptions,
@@ -14,19 +15,13 @@ import {
   typeError,
   valueError,
 } from "./options.ts";
-import {
-  concatBytes,
-  DEFAULT_MAX_BUFFER,
-  type ProcessHandle,
-  type ProcessOutput,
-  readToEnd,
-  spawnHandle,
-  spawnPlanned,
-  WAIT_SYNC_FOR,
-} from "./process_handle.ts";
+import { type ProcessHandle, type ProcessOutput, spawnHandle, spawnPlanned, WAIT_SYNC_FOR } from "./process_handle.ts";
 import { type Native, pipeGrower } from "../ffi/mod.ts";
 import { getNative } from "./registry.ts";
 import type { ProcessStatus } from "./status.ts";
+import { concatBytes, KILL_EOF_GRACE_MS, outputPipeOf, OutputReading } from "./streams.ts";
+
+export { KILL_EOF_GRACE_MS };
 
 /**
  * Options of `run`, `runSync` and `outputSync`.
@@ -101,13 +96,6 @@ function result(command: string, args: readonly string[], handle: ProcessHandle,
 }
 
 /**
- * How long, after a kill (`timeout`, the AbortSignal, `maxBuffer`), the helpers keep reading
- * once the child has exited: a grandchild that inherited the pipes may hold them open for
- * good, and the call returns with what was read by then.
- */
-export const KILL_EOF_GRACE_MS = 200;
-
-/**
  * Runs a command to its end and resolves with its decoded output; rejects with a
  * `ProcessError` (shaped like the result) unless it exits 0. stdout and stderr are piped and
  * stdin is `/dev/null` (or `input`) unless the options say otherwise. Without a kill it reads
@@ -126,24 +114,22 @@ export async function run(command: string, args: readonly string[] = [], options
   const [spawnOptions, input, maxBuffer] = splitRunOptions(options);
   const handle = spawnHandle(command, args, spawnOptions);
   const writing = input !== null && handle.stdin !== null ? writeAll(handle.stdin, input) : Promise.resolve();
-  const readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
   let killed = false;
-  const overflow = (name: string) => {
-    killed = true;
-    handle.sendSignal("SIGKILL");
-    return new MaxBufferError(name, maxBuffer);
-  };
-  const collect = (stream: ReadableStream<Uint8Array> | null, name: string) =>
-    stream === null
-      ? Promise.resolve(new Uint8Array(0))
-      : readToEndTracked(stream.getReader() as ReadableStreamDefaultReader<Uint8Array>, readers, maxBuffer, () =>
-        overflow(name));
+  const reading = new OutputReading(
+    [outputPipeOf(handle.stdout), outputPipeOf(handle.stderr)],
+    maxBuffer,
+    () => {
+      killed = true;
+      handle.sendSignal("SIGKILL");
+    },
+    () => handle.wait(),
+  );
   // After a kill, or once `timeout` has run out, the reading ends a grace after the exit.
   let grace: ReturnType<typeof setTimeout> | undefined;
   let exited = false;
   let timeoutPassed = false;
   const startGrace = () => {
-    grace ??= setTimeout(() => readers.forEach((reader) => reader.cancel().catch(() => {})), KILL_EOF_GRACE_MS);
+    grace ??= setTimeout(() => reading.stop(), KILL_EOF_GRACE_MS);
   };
   const timeout = checkTimeout("timeout", spawnOptions.timeout);
   const timer = timeout === null ? undefined : setTimeout(() => {
@@ -154,19 +140,26 @@ export async function run(command: string, args: readonly string[] = [], options
     exited = true;
     if (killed || handle.timedOut || handle.aborted || timeoutPassed) startGrace();
   }, () => {});
+  const empty = new Uint8Array(0);
   let output: ProcessOutput;
   try {
-    const [stdout, stderr] = await Promise.all([collect(handle.stdout, "stdout"), collect(handle.stderr, "stderr")]);
+    await reading.done;
     await writing.catch(() => {});
-    output = { status: await handle.wait(), stdout, stderr };
+    output = { status: await handle.wait(), stdout: reading.bytes(0), stderr: reading.bytes(1) };
   } catch (error) {
     const status = await handle.wait();
-    const partial = { status, stdout: new Uint8Array(0), stderr: new Uint8Array(0) };
-    throw new ProcessError(result(command, args, handle, partial), error);
+    throw new ProcessError(result(command, args, handle, { status, stdout: empty, stderr: empty }), error);
   } finally {
     await stopAfterKill;
     clearTimeout(timer);
     clearTimeout(grace);
+  }
+  const overflow = reading.overflowError(maxBuffer);
+  if (overflow !== null) {
+    throw new ProcessError(
+      result(command, args, handle, { status: output.status, stdout: empty, stderr: empty }),
+      overflow,
+    );
   }
   const done = result(command, args, handle, output);
   if (handle.aborted) throw new ProcessError(done, spawnOptions.signal?.reason);
@@ -174,17 +167,7 @@ export async function run(command: string, args: readonly string[] = [], options
   return done;
 }
 
-/** Reads to EOF, or to a cancel through `readers`; `overflow` kills and names the error. */
-function readToEndTracked(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  readers: ReadableStreamDefaultReader<Uint8Array>[],
-  maxBuffer: number,
-  overflow: () => Error,
-): Promise<Uint8Array> {
-  readers.push(reader);
-  return readToEnd(reader, maxBuffer, overflow);
-}
-
+/** Writes `bytes` and closes the stream; a child that stops reading ends it quietly. */
 async function writeAll(stream: WritableStream<Uint8Array>, bytes: Uint8Array): Promise<void> {
   const writer = stream.getWriter();
   try {

@@ -1,0 +1,170 @@
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { MaxBufferError, spawnHandle } from "../mod.ts";
+import { collectGarbage, openFds, readAll, sleep, test, within } from "./harness.ts";
+
+const MiB = 1024 * 1024;
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+/** Reads a stream to its end, counting bytes; rejects with the stream's error, if any. */
+async function countBytes(stream: ReadableStream<Uint8Array>): Promise<number> {
+  let total = 0;
+  for await (const chunk of stream) total += chunk.length;
+  return total;
+}
+
+/** This process's descriptors that are pipes and were not open in `before`. */
+function newPipes(before: Map<number, string>): string[] {
+  return [...openFds()].filter(([fd, link]) => link.startsWith("pipe:") && before.get(fd) !== link).map(([fd, link]) =>
+    `${fd} -> ${link}`
+  );
+}
+
+// ---- breaking out of lines() (issue 15, item 2)
+
+test("breaking out of lines() leaves the child alone: no SIGPIPE, stdout goes on at the next unread byte", async () => {
+  // "ready", then half of a two-byte character that arrives in the same chunk, the rest later,
+  // then 20,000 lines: more than a pipe holds, so a cancelled stdout would end in SIGPIPE.
+  const script = "printf 'ready\\nh\\303'; sleep 0.3; printf '\\251llo\\n'; seq 1 20000; exit 7";
+  const child = spawnHandle("sh", ["-c", script], { stdout: "piped" });
+  for await (const line of child.lines()) if (line === "ready") break;
+  assert.equal(child.stdout!.locked, false);
+  const rest = decode(await readAll(child.stdout!));
+  const seq = Array.from({ length: 20000 }, (_, i) => `${i + 1}\n`).join("");
+  assert.equal(rest, `héllo\n${seq}`);
+  const status = await child.wait();
+  assert.deepEqual([status.code, status.signal], [7, null]);
+});
+
+test("after return() on lines(), the next lines() or text() starts at the next line", async () => {
+  const child = spawnHandle("sh", ["-c", "printf 'a\\nb\\nc\\n'; sleep 0.2; printf 'd\\ne'"], { stdout: "piped" });
+  const iterator = child.lines();
+  assert.deepEqual(await iterator.next(), { done: false, value: "a" });
+  await iterator.return(undefined as never);
+  const again: string[] = [];
+  for await (const line of child.lines()) {
+    again.push(line);
+    if (line === "c") break;
+  }
+  assert.deepEqual(again, ["b", "c"]);
+  assert.equal(await child.stdout!.text(), "d\ne");
+  assert.equal((await child.wait()).code, 0);
+});
+
+// ---- the stream's own methods (item 21)
+
+test("child.stdout is a ReadableStream with text(), bytes(), arrayBuffer() and json()", async () => {
+  const json = spawnHandle("echo", ['{"a":[1,2]}'], { stdout: "piped" });
+  assert.ok(json.stdout! instanceof ReadableStream);
+  assert.deepEqual(await json.stdout!.json(), { a: [1, 2] });
+  const both = spawnHandle("sh", ["-c", "printf héllo; printf err >&2; printf three >&3"], {
+    stdout: "piped",
+    stderr: "piped",
+    fds: { 3: "piped" },
+  });
+  const [text, bytes, buffer] = await Promise.all([
+    both.stdout!.text(),
+    both.stderr!.bytes(),
+    both.fdOutputs[3].arrayBuffer(),
+  ]);
+  assert.deepEqual([text, decode(bytes), decode(new Uint8Array(buffer))], ["héllo", "err", "three"]);
+  assert.ok(bytes instanceof Uint8Array);
+  const response = spawnHandle("printf", ["through Response"], { stdout: "piped" });
+  assert.equal(await new Response(response.stdout!).text(), "through Response");
+  await Promise.all([json.wait(), both.wait(), response.wait()]);
+});
+
+test("the stream's text() is bounded by maxBuffer: the child is killed", async () => {
+  const child = spawnHandle("sh", ["-c", "exec yes abc"], { stdout: "piped", maxBuffer: 1000 });
+  await assert.rejects(child.stdout!.text(), (e: unknown) => {
+    assert.ok(e instanceof MaxBufferError);
+    assert.deepEqual([e.stream, e.maxBuffer], ["stdout", 1000]);
+    return true;
+  });
+  assert.equal((await child.wait()).signal, "SIGKILL");
+});
+
+// ---- draining unread output (item 20)
+
+test("wait() resolves though piped outputs are never read; reads that start later get every byte", async () => {
+  const script = "head -c 4194304 /dev/zero; head -c 3145728 /dev/zero >&2; head -c 2097152 /dev/zero >&3; exit 5";
+  const child = spawnHandle("sh", ["-c", script], { stdout: "piped", stderr: "piped", fds: { 3: "piped" } });
+  try {
+    assert.equal((await within("wait()", child.wait())).code, 5);
+  } finally {
+    child.kill("SIGKILL");
+  }
+  await sleep(100);
+  const sizes = await Promise.all([child.stdout!, child.stderr!, child.fdOutputs[3]].map(countBytes));
+  assert.deepEqual(sizes, [4 * MiB, 3 * MiB, 2 * MiB]);
+});
+
+test("unread output past maxBuffer: the child is killed, the stream yields maxBuffer bytes, then MaxBufferError", async () => {
+  const child = spawnHandle("yes", [], { stdout: "piped", maxBuffer: MiB });
+  try {
+    assert.equal((await within("wait()", child.wait())).signal, "SIGKILL");
+  } finally {
+    child.kill("SIGKILL");
+  }
+  let read = 0;
+  await assert.rejects(async () => {
+    for await (const chunk of child.stdout!) read += chunk.length;
+  }, (e: unknown) => e instanceof MaxBufferError && e.stream === "stdout" && e.maxBuffer === MiB);
+  assert.equal(read, MiB);
+});
+
+test("a stream being read is not drained: a slow reader gets all 8 MiB though maxBuffer is 64 KiB", async () => {
+  const child = spawnHandle("head", ["-c", String(8 * MiB), "/dev/zero"], { stdout: "piped", maxBuffer: 64 * 1024 });
+  const reader = child.stdout!.getReader();
+  const waiting = child.wait();
+  let read = 0;
+  for (let n = 0;; n++) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    read += value.length;
+    if (n % 8 === 0) await sleep(1);
+  }
+  assert.equal(read, 8 * MiB);
+  assert.equal((await waiting).code, 0);
+});
+
+test("a reader released after wait() was called: the rest is drained, and read later", async () => {
+  const child = spawnHandle("head", ["-c", String(4 * MiB), "/dev/zero"], { stdout: "piped" });
+  const reader = child.stdout!.getReader();
+  const first = (await reader.read()).value!.length;
+  const waiting = child.wait();
+  await sleep(50);
+  reader.releaseLock();
+  try {
+    assert.equal((await within("wait()", waiting)).code, 0);
+  } finally {
+    child.kill("SIGKILL");
+  }
+  assert.equal(first + await countBytes(child.stdout!), 4 * MiB);
+});
+
+// ---- descriptors of streams nobody reads (item 19)
+
+test("50 piped stdouts never read leave no descriptor behind, waited or not", async () => {
+  spawnHandle("true").waitSync();
+  await sleep(50);
+  const before = openFds();
+  for (let i = 0; i < 50; i++) {
+    const child = spawnHandle("echo", [String(i)], { stdout: "piped", stderr: "piped" });
+    await child.wait();
+  }
+  await collectGarbage();
+  assert.deepEqual(newPipes(before), [], "after 50 waited children");
+  // Never waited: the handles are dropped while the children run.
+  const pids: number[] = [];
+  for (let i = 0; i < 50; i++) pids.push(spawnHandle("echo", [String(i)], { stdout: "piped" }).pid);
+  await within(
+    "the exits",
+    (async () => {
+      while (pids.some((pid) => existsSync(`/proc/${pid}`))) await sleep(10);
+    })(),
+  );
+  await sleep(100);
+  await collectGarbage();
+  assert.deepEqual(newPipes(before), [], "after 50 dropped handles");
+});
