@@ -8,6 +8,9 @@ import { resolve as resolvePath } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FdKind } from "../ffi/abi.ts";
 import { formatValue, type Signal, signalNumber } from "./signals.ts";
+import { isStdinSource, sourceBytes, type StdinSource } from "./streams.ts";
+
+export type { StdinSource } from "./streams.ts";
 
 /**
  * A file opened in the child's setup (errors name its path). The open never waits: a FIFO
@@ -40,6 +43,12 @@ export type Stdio = "inherit" | "null" | "piped" | "pipe" | number | FileTarget;
  * the child reads).
  */
 export type ExtraFd = number | FileTarget | "null" | "piped" | "pipe" | "piped-input";
+
+/**
+ * What `stdin` accepts: a mode or a file (`Stdio`), or bytes, a Blob, a Response or a stream
+ * the library writes to a pipe (`StdinSource`).
+ */
+export type StdinOption = Stdio | StdinSource;
 
 /**
  * The default `maxBuffer`: 100 MiB per stream.
@@ -82,12 +91,26 @@ export interface SpawnOptions {
   env?: Record<string, string | undefined>;
   /** Start from an empty environment instead of the host's. */
   clearEnv?: boolean;
-  /** The child's stdin (default "inherit"); "piped" gives `handle.stdin`. */
-  stdin?: Stdio;
+  /**
+   * The child's stdin (default "inherit"); "piped" gives `handle.stdin`. Bytes (a
+   * `Uint8Array`, any view or `ArrayBuffer`), a `Blob`, a `Response` or `Request` (its body)
+   * or a `ReadableStream` of bytes or strings is written to a pipe by the library, which then
+   * closes it, as `Bun.spawn` does; `handle.stdin` is null then. A string names a mode: give
+   * text as `input`. Writing stops when the child exits (a grandchild that inherited stdin
+   * gets no more) or stops reading (EPIPE, quietly); a stream that errors, or yields
+   * something other than bytes or strings, gets the child killed (SIGKILL), so a cut input
+   * is never taken for a whole one.
+   */
+  stdin?: StdinOption;
   /** The child's stdout (default "inherit"); "piped" gives `handle.stdout`. */
   stdout?: Stdio;
   /** The child's stderr (default "inherit"); "piped" gives `handle.stderr`; "stdout" shares stdout's. */
   stderr?: Stdio | "stdout";
+  /**
+   * Text (as UTF-8) or bytes written to the child's stdin, which is then closed. Cannot be
+   * combined with `stdin` (TypeError).
+   */
+  input?: string | Uint8Array;
   /**
    * Most bytes the library keeps for you per output: what `output()`, `text()` and the
    * streams' `text()`/`bytes()` collect, and what is drained from a stream nobody reads once
@@ -167,6 +190,8 @@ export interface FdPlan {
 /** A validated spawn: everything the request encoder needs. */
 export interface SpawnPlan {
   command: string;
+  /** What the library writes to a piped stdin (`input`, or a `stdin` source), or null. */
+  stdinSource: Uint8Array | Exclude<StdinSource, ArrayBufferView | ArrayBuffer> | null;
   /** Bytes kept per output (`maxBuffer`). */
   maxBuffer: number;
   args: readonly string[];
@@ -266,6 +291,7 @@ export const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
   "killSignal",
   "forceKillAfter",
   "killOnParentExit",
+  "input",
   "maxBuffer",
 ]);
 
@@ -350,6 +376,7 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
   const argv0 = o.argv0 === undefined ? cmd : checkString("argv0", o.argv0);
 
   const actions = planDescriptors(o);
+  const stdinSource = planStdinSource(o);
   const maxBuffer = checkMaxBuffer(o.maxBuffer);
   const inheritFds = o.inheritFds === undefined ? [] : checkIntegerList("inheritFds", o.inheritFds, 3, FD_MAX);
   for (const fd of inheritFds) {
@@ -371,6 +398,7 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
 
   return {
     command: cmd,
+    stdinSource,
     maxBuffer,
     args: argList,
     argv: [argv0, ...argList],
@@ -419,6 +447,29 @@ export function checkMaxBuffer(value: unknown): number {
     throw rangeError("maxBuffer", "must be a non-negative integer or Infinity", value);
   }
   return value;
+}
+
+/** What the library writes to stdin: `input`, or a `stdin` that is bytes, a Blob, a Response or a stream. */
+function planStdinSource(o: SpawnOptions): SpawnPlan["stdinSource"] {
+  if (o.input !== undefined) {
+    if (o.stdin !== undefined) {
+      throw valueError("input", 'cannot be combined with "stdin" (the input is written to a piped stdin)', o.input);
+    }
+    if (typeof o.input === "string") return new TextEncoder().encode(o.input);
+    if (o.input instanceof Uint8Array) return o.input;
+    throw typeError("input", "a string or a Uint8Array", o.input);
+  }
+  const stdin: unknown = o.stdin;
+  if (!isStdinSource(stdin)) return null;
+  const bytes = sourceBytes(stdin);
+  if (bytes !== null) return bytes;
+  if (stdin instanceof ReadableStream && stdin.locked) {
+    throw valueError("stdin", "the stream is locked by a reader", stdin);
+  }
+  if ((stdin instanceof Response || stdin instanceof Request) && stdin.bodyUsed) {
+    throw valueError("stdin", "the body was used already", stdin);
+  }
+  return stdin as Exclude<StdinSource, ArrayBufferView | ArrayBuffer>;
 }
 
 /** The longest timer Node, Deno and Bun keep exact (2^31 - 1 ms, about 24.8 days). */
@@ -493,9 +544,11 @@ function planDescriptors(o: SpawnOptions): FdPlan[] {
     return Number(key);
   });
   STREAMS.forEach((name, target) => {
-    const value = o[name];
+    // `input` goes through a piped stdin (given with `stdin` too, it is refused later).
+    const byInput = name === "stdin" && o.input !== undefined && o.stdin === undefined;
+    const value = byInput ? "piped" : o[name];
     if (value !== undefined && extraTargets.includes(target)) {
-      throw valueError("fds", `descriptor ${target} is already set by "${name}"`, target);
+      throw valueError("fds", `descriptor ${target} is already set by "${byInput ? "input" : name}"`, target);
     }
     if (extraTargets.includes(target)) return;
     if (name === "stderr" && value === "stdout") {
@@ -522,6 +575,7 @@ function planOne(
   stream: "stdin" | "stdout" | "stderr" | null,
 ): FdPlan {
   if (value === "inherit" && stream !== null) return { target, kind: FdKind.inherit };
+  if (stream === "stdin" && isStdinSource(value)) return { target, kind: FdKind.pipeToChild, pipe: "stdin" };
   if (value === "null") return { target, kind: FdKind.devnull };
   if (value === "piped" || value === "pipe") {
     const toChild = stream === "stdin";

@@ -27,6 +27,7 @@ import {
   OutputPipe,
   OutputReading,
   type ProcessReadableStream,
+  pumpStdin,
 } from "./streams.ts";
 
 export { DEFAULT_MAX_BUFFER };
@@ -38,6 +39,9 @@ const SIGTERM = 15;
 /** The grace `[Symbol.asyncDispose]` gives between SIGTERM and SIGKILL without `forceKillAfter`. */
 export const DEFAULT_FORCE_KILL_AFTER = 5000;
 const SEND_SIGNAL_OPTIONS: ReadonlySet<string> = new Set(["group"]);
+
+/** @internal Key of `ProcessHandle`'s exit hook (not part of the public API). */
+export const AT_EXIT: unique symbol = Symbol("private_spawn.atExit");
 
 /** @internal `waitSync` bounded by a timeout: true once the child has exited (or was lost). */
 export const WAIT_SYNC_FOR: unique symbol = Symbol("waitSyncFor");
@@ -171,7 +175,10 @@ export interface ProcessOutput {
 export class ProcessHandle implements AsyncDisposable {
   /** The child's pid. */
   readonly pid: number;
-  /** A stream to the child's stdin when `stdin: "piped"`, else null. */
+  /**
+   * A stream to the child's stdin when `stdin: "piped"`, else null (also when the library
+   * writes `input` or a `stdin` source itself).
+   */
   readonly stdin: WritableStream<Uint8Array> | null;
   /**
    * The child's stdout when `stdout: "piped"`, else null. Read it, or pipe it elsewhere: a
@@ -196,6 +203,8 @@ export class ProcessHandle implements AsyncDisposable {
   readonly #stdoutPipe: OutputPipe | null;
   readonly #stderrPipe: OutputPipe | null;
   readonly #maxBuffer: number;
+  /** Called once at the exit (or the loss) of the child: stops pumping stdin. */
+  #exitHooks: (() => void)[] | null = null;
   readonly #slot: number;
   readonly #generation: number;
   readonly #command: string;
@@ -576,6 +585,12 @@ export class ProcessHandle implements AsyncDisposable {
     }
   }
 
+  /** @internal Runs `hook` once the child has exited (or was lost), now if it has. */
+  [AT_EXIT](hook: () => void): void {
+    if (this.#status !== null || this.#lost !== null) hook();
+    else (this.#exitHooks ??= []).push(hook);
+  }
+
   /** Starts draining the piped outputs, but `except` (one this handle reads itself). */
   #drainOutputs(except: OutputPipe | null): void {
     for (const pipe of this.#outputs) if (pipe !== except) pipe.drain();
@@ -635,6 +650,9 @@ export class ProcessHandle implements AsyncDisposable {
     if (this.#status !== null || this.#lost !== null) return;
     this.#releaseEmptyGroup();
     for (const pipe of this.#outputs) pipe.childExited();
+    const hooks = this.#exitHooks;
+    this.#exitHooks = null;
+    for (const hook of hooks ?? []) hook();
     for (const timer of this.#timers ?? []) clearTimeout(timer);
     for (const cleanup of this.#cleanup ?? []) cleanup();
     this.#timers = null;
@@ -792,6 +810,7 @@ export function spawnPlanned(
     fdOutputs: {} as Record<number, ProcessReadableStream>,
     fdInputs: {} as Record<number, WritableStream<Uint8Array>>,
   };
+  let stopPump: (() => void) | null = null;
   if (how.streams) {
     const output = (name: string, fd: number) => {
       const pipe = new OutputPipe(name, native.pipeReader(fd), plan.maxBuffer, owner);
@@ -801,7 +820,9 @@ export function spawnPlanned(
     for (const action of plan.actions) {
       const fd = pipes.get(action.target);
       if (fd === undefined) continue;
-      if (action.pipe === "stdin") streams.stdin = inputStream(native.pipeWriter(fd));
+      if (action.pipe === "stdin" && plan.stdinSource !== null) {
+        stopPump = pumpStdin(plan.stdinSource, native.pipeWriter(fd), () => killQuietly(handle));
+      } else if (action.pipe === "stdin") streams.stdin = inputStream(native.pipeWriter(fd));
       else if (action.pipe === "stdout") streams.stdout = output("stdout", fd);
       else if (action.pipe === "stderr") streams.stderr = output("stderr", fd);
       else if (action.pipe === "output") streams.fdOutputs[action.target] = output(`fd ${action.target}`, fd).stream;
@@ -820,6 +841,8 @@ export function spawnPlanned(
     ...streams,
   });
   handle = created;
+  // Pumping stops at the exit: it must not keep the event loop alive for a grandchild.
+  if (stopPump !== null) created[AT_EXIT](stopPump);
   return { handle: created, pipes };
 }
 

@@ -6,10 +6,9 @@
  */
 import { type CommandResult, MaxBufferError, ProcessError } from "./errors.ts";
 import {
+  checkMaxBuffer,
   checkTimeout,
-  DEFAULT_MAX_BUFFER,
   planSpawn,
-  rangeError,
   type SpawnOptions,
   type SpawnPlan,
   typeError,
@@ -24,7 +23,9 @@ import { concatBytes, KILL_EOF_GRACE_MS, outputPipeOf, OutputReading } from "./s
 export { KILL_EOF_GRACE_MS };
 
 /**
- * Options of `run`, `runSync` and `outputSync`.
+ * Options of `run`, `runSync` and `outputSync`: those of `spawnHandle`, with stdout and
+ * stderr piped and stdin "null" unless `input` or `stdin` says otherwise. `maxBuffer` (default
+ * 100 MiB; `Infinity`: no limit) bounds each output; more kills the child.
  *
  * @example
  * ```ts
@@ -33,12 +34,7 @@ export { KILL_EOF_GRACE_MS };
  * console.log((await run("sort", [], options)).stdout); // "a\nb\n"
  * ```
  */
-export interface RunOptions extends SpawnOptions {
-  /** Bytes or text written to the child's stdin, which is then closed. */
-  input?: string | Uint8Array;
-  /** Most bytes kept per stream (default 100 MiB; `Infinity`: no limit); more kills the child. */
-  maxBuffer?: number;
-}
+export type RunOptions = SpawnOptions;
 
 /**
  * What `popen3` returns: the three pipes and the handle.
@@ -62,22 +58,13 @@ export interface Popen3 {
   handle: ProcessHandle;
 }
 
-function splitRunOptions(options: RunOptions | undefined): [SpawnOptions, Uint8Array | null, number] {
+/** The options of a helper: stdout and stderr piped, stdin "null" unless `input` or `stdin` is given. */
+function helperOptions(options: RunOptions | undefined): SpawnOptions {
   if (options === undefined) options = {};
   if (options === null || typeof options !== "object") throw typeError("options", "an object", options);
-  const { input, maxBuffer, ...spawn } = options;
-  let bytes: Uint8Array | null = null;
-  if (typeof input === "string") bytes = new TextEncoder().encode(input);
-  else if (input instanceof Uint8Array) bytes = input;
-  else if (input !== undefined) throw typeError("input", "a string or a Uint8Array", input);
-  if (
-    maxBuffer !== undefined && maxBuffer !== Infinity &&
-    (typeof maxBuffer !== "number" || !Number.isSafeInteger(maxBuffer) || maxBuffer < 0)
-  ) {
-    throw rangeError("maxBuffer", "must be a non-negative integer or Infinity", maxBuffer);
-  }
-  const defaults: SpawnOptions = { stdin: bytes === null ? "null" : "piped", stdout: "piped", stderr: "piped" };
-  return [{ ...defaults, ...spawn }, bytes, maxBuffer ?? DEFAULT_MAX_BUFFER];
+  const defaults: SpawnOptions = { stdout: "piped", stderr: "piped" };
+  if (options.input === undefined && options.stdin === undefined) defaults.stdin = "null";
+  return { ...defaults, ...options };
 }
 
 function result(command: string, args: readonly string[], handle: ProcessHandle, output: ProcessOutput): CommandResult {
@@ -111,9 +98,9 @@ function result(command: string, args: readonly string[], handle: ProcessHandle,
  * ```
  */
 export async function run(command: string, args: readonly string[] = [], options?: RunOptions): Promise<CommandResult> {
-  const [spawnOptions, input, maxBuffer] = splitRunOptions(options);
+  const spawnOptions = helperOptions(options);
   const handle = spawnHandle(command, args, spawnOptions);
-  const writing = input !== null && handle.stdin !== null ? writeAll(handle.stdin, input) : Promise.resolve();
+  const maxBuffer = checkMaxBuffer(spawnOptions.maxBuffer);
   let killed = false;
   const reading = new OutputReading(
     [outputPipeOf(handle.stdout), outputPipeOf(handle.stderr)],
@@ -144,7 +131,6 @@ export async function run(command: string, args: readonly string[] = [], options
   let output: ProcessOutput;
   try {
     await reading.done;
-    await writing.catch(() => {});
     output = { status: await handle.wait(), stdout: reading.bytes(0), stderr: reading.bytes(1) };
   } catch (error) {
     const status = await handle.wait();
@@ -165,16 +151,6 @@ export async function run(command: string, args: readonly string[] = [], options
   if (handle.aborted) throw new ProcessError(done, spawnOptions.signal?.reason);
   if (!output.status.success) throw new ProcessError(done);
   return done;
-}
-
-/** Writes `bytes` and closes the stream; a child that stops reading ends it quietly. */
-async function writeAll(stream: WritableStream<Uint8Array>, bytes: Uint8Array): Promise<void> {
-  const writer = stream.getWriter();
-  try {
-    if (bytes.length > 0) await writer.write(bytes);
-  } finally {
-    await writer.close().catch(() => {});
-  }
 }
 
 /**
@@ -223,7 +199,7 @@ export function outputSync(
   args: readonly string[] = [],
   options?: RunOptions,
 ): ProcessOutput & { timedOut: boolean } {
-  const [spawnOptions, input, maxBuffer] = splitRunOptions(options);
+  const spawnOptions = helperOptions(options);
   if (spawnOptions.signal !== undefined) {
     throw valueError(
       "signal",
@@ -232,6 +208,15 @@ export function outputSync(
     );
   }
   const plan = planSpawn(command, args, spawnOptions, getNative());
+  const input = plan.stdinSource;
+  if (input !== null && !(input instanceof Uint8Array)) {
+    throw valueError(
+      "stdin",
+      "the sync helpers block the thread, so they cannot read a Blob, a Response or a stream (give bytes, or use run())",
+      input,
+    );
+  }
+  const maxBuffer = plan.maxBuffer;
   const { handle, pipes } = spawnPlanned(plan, { streams: false, ref: false });
   const native = getNative();
   const outputs = new Map<number, Uint8Array[]>();

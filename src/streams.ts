@@ -2,7 +2,8 @@
  * The streams of a child's pipes. What the child writes is a `ProcessReadableStream`, read on
  * demand like any stream; once the child's exit is awaited, output nobody is reading is drained
  * into the stream in the background (bounded by `maxBuffer`), so the child never blocks on a
- * full pipe. A piped stdin is a `WritableStream`.
+ * full pipe. A piped stdin is a `WritableStream`; bytes, a Blob, a Response or a stream given
+ * as `stdin` are pumped into the pipe by `pumpStdin`.
  *
  * @module
  */
@@ -475,4 +476,117 @@ export function inputStream(writer: PipeWriter): WritableStream<Uint8Array> {
     close: () => writer.end(),
     abort: () => writer.close(),
   });
+}
+
+/**
+ * What `stdin` accepts besides a mode: bytes, a Blob, a Response or Request (its body), or a
+ * stream of bytes or text. The library writes it to a pipe, then closes the pipe.
+ */
+export type StdinSource =
+  | ArrayBufferView
+  | ArrayBuffer
+  | Blob
+  | Response
+  | Request
+  | ReadableStream<Uint8Array | string>;
+
+/** Whether `value` is a `StdinSource` (a string never is: it names a mode). */
+export function isStdinSource(value: unknown): value is StdinSource {
+  return ArrayBuffer.isView(value) || value instanceof ArrayBuffer || value instanceof Blob ||
+    value instanceof Response || value instanceof Request || value instanceof ReadableStream;
+}
+
+/** `value` as bytes if it is bytes (a view of the same memory), else null. */
+export function sourceBytes(value: unknown): Uint8Array | null {
+  if (value instanceof Uint8Array) return value;
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  return null;
+}
+
+/** Writes to the pipe in pieces of at most this many bytes, so a stop takes effect between them. */
+const PUMP_CHUNK = 1024 * 1024;
+
+/**
+ * Writes `source` to the child's stdin, then closes it. A child that stops reading (EPIPE)
+ * ends the pumping quietly; a source that fails, or yields something other than bytes or
+ * text, closes stdin and calls `onSourceError`. Returns `stop`, which ends the pumping at
+ * once (at the child's exit): the source is cancelled and the pipe closed.
+ */
+export function pumpStdin(
+  source: StdinSource,
+  writer: PipeWriter,
+  onSourceError: (error: unknown) => void,
+): () => void {
+  let stopped = false;
+  let reader: SourceReader | null = null;
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    reader?.cancel().catch(() => {});
+    writer.close();
+  };
+  const write = async (bytes: Uint8Array) => {
+    for (let at = 0; at < bytes.length && !stopped; at += PUMP_CHUNK) {
+      await writer.write(bytes.subarray(at, at + PUMP_CHUNK));
+    }
+  };
+  (async () => {
+    const bytes = sourceBytes(source);
+    if (bytes !== null) await write(bytes);
+    else {
+      const stream = source instanceof ReadableStream
+        ? source
+        : source instanceof Blob
+        ? source.stream()
+        : (source as Response | Request).body;
+      if (stream !== null) {
+        // Typed for both runtimes' lib types (bun-types' reader has more members).
+        const current = stream.getReader() as SourceReader;
+        reader = current;
+        for (;;) {
+          let next: { done: boolean; value?: unknown };
+          try {
+            next = await current.read();
+          } catch (error) {
+            throw new SourceError(error);
+          }
+          if (next.done || stopped) break;
+          const chunk = typeof next.value === "string" ? new TextEncoder().encode(next.value) : sourceBytes(next.value);
+          if (chunk === null) {
+            throw new SourceError(
+              new TypeError(`The stream given as "stdin" yielded ${describe(next.value)}, not bytes or a string`),
+            );
+          }
+          await write(chunk);
+        }
+      }
+    }
+    if (!stopped) await writer.end();
+    stopped = true;
+  })().catch((error) => {
+    if (stopped) return;
+    stop();
+    // The pipe's own errors (EPIPE: the child no longer reads) end the pumping quietly.
+    if (error instanceof SourceError) onSourceError(error.cause);
+  });
+  return stop;
+}
+
+/** What the pump uses of a stdin source's reader. */
+interface SourceReader {
+  read(): Promise<{ done: boolean; value?: unknown }>;
+  cancel(reason?: unknown): Promise<void>;
+}
+
+class SourceError extends Error {
+  constructor(cause: unknown) {
+    super("stdin source failed", { cause });
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value === "object") return `an object (${value.constructor?.name ?? "Object"})`;
+  return `a ${typeof value}`;
 }

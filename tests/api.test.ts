@@ -323,4 +323,15 @@ test("the sync helpers refuse an AbortSignal (nothing could abort them) and spaw
   }
 });
 
+// ---- input and stdin (item 21)
+
+test("input together with stdin is a TypeError, for run() too, and nothing starts", async () => {
+  const marker = scratch("spawned");
+  const check = (e: unknown) => e instanceof TypeError && /"input"/.test(e.message) && /"stdin"/.test(e.message);
+  assert.throws(() => spawnHandle("touch", [marker], { input: "x", stdin: "piped" }), check);
+  assert.throws(() => runSync("touch", [marker], { input: "x", stdin: "inherit" }), check);
+  await assert.rejects(run("touch", [marker], { input: "x", stdin: "null" }), check);
+  assert.equal(existsSync(marker), false);
+});
+
 test("cleanup", () => rmSync(dir, { recursive: true, force: true }));

@@ -1,10 +1,19 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { MaxBufferError, spawnHandle } from "../mod.ts";
-import { collectGarbage, openFds, readAll, sleep, test, within } from "./harness.ts";
+import process from "node:process";
+import { MaxBufferError, outputSync, runSync, spawnHandle } from "../mod.ts";
+import { collectGarbage, openFds, readAll, runFixture, sleep, test, within } from "./harness.ts";
 
 const MiB = 1024 * 1024;
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+function pattern(length: number): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = (i * 31 + (i >> 16)) & 0xff;
+  return bytes;
+}
 
 /** Reads a stream to its end, counting bytes; rejects with the stream's error, if any. */
 async function countBytes(stream: ReadableStream<Uint8Array>): Promise<number> {
@@ -167,4 +176,118 @@ test("50 piped stdouts never read leave no descriptor behind, waited or not", as
   await sleep(100);
   await collectGarbage();
   assert.deepEqual(newPipes(before), [], "after 50 dropped handles");
+});
+
+// ---- stdin from bytes, Blob, Response or a stream (item 21)
+
+test("stdin from a Uint8Array, ArrayBuffer, Blob, Response or ReadableStream is pumped in; child.stdin is null", async () => {
+  const data = pattern(3 * MiB + 7);
+  const expected = sha256(data);
+  const sources: [string, () => unknown][] = [
+    ["Uint8Array", () => data],
+    ["ArrayBuffer", () => data.slice().buffer],
+    ["Blob", () => new Blob([data])],
+    ["Response", () => new Response(data)],
+    ["ReadableStream", () => new Blob([data]).stream()],
+  ];
+  for (const [name, source] of sources) {
+    const child = spawnHandle("cat", [], { stdin: source() as Blob, stdout: "piped" });
+    assert.equal(child.stdin, null, name);
+    assert.equal(sha256(await child.stdout!.bytes()), expected, name);
+    assert.equal((await child.wait()).code, 0, name);
+  }
+  const strings = new ReadableStream<string>({
+    start(controller) {
+      controller.enqueue("text ");
+      controller.enqueue("chunks");
+      controller.close();
+    },
+  });
+  const child = spawnHandle("cat", [], { stdin: strings, stdout: "piped" });
+  assert.equal(await child.stdout!.text(), "text chunks");
+});
+
+test("input on spawnHandle; input with stdin is a TypeError and nothing starts", async () => {
+  const child = spawnHandle("cat", [], { input: "x", stdout: "piped" });
+  assert.equal(child.stdin, null);
+  assert.equal(await child.stdout!.text(), "x");
+  const marker = `/tmp/ph-input-${process.pid}-${Date.now()}`;
+  for (const stdin of ["piped", "null", new Uint8Array(1)] as const) {
+    assert.throws(
+      () => spawnHandle("touch", [marker], { input: "x", stdin }),
+      (e: unknown) => e instanceof TypeError && /"input"/.test(e.message) && /"stdin"/.test(e.message),
+    );
+  }
+  // A string is a mode name, never text.
+  assert.throws(() => spawnHandle("touch", [marker], { stdin: "text" as "piped" }), TypeError);
+  assert.equal(existsSync(marker), false);
+});
+
+test("a bad stdin source, input or maxBuffer is a typed error naming the option, and nothing starts", async () => {
+  const marker = `/tmp/ph-bad-stdin-${process.pid}-${Date.now()}`;
+  const locked = new ReadableStream<Uint8Array>();
+  locked.getReader();
+  const used = new Response("x");
+  await used.text();
+  const cases: [object, RegExp, typeof TypeError | typeof RangeError][] = [
+    [{ stdin: locked }, /"stdin".*locked/, TypeError],
+    [{ stdin: used }, /"stdin".*used/, TypeError],
+    [{ input: 42 }, /"input"/, TypeError],
+    [{ maxBuffer: -1 }, /"maxBuffer"/, RangeError],
+    [{ maxBuffer: 1.5 }, /"maxBuffer"/, RangeError],
+  ];
+  for (const [options, message, type] of cases) {
+    assert.throws(
+      () => spawnHandle("touch", [marker], options),
+      (e: unknown) => e instanceof type && message.test(e.message),
+      JSON.stringify(Object.keys(options)),
+    );
+  }
+  // The sync helpers block the thread: bytes they can write, a Blob or a stream they cannot read.
+  for (const stdin of [new Blob(["x"]), new Blob(["x"]).stream()]) {
+    assert.throws(
+      () => runSync("touch", [marker], { stdin }),
+      (e: unknown) => e instanceof TypeError && /"stdin"/.test(e.message),
+    );
+  }
+  assert.equal(existsSync(marker), false);
+  assert.equal(decode(outputSync("cat", [], { stdin: new TextEncoder().encode("sync") }).stdout), "sync");
+});
+
+test("a child that exits without reading stdin: pumping stops, no unhandled rejection, the source is cancelled", async () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    let cancelled = false;
+    const endless = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.enqueue(new Uint8Array(64 * 1024));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    const head = spawnHandle("head", ["-c", "10"], { stdin: endless, stdout: "piped" });
+    assert.equal((await head.stdout!.bytes()).length, 10);
+    assert.equal((await head.wait()).code, 0);
+    for (const stdin of [new Uint8Array(8 * MiB), new Blob([new Uint8Array(8 * MiB)])]) {
+      assert.equal((await spawnHandle("true", [], { stdin }).wait()).code, 0);
+    }
+    await sleep(200);
+    assert.equal(cancelled, true, "the endless source was not cancelled");
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
+});
+
+test("a stdin pump does not keep the script alive once the child has exited", async () => {
+  const start = performance.now();
+  const result = await runFixture("event_loop.ts", ["stdin-pump"]);
+  const ms = performance.now() - start;
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(JSON.parse(result.stdout), { codes: [0, 0] });
+  // The background sleep holds the pipe for 3 s; the script must not wait for it.
+  assert.ok(ms < 2500, `the script took ${ms.toFixed(0)} ms`);
 });
