@@ -28,6 +28,8 @@ import {
   OutputReading,
   type ProcessReadableStream,
   pumpStdin,
+  type StdinState,
+  stdinStream,
 } from "./streams.ts";
 
 export { DEFAULT_MAX_BUFFER };
@@ -177,7 +179,8 @@ export class ProcessHandle implements AsyncDisposable {
   readonly pid: number;
   /**
    * A stream to the child's stdin when `stdin: "piped"`, else null (also when the library
-   * writes `input` or a `stdin` source itself).
+   * writes `input` or a `stdin` source itself). `output()` and `text()` refuse to run while
+   * it is open and not being written (the child could wait for it forever).
    */
   readonly stdin: WritableStream<Uint8Array> | null;
   /**
@@ -202,6 +205,8 @@ export class ProcessHandle implements AsyncDisposable {
   readonly #outputs: readonly OutputPipe[];
   readonly #stdoutPipe: OutputPipe | null;
   readonly #stderrPipe: OutputPipe | null;
+  /** Whether a piped stdin (one the user writes) was closed; null without one. */
+  readonly #stdinState: StdinState | null;
   readonly #maxBuffer: number;
   /** Called once at the exit (or the loss) of the child: stops pumping stdin. */
   #exitHooks: (() => void)[] | null = null;
@@ -246,6 +251,7 @@ export class ProcessHandle implements AsyncDisposable {
     this.#outputs = init.outputs;
     this.#stdoutPipe = init.stdout;
     this.#stderrPipe = init.stderr;
+    this.#stdinState = init.stdinState;
     this.#maxBuffer = init.plan.maxBuffer;
     this.#registry = init.registry;
     this.#native = init.registry.native;
@@ -439,8 +445,10 @@ export class ProcessHandle implements AsyncDisposable {
 
   /**
    * Reads stdout and stderr to their ends (empty for one that is not piped) and waits. A
-   * TypeError if one is locked by another reader. Past `maxBuffer` bytes on either stream the
-   * child is killed (SIGKILL) and it rejects with a `MaxBufferError`.
+   * TypeError if neither is piped, if one is locked by another reader, or while a piped stdin
+   * is open and nobody is writing it (close it first, or write it while this runs). Past
+   * `maxBuffer` bytes on either stream the child is killed (SIGKILL) and it rejects with a
+   * `MaxBufferError`.
    *
    * @example
    * ```ts
@@ -451,6 +459,12 @@ export class ProcessHandle implements AsyncDisposable {
    */
   async output(options: OutputOptions = {}): Promise<ProcessOutput> {
     const maxBuffer = options.maxBuffer === undefined ? this.#maxBuffer : checkMaxBuffer(options.maxBuffer);
+    if (this.#stdoutPipe === null && this.#stderrPipe === null) {
+      throw new TypeError(
+        `Cannot collect the output of pid ${this.pid}: stdout and stderr are not piped (spawn with stdout: "piped" or stderr: "piped")`,
+      );
+    }
+    this.#refuseIdleStdin("output()");
     const reading = new OutputReading(
       [this.#stdoutPipe, this.#stderrPipe],
       maxBuffer,
@@ -467,7 +481,7 @@ export class ProcessHandle implements AsyncDisposable {
 
   /**
    * Resolves with stdout decoded as UTF-8, once the child has exited: `output()` for text
-   * (stderr, if piped, is read and dropped).
+   * (stderr, if piped, is read and dropped). A TypeError if stdout is not piped.
    *
    * @example
    * ```ts
@@ -476,12 +490,13 @@ export class ProcessHandle implements AsyncDisposable {
    * ```
    */
   async text(options: OutputOptions = {}): Promise<string> {
+    if (this.#stdoutPipe === null) throw this.#notPiped("text()");
     return new TextDecoder().decode((await this.output(options)).stdout);
   }
 
   /**
    * Yields stdout line by line (without the "\n") as it arrives, then waits for the exit and
-   * returns the status (at once if stdout is not piped). Outputs it does not read (stderr,
+   * returns the status. A TypeError if stdout is not piped. Outputs it does not read (stderr,
    * extra descriptors) are drained meanwhile, as `wait()` drains them.
    *
    * Leaving early (`break`, `return()`) does not touch the child: stdout stays open and the
@@ -500,7 +515,7 @@ export class ProcessHandle implements AsyncDisposable {
   async *lines(options: OutputOptions = {}): AsyncGenerator<string, ProcessStatus> {
     const maxBuffer = options.maxBuffer === undefined ? this.#maxBuffer : checkMaxBuffer(options.maxBuffer);
     const pipe = this.#stdoutPipe;
-    if (pipe === null) return await this.wait();
+    if (pipe === null) throw this.#notPiped("lines()");
     const reader = pipe.lock();
     this.#drainOutputs(pipe);
     // Split on bytes, so what was read but not yielded goes back as it came.
@@ -594,6 +609,23 @@ export class ProcessHandle implements AsyncDisposable {
   /** Starts draining the piped outputs, but `except` (one this handle reads itself). */
   #drainOutputs(except: OutputPipe | null): void {
     for (const pipe of this.#outputs) if (pipe !== except) pipe.drain();
+  }
+
+  #notPiped(method: string): TypeError {
+    return new TypeError(
+      `Cannot call ${method} on pid ${this.pid}: its stdout is not piped (spawn with stdout: "piped")`,
+    );
+  }
+
+  /** Output collected while a piped stdin is open and idle would wait for the child's exit forever. */
+  #refuseIdleStdin(method: string): void {
+    const state = this.#stdinState;
+    if (state === null || state.closed || this.stdin?.locked) return;
+    throw new TypeError(
+      `Cannot call ${method} on pid ${this.pid} while its piped stdin is open and nobody writes it: the child ` +
+        `could wait for input forever. Close child.stdin first, or write it from a writer while ${method} ` +
+        `runs, or give the bytes as "input" or "stdin" instead of "piped"`,
+    );
   }
 
   /** SIGKILL for an output past `maxBuffer`; nothing if the child is gone or the handle disposed. */
@@ -746,6 +778,7 @@ interface HandleInit {
   generation: number;
   ref: boolean;
   stdin: WritableStream<Uint8Array> | null;
+  stdinState: StdinState | null;
   stdout: OutputPipe | null;
   stderr: OutputPipe | null;
   outputs: OutputPipe[];
@@ -804,6 +837,7 @@ export function spawnPlanned(
   const owner: OutputOwner = { killForOverflow: () => killQuietly(handle) };
   const streams = {
     stdin: null as WritableStream<Uint8Array> | null,
+    stdinState: null as StdinState | null,
     stdout: null as OutputPipe | null,
     stderr: null as OutputPipe | null,
     outputs: [] as OutputPipe[],
@@ -822,8 +856,10 @@ export function spawnPlanned(
       if (fd === undefined) continue;
       if (action.pipe === "stdin" && plan.stdinSource !== null) {
         stopPump = pumpStdin(plan.stdinSource, native.pipeWriter(fd), () => killQuietly(handle));
-      } else if (action.pipe === "stdin") streams.stdin = inputStream(native.pipeWriter(fd));
-      else if (action.pipe === "stdout") streams.stdout = output("stdout", fd);
+      } else if (action.pipe === "stdin") {
+        streams.stdinState = { closed: false };
+        streams.stdin = stdinStream(native.pipeWriter(fd), streams.stdinState);
+      } else if (action.pipe === "stdout") streams.stdout = output("stdout", fd);
       else if (action.pipe === "stderr") streams.stderr = output("stderr", fd);
       else if (action.pipe === "output") streams.fdOutputs[action.target] = output(`fd ${action.target}`, fd).stream;
       else if (action.pipe === "input") streams.fdInputs[action.target] = inputStream(native.pipeWriter(fd));

@@ -469,13 +469,30 @@ export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array<ArrayBuff
   return out;
 }
 
-/** A writable stream over a pipe the child reads (`child.stdin`, `child.fdInputs[n]`). */
-export function inputStream(writer: PipeWriter): WritableStream<Uint8Array> {
+/** Whether `write` to the child's stdin was closed by the library or refused as closed. */
+export interface StdinState {
+  /** `close()` or `abort()` was called on `child.stdin`. */
+  closed: boolean;
+}
+
+/** `child.stdin` for `stdin: "piped"`, over the pipe's writer; `state` records its closing. */
+export function stdinStream(writer: PipeWriter, state: StdinState): WritableStream<Uint8Array> {
   return new WritableStream<Uint8Array>({
     write: (chunk) => writer.write(chunk),
-    close: () => writer.end(),
-    abort: () => writer.close(),
+    close() {
+      state.closed = true;
+      return writer.end();
+    },
+    abort() {
+      state.closed = true;
+      writer.close();
+    },
   });
+}
+
+/** A writable stream to an extra descriptor the child reads (`fds: { 3: "piped-input" }`). */
+export function inputStream(writer: PipeWriter): WritableStream<Uint8Array> {
+  return stdinStream(writer, { closed: false });
 }
 
 /**

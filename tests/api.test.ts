@@ -12,7 +12,7 @@ import {
   spawnHandle,
   UnknownSignalError,
 } from "../mod.ts";
-import { readAll, sleep, test } from "./harness.ts";
+import { readAll, sleep, test, within } from "./harness.ts";
 
 const dir = mkdtempSync("/tmp/ph-api-");
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -321,6 +321,40 @@ test("the sync helpers refuse an AbortSignal (nothing could abort them) and spaw
     }
     assert.equal(existsSync(marker), false);
   }
+});
+
+// ---- misuse is an error (item 13)
+
+test("output(), text() and lines() on streams that are not piped throw a TypeError saying so", async () => {
+  const plain = spawnHandle("true");
+  await assert.rejects(plain.output(), (e: unknown) => e instanceof TypeError && /not piped/.test(e.message));
+  const errOnly = spawnHandle("sh", ["-c", "echo e >&2"], { stderr: "piped" });
+  for (const call of [() => errOnly.text(), async () => await errOnly.lines().next()]) {
+    await assert.rejects(call(), (e: unknown) => e instanceof TypeError && /stdout/.test(e.message));
+  }
+  // One piped output is enough for output().
+  assert.equal(decode((await errOnly.output()).stderr), "e\n");
+  await plain.wait();
+});
+
+test("output() and text() refuse at once while piped stdin is open and nobody writes it", async () => {
+  const cat = spawnHandle("cat", [], { stdin: "piped", stdout: "piped" });
+  for (const call of [() => cat.output(), () => cat.text()]) {
+    await within(
+      "the refusal",
+      assert.rejects(call(), (e: unknown) => e instanceof TypeError && /stdin/.test(e.message)),
+      2000,
+    );
+  }
+  await cat.stdin!.close();
+  assert.equal((await cat.output()).status.code, 0);
+  // Writing it meanwhile (the stream is locked by a writer) is the way to feed and collect at once.
+  const fed = spawnHandle("cat", [], { stdin: "piped", stdout: "piped" });
+  const writer = fed.stdin!.getWriter();
+  const text = fed.text();
+  await writer.write(new TextEncoder().encode("fed"));
+  await writer.close();
+  assert.equal(await text, "fed");
 });
 
 // ---- input and stdin (item 21)
