@@ -22,7 +22,7 @@ export type { ProcessReadableStream, StdinSource } from "./src/streams.ts";
 export type { ProcessStatus, ResourceUsage } from "./src/status.ts";
 export type { ExtraFd, FileTarget, RlimitName, RlimitValue, SpawnOptions, StdinOption, Stdio } from "./src/options.ts";
 export { MaxBufferError, ProcessError, ReaperDiedError, SpawnError } from "./src/errors.ts";
-export type { CommandResult, SpawnErrorDetails } from "./src/errors.ts";
+export type { CommandResult, MaxBufferRead, SpawnErrorDetails } from "./src/errors.ts";
 export { LibraryError } from "./ffi/mod.ts";
 export type { LibraryErrorCode } from "./ffi/mod.ts";
 export { outputSync, popen3, run, runSync } from "./src/run.ts";

@@ -114,8 +114,8 @@ export interface SpawnOptions {
   /**
    * Most bytes the library keeps for you per output: what `output()`, `text()` and the
    * streams' `text()`/`bytes()` collect, and what is drained from a stream nobody reads once
-   * the exit is awaited. Past it the child is killed (SIGKILL) and `MaxBufferError` is
-   * thrown. Default 100 MiB; `Infinity`: no limit.
+   * the exit is awaited. Past it the child is killed (SIGKILL) and `MaxBufferError` reports
+   * the first `maxBuffer` bytes. Default 100 MiB; `Infinity`: no limit.
    */
   maxBuffer?: number;
   /** Extra descriptors by number in the child (Ruby's `fd => io`); swaps like `{1: 2, 2: 1}` work. */

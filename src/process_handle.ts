@@ -448,7 +448,7 @@ export class ProcessHandle implements AsyncDisposable {
    * TypeError if neither is piped, if one is locked by another reader, or while a piped stdin
    * is open and nobody is writing it (close it first, or write it while this runs). Past
    * `maxBuffer` bytes on either stream the child is killed (SIGKILL) and it rejects with a
-   * `MaxBufferError`.
+   * `MaxBufferError` holding the first `maxBuffer` bytes of each stream and the status.
    *
    * @example
    * ```ts
@@ -474,7 +474,7 @@ export class ProcessHandle implements AsyncDisposable {
     this.#drainOutputs(null);
     await reading.done;
     const status = await this.wait();
-    const overflow = reading.overflowError(maxBuffer);
+    const overflow = reading.overflowError(maxBuffer, status);
     if (overflow !== null) throw overflow;
     return { status, stdout: reading.bytes(0), stderr: reading.bytes(1) };
   }
@@ -553,8 +553,9 @@ export class ProcessHandle implements AsyncDisposable {
         current = EMPTY;
         if (partsLength > maxBuffer) {
           this.#killForOverflow();
+          const kept = concatBytes(parts).subarray(0, maxBuffer);
           parts = [];
-          throw new MaxBufferError("stdout", maxBuffer);
+          throw new MaxBufferError("stdout", maxBuffer, { stdout: kept });
         }
       }
       done = true;

@@ -127,27 +127,22 @@ export async function run(command: string, args: readonly string[] = [], options
     exited = true;
     if (killed || handle.timedOut || handle.aborted || timeoutPassed) startGrace();
   }, () => {});
-  const empty = new Uint8Array(0);
   let output: ProcessOutput;
   try {
     await reading.done;
     output = { status: await handle.wait(), stdout: reading.bytes(0), stderr: reading.bytes(1) };
   } catch (error) {
     const status = await handle.wait();
-    throw new ProcessError(result(command, args, handle, { status, stdout: empty, stderr: empty }), error);
+    const partial = { status, stdout: reading.bytes(0), stderr: reading.bytes(1) };
+    throw new ProcessError(result(command, args, handle, partial), error);
   } finally {
     await stopAfterKill;
     clearTimeout(timer);
     clearTimeout(grace);
   }
-  const overflow = reading.overflowError(maxBuffer);
-  if (overflow !== null) {
-    throw new ProcessError(
-      result(command, args, handle, { status: output.status, stdout: empty, stderr: empty }),
-      overflow,
-    );
-  }
   const done = result(command, args, handle, output);
+  const overflow = reading.overflowError(maxBuffer, output.status);
+  if (overflow !== null) throw new ProcessError(done, overflow);
   if (handle.aborted) throw new ProcessError(done, spawnOptions.signal?.reason);
   if (!output.status.success) throw new ProcessError(done);
   return done;
@@ -240,17 +235,23 @@ export function outputSync(
     native.close(state.inputFd);
     state.inputFd = -1;
   }
-  let overflow: MaxBufferError | null = null;
+  // The output that overflowed first; each output keeps its first `maxBuffer` bytes.
+  let overflow: string | null = null;
   const sizes = new Map<number, number>();
   const keep = (fd: number, bytes: Uint8Array) => {
-    const total = (sizes.get(fd) ?? 0) + bytes.length;
-    sizes.set(fd, total);
-    if (total > maxBuffer && overflow === null) {
-      overflow = new MaxBufferError(fd === pipes.get(1) ? "stdout" : "stderr", maxBuffer);
-      handle.sendSignal("SIGKILL");
-      state.stopAt = performance.now() + KILL_EOF_GRACE_MS;
+    const total = sizes.get(fd) ?? 0;
+    const room = maxBuffer - total;
+    if (bytes.length <= room) {
+      sizes.set(fd, total + bytes.length);
+      outputs.get(fd)!.push(bytes);
+      return;
     }
-    if (overflow === null) outputs.get(fd)!.push(bytes);
+    if (room > 0) outputs.get(fd)!.push(bytes.subarray(0, room));
+    sizes.set(fd, maxBuffer);
+    if (overflow !== null) return;
+    overflow = fd === pipes.get(1) ? "stdout" : "stderr";
+    handle.sendSignal("SIGKILL");
+    state.stopAt = performance.now() + KILL_EOF_GRACE_MS;
   };
   try {
     pumpSync(state, input, keep);
@@ -260,11 +261,12 @@ export function outputSync(
     if (state.inputFd >= 0) native.close(state.inputFd);
   }
   const status = handle.waitSync();
-  if (overflow !== null) throw overflow;
   const joined = (fd: number | undefined) => fd === undefined ? new Uint8Array(0) : concatBytes(outputs.get(fd) ?? []);
   const stdoutFd = plan.actions.find((a) => a.pipe === "stdout") ? pipes.get(1) : undefined;
   const stderrFd = plan.actions.find((a) => a.pipe === "stderr") ? pipes.get(2) : undefined;
-  return { status, stdout: joined(stdoutFd), stderr: joined(stderrFd), timedOut: state.timedOut };
+  const [stdout, stderr] = [joined(stdoutFd), joined(stderrFd)];
+  if (overflow !== null) throw new MaxBufferError(overflow, maxBuffer, { stdout, stderr, status });
+  return { status, stdout, stderr, timedOut: state.timedOut };
 }
 
 /** What the sync helpers track while they pump and wait. */
@@ -390,42 +392,24 @@ function waitSyncBounded(state: SyncState): void {
 export function runSync(command: string, args: readonly string[] = [], options?: RunOptions): CommandResult {
   let output: ProcessOutput & { timedOut: boolean };
   const decoder = new TextDecoder();
+  const decoded = (status: ProcessStatus, stdout: Uint8Array, stderr: Uint8Array, timedOut: boolean) => ({
+    command,
+    args,
+    status,
+    code: status.code,
+    signal: status.signal,
+    timedOut,
+    aborted: false,
+    stdout: decoder.decode(stdout),
+    stderr: decoder.decode(stderr),
+  });
   try {
     output = outputSync(command, args, options);
   } catch (error) {
-    if (!(error instanceof MaxBufferError)) throw error;
-    const status: ProcessStatus = {
-      pid: 0,
-      exited: true,
-      code: null,
-      signal: "SIGKILL",
-      coreDumped: false,
-      success: false,
-      rusage: null,
-    };
-    throw new ProcessError({
-      command,
-      args,
-      status,
-      code: null,
-      signal: "SIGKILL",
-      timedOut: false,
-      aborted: false,
-      stdout: "",
-      stderr: "",
-    }, error);
+    if (!(error instanceof MaxBufferError) || error.status === null) throw error;
+    throw new ProcessError(decoded(error.status, error.stdout, error.stderr, false), error);
   }
-  const done: CommandResult = {
-    command,
-    args,
-    status: output.status,
-    code: output.status.code,
-    signal: output.status.signal,
-    timedOut: output.timedOut,
-    aborted: false,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+  const done: CommandResult = decoded(output.status, output.stdout, output.stderr, output.timedOut);
   if (!output.status.success) throw new ProcessError(done);
   return done;
 }

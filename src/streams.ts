@@ -10,13 +10,14 @@
 import { clearInterval, clearTimeout, setInterval, setTimeout } from "node:timers";
 import type { PipeReader, PipeWriter } from "../ffi/mod.ts";
 import { MaxBufferError } from "./errors.ts";
+import type { ProcessStatus } from "./status.ts";
 
 /**
  * What the child writes to a piped descriptor (`child.stdout`, `child.stderr`,
  * `child.fdOutputs[n]`): a `ReadableStream` of bytes (so `pipeTo`, `for await` and
  * `new Response(stream)` work) with Deno's methods to read it whole. Those methods keep at
  * most the spawn's `maxBuffer` bytes (default 100 MiB): past it the child is killed with
- * SIGKILL and they reject with `MaxBufferError`.
+ * SIGKILL and they reject with `MaxBufferError`, which holds the first `maxBuffer` bytes.
  *
  * @example
  * ```ts
@@ -312,7 +313,10 @@ class OutputStream extends ReadableStream<Uint8Array> implements ProcessReadable
     const collector = new Collector(pipe, pipe.lock(), pipe.maxBuffer, () => pipe.killForOverflow());
     await collector.done;
     const bytes = collector.bytes();
-    if (collector.overflowed) throw new MaxBufferError(pipe.name, pipe.maxBuffer);
+    if (collector.overflowed) {
+      const read = pipe.name === "stdout" ? { stdout: bytes } : pipe.name === "stderr" ? { stderr: bytes } : {};
+      throw new MaxBufferError(pipe.name, pipe.maxBuffer, read);
+    }
     return bytes;
   }
 
@@ -450,10 +454,14 @@ export class OutputReading {
     return this.#collectors[index]?.bytes() ?? new Uint8Array(0);
   }
 
-  /** The MaxBufferError for an overflow, if there was one. */
-  overflowError(maxBuffer: number): MaxBufferError | null {
+  /** The MaxBufferError for an overflow, with what was kept and the status. */
+  overflowError(maxBuffer: number, status: ProcessStatus | null): MaxBufferError | null {
     if (this.overflowed === null) return null;
-    return new MaxBufferError(this.overflowed.name, maxBuffer);
+    return new MaxBufferError(this.overflowed.name, maxBuffer, {
+      stdout: this.bytes(0),
+      stderr: this.bytes(1),
+      status,
+    });
   }
 }
 

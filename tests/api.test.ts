@@ -368,4 +368,34 @@ test("input together with stdin is a TypeError, for run() too, and nothing start
   assert.equal(existsSync(marker), false);
 });
 
+// ---- errors keep what users need (item 14)
+
+test("MaxBufferError from output() and outputSync() keeps the first maxBuffer bytes and the status", async () => {
+  const script = "printf err >&2; exec yes abc";
+  const check = (e: unknown) => {
+    assert.ok(e instanceof MaxBufferError);
+    assert.equal(decode(e.stdout), "abc\n".repeat(250));
+    assert.equal(decode(e.stderr), "err");
+    assert.equal(e.status?.signal, "SIGKILL");
+    return true;
+  };
+  const child = spawnHandle("sh", ["-c", script], { stdout: "piped", stderr: "piped" });
+  await assert.rejects(child.output({ maxBuffer: 1000 }), check);
+  assert.throws(() => outputSync("sh", ["-c", script], { maxBuffer: 1000 }), check);
+});
+
+test("run() and runSync() reject with a ProcessError holding the output read before maxBuffer", async () => {
+  const script = "printf err >&2; exec yes abc";
+  const check = (e: unknown) => {
+    assert.ok(e instanceof ProcessError);
+    assert.deepEqual([e.stdout, e.stderr, e.signal], ["abc\n".repeat(250), "err", "SIGKILL"]);
+    assert.ok(e.status.pid > 0, `pid ${e.status.pid}`);
+    assert.ok(e.cause instanceof MaxBufferError);
+    assert.equal(e.cause.stdout.length, 1000);
+    return true;
+  };
+  await assert.rejects(run("sh", ["-c", script], { maxBuffer: 1000 }), check);
+  assert.throws(() => runSync("sh", ["-c", script], { maxBuffer: 1000 }), check);
+});
+
 test("cleanup", () => rmSync(dir, { recursive: true, force: true }));

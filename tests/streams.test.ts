@@ -83,11 +83,12 @@ test("child.stdout is a ReadableStream with text(), bytes(), arrayBuffer() and j
   await Promise.all([json.wait(), both.wait(), response.wait()]);
 });
 
-test("the stream's text() is bounded by maxBuffer: the child is killed", async () => {
+test("the stream's text() is bounded by maxBuffer: the child is killed, the error keeps the first bytes", async () => {
   const child = spawnHandle("sh", ["-c", "exec yes abc"], { stdout: "piped", maxBuffer: 1000 });
   await assert.rejects(child.stdout!.text(), (e: unknown) => {
     assert.ok(e instanceof MaxBufferError);
     assert.deepEqual([e.stream, e.maxBuffer], ["stdout", 1000]);
+    assert.equal(decode(e.stdout), "abc\n".repeat(250));
     return true;
   });
   assert.equal((await child.wait()).signal, "SIGKILL");
