@@ -50,6 +50,9 @@ export type ExtraFd = number | FileTarget | "null" | "piped" | "pipe" | "piped-i
  */
 export type StdinOption = Stdio | StdinSource;
 
+/** What `stderr` accepts: `Stdio`, or "stdout" to share stdout's. */
+export type StderrOption = Stdio | "stdout";
+
 /**
  * The default `maxBuffer`: 100 MiB per stream.
  *
@@ -83,8 +86,15 @@ export type RlimitName =
 /** A limit: one number for soft and hard alike, or `[soft, hard]`; `Infinity` is unlimited. */
 export type RlimitValue = number | readonly [number, number];
 
-/** Options of `spawnHandle`. */
-export interface SpawnOptions {
+/**
+ * Options of `spawnHandle`. The type parameters are the types of `stdin`, `stdout` and
+ * `stderr`, which `spawnHandle` infers to type the handle's streams.
+ */
+export interface SpawnOptions<
+  In extends StdinOption = StdinOption,
+  Out extends Stdio = Stdio,
+  Err extends StderrOption = StderrOption,
+> {
   /** The child's working directory; default: the host's current directory. */
   cwd?: string | URL;
   /** Variables merged over the host's environment (or over nothing with `clearEnv`); `undefined` removes one. */
@@ -101,11 +111,11 @@ export interface SpawnOptions {
    * something other than bytes or strings, gets the child killed (SIGKILL), so a cut input
    * is never taken for a whole one.
    */
-  stdin?: StdinOption;
+  stdin?: In;
   /** The child's stdout (default "inherit"); "piped" gives `handle.stdout`. */
-  stdout?: Stdio;
+  stdout?: Out;
   /** The child's stderr (default "inherit"); "piped" gives `handle.stderr`; "stdout" shares stdout's. */
-  stderr?: Stdio | "stdout";
+  stderr?: Err;
   /**
    * Text (as UTF-8) or bytes written to the child's stdin, which is then closed. Cannot be
    * combined with `stdin` (TypeError).

@@ -14,6 +14,9 @@ import {
   planSpawn,
   type SpawnOptions,
   type SpawnPlan,
+  type StderrOption,
+  type StdinOption,
+  type Stdio,
   typeError,
 } from "./options.ts";
 import { GENERATION, getNative, getRegistry, ListenerError, type Registry, SETTLE } from "./registry.ts";
@@ -163,8 +166,27 @@ export interface ProcessOutput {
 }
 
 /**
+ * The type of a stream on the handle for the option value `V`: `S` when `V` is "piped" or
+ * "pipe", null when it is anything else, `S | null` when the type does not tell.
+ *
+ * @example
+ * ```ts
+ * import { type PipedStream, type ProcessReadableStream, spawnHandle } from "@private-spawn/private-spawn";
+ * const child = spawnHandle("ls", ["/"], { stdout: "piped" });
+ * const stdout: PipedStream<"piped", ProcessReadableStream> = child.stdout; // a stream, never null
+ * console.log((await stdout.text()).length > 0); // true
+ * ```
+ */
+export type PipedStream<V, S> = 0 extends (1 & V) ? S | null
+  : [V] extends ["piped" | "pipe"] ? S
+  : [Extract<V, "piped" | "pipe">] extends [never] ? null
+  : S | null;
+
+/**
  * A spawned child, held by its pidfd. The child is private: the host gets no `SIGCHLD` for
- * it and `waitpid(-1)` in the host never sees it.
+ * it and `waitpid(-1)` in the host never sees it. Its type parameters are the types of its
+ * `stdin`, `stdout` and `stderr`, which `spawnHandle` infers from the options, so a piped
+ * stream is typed as not null (see `PipedStream`).
  *
  * @example
  * ```ts
@@ -174,7 +196,11 @@ export interface ProcessOutput {
  * console.log(status.code); // 3
  * ```
  */
-export class ProcessHandle implements AsyncDisposable {
+export class ProcessHandle<
+  Stdin extends WritableStream<Uint8Array> | null = WritableStream<Uint8Array> | null,
+  Stdout extends ProcessReadableStream | null = ProcessReadableStream | null,
+  Stderr extends ProcessReadableStream | null = ProcessReadableStream | null,
+> implements AsyncDisposable {
   /** The child's pid. */
   readonly pid: number;
   /**
@@ -182,7 +208,7 @@ export class ProcessHandle implements AsyncDisposable {
    * writes `input` or a `stdin` source itself). `output()` and `text()` refuse to run while
    * it is open and not being written (the child could wait for it forever).
    */
-  readonly stdin: WritableStream<Uint8Array> | null;
+  readonly stdin: Stdin;
   /**
    * The child's stdout when `stdout: "piped"`, else null. Read it, or pipe it elsewhere: a
    * child whose pipe is full waits. Once `wait()` (or `output()`, `text()`, `lines()`) awaits
@@ -191,9 +217,9 @@ export class ProcessHandle implements AsyncDisposable {
    * those bytes, errors with `MaxBufferError`. A stream being read is not drained: its reader
    * sets the pace.
    */
-  readonly stdout: ProcessReadableStream | null;
+  readonly stdout: Stdout;
   /** The child's stderr when `stderr: "piped"`, else null; drained as `stdout` is. */
-  readonly stderr: ProcessReadableStream | null;
+  readonly stderr: Stderr;
   /** Streams of extra descriptors the child writes (`fds: { 3: "piped" }`); drained as `stdout` is. */
   readonly fdOutputs: Readonly<Record<number, ProcessReadableStream>>;
   /** Streams to extra descriptors the child reads (`fds: { 3: "piped-input" }`). */
@@ -243,9 +269,9 @@ export class ProcessHandle implements AsyncDisposable {
   /** @internal Use `spawnHandle`. */
   constructor(init: HandleInit) {
     this.pid = init.pid;
-    this.stdin = init.stdin;
-    this.stdout = init.stdout?.stream ?? null;
-    this.stderr = init.stderr?.stream ?? null;
+    this.stdin = init.stdin as Stdin;
+    this.stdout = (init.stdout?.stream ?? null) as Stdout;
+    this.stderr = (init.stderr?.stream ?? null) as Stderr;
     this.fdOutputs = frozenOrNone(init.fdOutputs);
     this.fdInputs = frozenOrNone(init.fdInputs);
     this.#outputs = init.outputs;
@@ -801,10 +827,31 @@ interface HandleInit {
  * console.log(text.trim(), status.success); // "hi" true
  * ```
  */
-export function spawnHandle(command: string, args?: readonly string[], options?: SpawnOptions): ProcessHandle {
+export function spawnHandle<
+  const In extends StdinOption = "inherit",
+  const Out extends Stdio = "inherit",
+  const Err extends StderrOption = "inherit",
+>(command: string, args?: readonly string[], options?: SpawnOptions<In, Out, Err>): SpawnedHandle<In, Out, Err> {
   const plan = planSpawn(command, args, options, getNative());
-  return spawnPlanned(plan, { streams: true, ref: true }).handle;
+  return spawnPlanned(plan, { streams: true, ref: true }).handle as SpawnedHandle<In, Out, Err>;
 }
+
+/**
+ * The handle `spawnHandle` returns for options whose `stdin`, `stdout` and `stderr` have the
+ * types `In`, `Out` and `Err`: each piped one typed as a stream, each other one as null.
+ *
+ * @example
+ * ```ts
+ * import { type SpawnedHandle, spawnHandle } from "@private-spawn/private-spawn";
+ * const child: SpawnedHandle<"inherit", "piped", "null"> = spawnHandle("ls", [], { stdout: "piped", stderr: "null" });
+ * console.log((await child.stdout.text()).length > 0); // true
+ * ```
+ */
+export type SpawnedHandle<In extends StdinOption, Out extends Stdio, Err extends StderrOption> = ProcessHandle<
+  PipedStream<In, WritableStream<Uint8Array>>,
+  PipedStream<Out, ProcessReadableStream>,
+  PipedStream<Err, ProcessReadableStream>
+>;
 
 /** Host ends of the pipes of a spawn, by the child's descriptor number. */
 export type RawPipes = Map<number, number>;

@@ -18,7 +18,7 @@ import { type ProcessHandle, type ProcessOutput, spawnHandle, spawnPlanned, WAIT
 import { type Native, pipeGrower } from "../ffi/mod.ts";
 import { getNative } from "./registry.ts";
 import type { ProcessStatus } from "./status.ts";
-import { concatBytes, KILL_EOF_GRACE_MS, outputPipeOf, OutputReading } from "./streams.ts";
+import { concatBytes, KILL_EOF_GRACE_MS, outputPipeOf, OutputReading, type ProcessReadableStream } from "./streams.ts";
 
 export { KILL_EOF_GRACE_MS };
 
@@ -51,11 +51,11 @@ export interface Popen3 {
   /** The child's stdin. */
   stdin: WritableStream<Uint8Array>;
   /** The child's stdout. */
-  stdout: ReadableStream<Uint8Array>;
+  stdout: ProcessReadableStream;
   /** The child's stderr. */
-  stderr: ReadableStream<Uint8Array>;
+  stderr: ProcessReadableStream;
   /** The child. */
-  handle: ProcessHandle;
+  handle: ProcessHandle<WritableStream<Uint8Array>, ProcessReadableStream, ProcessReadableStream>;
 }
 
 /** The options of a helper: stdout and stderr piped, stdin "null" unless `input` or `stdin` is given. */
@@ -67,7 +67,12 @@ function helperOptions(options: RunOptions | undefined): SpawnOptions {
   return { ...defaults, ...options };
 }
 
-function result(command: string, args: readonly string[], handle: ProcessHandle, output: ProcessOutput): CommandResult {
+function result(
+  command: string,
+  args: readonly string[],
+  handle: { readonly timedOut: boolean; readonly aborted: boolean },
+  output: ProcessOutput,
+): CommandResult {
   const decoder = new TextDecoder();
   return {
     command,
@@ -163,7 +168,7 @@ export async function run(command: string, args: readonly string[] = [], options
  */
 export function popen3(command: string, args: readonly string[] = [], options: SpawnOptions = {}): Popen3 {
   const handle = spawnHandle(command, args, { ...options, stdin: "piped", stdout: "piped", stderr: "piped" });
-  return { stdin: handle.stdin!, stdout: handle.stdout!, stderr: handle.stderr!, handle };
+  return { stdin: handle.stdin, stdout: handle.stdout, stderr: handle.stderr, handle };
 }
 
 const POLLIN = 1;

@@ -13,6 +13,7 @@ import {
   UnknownSignalError,
 } from "../mod.ts";
 import { readAll, sleep, test, within } from "./harness.ts";
+import { typedStreams } from "./types.ts";
 
 const dir = mkdtempSync("/tmp/ph-api-");
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -323,6 +324,12 @@ test("the sync helpers refuse an AbortSignal (nothing could abort them) and spaw
   }
 });
 
+// ---- types that follow the options (item 11)
+
+test("piped streams are typed from the options: no null check needed (tests/types.ts, type-checked)", async () => {
+  assert.deepEqual(await typedStreams(), { text: "typed\n", code: 0 });
+});
+
 // ---- misuse is an error (item 13)
 
 test("output(), text() and lines() on streams that are not piped throw a TypeError saying so", async () => {
@@ -346,11 +353,11 @@ test("output() and text() refuse at once while piped stdin is open and nobody wr
       2000,
     );
   }
-  await cat.stdin!.close();
+  await cat.stdin.close();
   assert.equal((await cat.output()).status.code, 0);
   // Writing it meanwhile (the stream is locked by a writer) is the way to feed and collect at once.
   const fed = spawnHandle("cat", [], { stdin: "piped", stdout: "piped" });
-  const writer = fed.stdin!.getWriter();
+  const writer = fed.stdin.getWriter();
   const text = fed.text();
   await writer.write(new TextEncoder().encode("fed"));
   await writer.close();

@@ -37,8 +37,8 @@ test("breaking out of lines() leaves the child alone: no SIGPIPE, stdout goes on
   const script = "printf 'ready\\nh\\303'; sleep 0.3; printf '\\251llo\\n'; seq 1 20000; exit 7";
   const child = spawnHandle("sh", ["-c", script], { stdout: "piped" });
   for await (const line of child.lines()) if (line === "ready") break;
-  assert.equal(child.stdout!.locked, false);
-  const rest = decode(await readAll(child.stdout!));
+  assert.equal(child.stdout.locked, false);
+  const rest = decode(await readAll(child.stdout));
   const seq = Array.from({ length: 20000 }, (_, i) => `${i + 1}\n`).join("");
   assert.equal(rest, `héllo\n${seq}`);
   const status = await child.wait();
@@ -56,7 +56,7 @@ test("after return() on lines(), the next lines() or text() starts at the next l
     if (line === "c") break;
   }
   assert.deepEqual(again, ["b", "c"]);
-  assert.equal(await child.stdout!.text(), "d\ne");
+  assert.equal(await child.stdout.text(), "d\ne");
   assert.equal((await child.wait()).code, 0);
 });
 
@@ -64,28 +64,28 @@ test("after return() on lines(), the next lines() or text() starts at the next l
 
 test("child.stdout is a ReadableStream with text(), bytes(), arrayBuffer() and json()", async () => {
   const json = spawnHandle("echo", ['{"a":[1,2]}'], { stdout: "piped" });
-  assert.ok(json.stdout! instanceof ReadableStream);
-  assert.deepEqual(await json.stdout!.json(), { a: [1, 2] });
+  assert.ok(json.stdout instanceof ReadableStream);
+  assert.deepEqual(await json.stdout.json(), { a: [1, 2] });
   const both = spawnHandle("sh", ["-c", "printf héllo; printf err >&2; printf three >&3"], {
     stdout: "piped",
     stderr: "piped",
     fds: { 3: "piped" },
   });
   const [text, bytes, buffer] = await Promise.all([
-    both.stdout!.text(),
-    both.stderr!.bytes(),
+    both.stdout.text(),
+    both.stderr.bytes(),
     both.fdOutputs[3].arrayBuffer(),
   ]);
   assert.deepEqual([text, decode(bytes), decode(new Uint8Array(buffer))], ["héllo", "err", "three"]);
   assert.ok(bytes instanceof Uint8Array);
   const response = spawnHandle("printf", ["through Response"], { stdout: "piped" });
-  assert.equal(await new Response(response.stdout!).text(), "through Response");
+  assert.equal(await new Response(response.stdout).text(), "through Response");
   await Promise.all([json.wait(), both.wait(), response.wait()]);
 });
 
 test("the stream's text() is bounded by maxBuffer: the child is killed, the error keeps the first bytes", async () => {
   const child = spawnHandle("sh", ["-c", "exec yes abc"], { stdout: "piped", maxBuffer: 1000 });
-  await assert.rejects(child.stdout!.text(), (e: unknown) => {
+  await assert.rejects(child.stdout.text(), (e: unknown) => {
     assert.ok(e instanceof MaxBufferError);
     assert.deepEqual([e.stream, e.maxBuffer], ["stdout", 1000]);
     assert.equal(decode(e.stdout), "abc\n".repeat(250));
@@ -105,7 +105,7 @@ test("wait() resolves though piped outputs are never read; reads that start late
     child.kill("SIGKILL");
   }
   await sleep(100);
-  const sizes = await Promise.all([child.stdout!, child.stderr!, child.fdOutputs[3]].map(countBytes));
+  const sizes = await Promise.all([child.stdout, child.stderr, child.fdOutputs[3]].map(countBytes));
   assert.deepEqual(sizes, [4 * MiB, 3 * MiB, 2 * MiB]);
 });
 
@@ -118,14 +118,14 @@ test("unread output past maxBuffer: the child is killed, the stream yields maxBu
   }
   let read = 0;
   await assert.rejects(async () => {
-    for await (const chunk of child.stdout!) read += chunk.length;
+    for await (const chunk of child.stdout) read += chunk.length;
   }, (e: unknown) => e instanceof MaxBufferError && e.stream === "stdout" && e.maxBuffer === MiB);
   assert.equal(read, MiB);
 });
 
 test("a stream being read is not drained: a slow reader gets all 8 MiB though maxBuffer is 64 KiB", async () => {
   const child = spawnHandle("head", ["-c", String(8 * MiB), "/dev/zero"], { stdout: "piped", maxBuffer: 64 * 1024 });
-  const reader = child.stdout!.getReader();
+  const reader = child.stdout.getReader();
   const waiting = child.wait();
   let read = 0;
   for (let n = 0;; n++) {
@@ -140,7 +140,7 @@ test("a stream being read is not drained: a slow reader gets all 8 MiB though ma
 
 test("a reader released after wait() was called: the rest is drained, and read later", async () => {
   const child = spawnHandle("head", ["-c", String(4 * MiB), "/dev/zero"], { stdout: "piped" });
-  const reader = child.stdout!.getReader();
+  const reader = child.stdout.getReader();
   const first = (await reader.read()).value!.length;
   const waiting = child.wait();
   await sleep(50);
@@ -150,7 +150,7 @@ test("a reader released after wait() was called: the rest is drained, and read l
   } finally {
     child.kill("SIGKILL");
   }
-  assert.equal(first + await countBytes(child.stdout!), 4 * MiB);
+  assert.equal(first + await countBytes(child.stdout), 4 * MiB);
 });
 
 // ---- descriptors of streams nobody reads (item 19)
@@ -194,7 +194,7 @@ test("stdin from a Uint8Array, ArrayBuffer, Blob, Response or ReadableStream is 
   for (const [name, source] of sources) {
     const child = spawnHandle("cat", [], { stdin: source() as Blob, stdout: "piped" });
     assert.equal(child.stdin, null, name);
-    assert.equal(sha256(await child.stdout!.bytes()), expected, name);
+    assert.equal(sha256(await child.stdout.bytes()), expected, name);
     assert.equal((await child.wait()).code, 0, name);
   }
   const strings = new ReadableStream<string>({
@@ -205,13 +205,13 @@ test("stdin from a Uint8Array, ArrayBuffer, Blob, Response or ReadableStream is 
     },
   });
   const child = spawnHandle("cat", [], { stdin: strings, stdout: "piped" });
-  assert.equal(await child.stdout!.text(), "text chunks");
+  assert.equal(await child.stdout.text(), "text chunks");
 });
 
 test("input on spawnHandle; input with stdin is a TypeError and nothing starts", async () => {
   const child = spawnHandle("cat", [], { input: "x", stdout: "piped" });
   assert.equal(child.stdin, null);
-  assert.equal(await child.stdout!.text(), "x");
+  assert.equal(await child.stdout.text(), "x");
   const marker = `/tmp/ph-input-${process.pid}-${Date.now()}`;
   for (const stdin of ["piped", "null", new Uint8Array(1)] as const) {
     assert.throws(
@@ -270,7 +270,7 @@ test("a child that exits without reading stdin: pumping stops, no unhandled reje
       },
     });
     const head = spawnHandle("head", ["-c", "10"], { stdin: endless, stdout: "piped" });
-    assert.equal((await head.stdout!.bytes()).length, 10);
+    assert.equal((await head.stdout.bytes()).length, 10);
     assert.equal((await head.wait()).code, 0);
     for (const stdin of [new Uint8Array(8 * MiB), new Blob([new Uint8Array(8 * MiB)])]) {
       assert.equal((await spawnHandle("true", [], { stdin }).wait()).code, 0);
