@@ -711,7 +711,11 @@ export class ProcessHandle<
     for (const pipe of this.#outputs) pipe.childExited();
     const hooks = this.#exitHooks;
     this.#exitHooks = null;
-    for (const hook of hooks ?? []) hook();
+    for (const hook of hooks ?? []) {
+      try {
+        hook();
+      } catch { /* a hook only releases resources; the status must still be delivered */ }
+    }
     for (const timer of this.#timers ?? []) clearTimeout(timer);
     for (const cleanup of this.#cleanup ?? []) cleanup();
     this.#timers = null;
