@@ -17,11 +17,27 @@ import { ProcessHandle, spawnHandle } from "./src/process_handle.ts";
 import type { ProcessStatus } from "./src/status.ts";
 
 export { DEFAULT_MAX_BUFFER, HandleClosedError, ProcessHandle, spawnHandle } from "./src/process_handle.ts";
-export type { OutputOptions, ProcessOutput, SendSignalOptions } from "./src/process_handle.ts";
+export type {
+  OutputOptions,
+  PipedStream,
+  ProcessOutput,
+  SendSignalOptions,
+  SpawnedHandle,
+} from "./src/process_handle.ts";
+export type { ProcessReadableStream, StdinSource } from "./src/streams.ts";
 export type { ProcessStatus, ResourceUsage } from "./src/status.ts";
-export type { ExtraFd, FileTarget, RlimitName, RlimitValue, SpawnOptions, Stdio } from "./src/options.ts";
+export type {
+  ExtraFd,
+  FileTarget,
+  RlimitName,
+  RlimitValue,
+  SpawnOptions,
+  StderrOption,
+  StdinOption,
+  Stdio,
+} from "./src/options.ts";
 export { MaxBufferError, ProcessError, ReaperDiedError, SpawnError } from "./src/errors.ts";
-export type { CommandResult, SpawnErrorDetails } from "./src/errors.ts";
+export type { CommandResult, MaxBufferRead, SpawnErrorDetails } from "./src/errors.ts";
 export { LibraryError } from "./ffi/mod.ts";
 export type { LibraryErrorCode } from "./ffi/mod.ts";
 export { outputSync, popen3, run, runSync } from "./src/run.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import process from "node:process";
-import { bindCalls, type Native, pipeGrower, type WakeSource } from "./native.ts";
+import { bindCalls, type Native, pipeGrower, type PipeReader, type PipeWriter, type WakeSource } from "./native.ts";
 import { type FfiType, symbols } from "./symbols.ts";
 
 // Bun-only globals, typed here so the rest of the code base stays runtime-neutral.
@@ -14,6 +14,7 @@ interface BunFileSink {
   write(chunk: Uint8Array): number | Promise<number>;
   flush(): number | Promise<number>;
   end(): number | Promise<number>;
+  unref(): void;
 }
 interface BunGlobal {
   file(fd: number): { stream(): ReadableStream<Uint8Array>; writer(): BunFileSink };
@@ -55,8 +56,8 @@ export function openBun(path: string): Native {
     // Bun's process.env writes are not mirrored into libc's environ: always copy.
     hostEnviron: 0n,
     wakeSource: (fd, onWake) => wakeSource(bun, fd, onWake),
-    readable: (fd) => readable(bun, fd, pipeGrower(calls, fd), (n) => s.ph_close(n)),
-    writable: (fd) => writable(bun, fd, pipeGrower(calls, fd), (n) => s.ph_close(n)),
+    pipeReader: (fd) => pipeReader(bun, fd, pipeGrower(calls, fd), (n) => s.ph_close(n)),
+    pipeWriter: (fd) => pipeWriter(bun, fd, pipeGrower(calls, fd), (n) => s.ph_close(n)),
   };
 }
 
@@ -94,68 +95,82 @@ function wakeSource(bun: BunGlobal, fd: number, onWake: () => void): WakeSource 
   };
 }
 
-function readable(
+/** Reads with a `Bun.file(fd).stream()` reader, which reads only when asked to. */
+function pipeReader(
   bun: BunGlobal,
   fd: number,
   sized: (bytes: number) => void,
   close: (fd: number) => number,
-): ReadableStream<Uint8Array> {
-  const source = bun.file(fd).stream();
-  const reader = source.getReader();
+): PipeReader {
+  const reader = bun.file(fd).stream().getReader();
   let open = true;
+  let closing = false;
   const finish = () => {
     if (!open) return;
     open = false;
     close(fd);
   };
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
+  return {
+    async read() {
+      if (!open || closing) return null;
       try {
         const { done, value } = await reader.read();
         if (done) {
           finish();
-          controller.close();
-        } else {
-          sized(value.length);
-          controller.enqueue(value);
+          return null;
         }
+        sized(value.length);
+        return value;
       } catch (error) {
         finish();
-        controller.error(error);
+        throw error;
       }
     },
-    async cancel(reason) {
-      await reader.cancel(reason).catch(() => {});
-      finish();
+    close() {
+      if (!open || closing) return;
+      closing = true;
+      // Bun lets go of the descriptor first (a pending read resolves done), then it is closed.
+      reader.cancel().catch(() => {}).finally(finish);
     },
-  }, { highWaterMark: 0 });
+  };
 }
 
 /** Bun's FileSink never closes a descriptor it was given, so closing it here is the EOF. */
-function writable(
+function pipeWriter(
   bun: BunGlobal,
   fd: number,
   sized: (bytes: number) => void,
   close: (fd: number) => number,
-): WritableStream<Uint8Array> {
+): PipeWriter {
   const sink = bun.file(fd).writer();
   let open = true;
-  const finish = async () => {
+  let ending: Promise<void> | null = null;
+  const finish = () => {
     if (!open) return;
     open = false;
-    try {
-      await sink.end();
-    } finally {
-      close(fd);
-    }
+    close(fd);
   };
-  return new WritableStream<Uint8Array>({
+  const end = () =>
+    ending ??= (async () => {
+      try {
+        await sink.end();
+      } finally {
+        finish();
+      }
+    })();
+  return {
     async write(chunk) {
+      if (ending !== null) throw Object.assign(new Error("The pipe was closed"), { code: "ERR_STREAM_DESTROYED" });
       sized(chunk.length);
       await sink.write(chunk);
       await sink.flush();
     },
-    close: finish,
-    abort: finish,
-  });
+    end,
+    close() {
+      // Whatever is still buffered no longer keeps Bun alive; the descriptor is closed once
+      // Bun is done with it (a reader that never reads holds it until it exits).
+      sink.unref();
+      end().catch(() => {});
+    },
+  };
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import net from "node:net";
-import { bindCalls, type Native, pipeGrower, type WakeSource } from "./native.ts";
+import { bindCalls, type Native, pipeGrower, type PipeReader, type PipeWriter, type WakeSource } from "./native.ts";
 import { isPermissionError, permissionError } from "./permissions.ts";
 import { type FfiType, symbols } from "./symbols.ts";
 
@@ -59,8 +59,8 @@ export function openDeno(path: string): Native {
     getEnv: (name) => permitted(() => deno().env.get(name)),
     hostEnviron: environAddress(),
     wakeSource,
-    readable: (fd) => readable(fd, pipeGrower(calls, fd)),
-    writable: (fd) => writable(fd, pipeGrower(calls, fd)),
+    pipeReader: (fd) => pipeReader(fd, pipeGrower(calls, fd)),
+    pipeWriter: (fd) => pipeWriter(fd, pipeGrower(calls, fd)),
   };
 }
 
@@ -107,78 +107,114 @@ function wakeSource(fd: number, onWake: () => void): WakeSource {
   };
 }
 
-function readable(fd: number, sized: (bytes: number) => void): ReadableStream<Uint8Array> {
-  const socket = new net.Socket({ fd, readable: true, writable: false });
-  return socketReadable(socket, sized);
-}
+// Kept from the stream's highWaterMark; see docs/decisions/0010-drain-unread-output.md.
+/** Chunks a pipe reader holds before it pauses its socket (the kernel's pipe then fills up). */
+const READ_AHEAD_CHUNKS = 16;
 
-/** A byte stream over a `node:net` socket, pausing it while the consumer is full. */
-export function socketReadable(socket: net.Socket, sized = (_bytes: number) => {}): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({
-    start(controller) {
-      socket.on("data", (chunk: Uint8Array) => {
-        sized(chunk.byteLength);
-        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-        if ((controller.desiredSize ?? 1) <= 0) socket.pause();
-      });
-      socket.on("end", () => {
-        try {
-          controller.close();
-        } catch { /* already cancelled */ }
-        socket.destroy();
-      });
-      socket.on("error", (error) => {
-        try {
-          controller.error(error);
-        } catch { /* already cancelled */ }
-      });
-    },
-    pull() {
-      socket.resume();
-    },
-    cancel() {
-      socket.destroy();
-    },
-  }, { highWaterMark: 16 });
-}
-
-function writable(fd: number, sized: (bytes: number) => void): WritableStream<Uint8Array> {
-  const socket = new net.Socket({ fd, readable: false, writable: true });
-  return socketWritable(socket, sized);
+function pipeReader(fd: number, sized: (bytes: number) => void): PipeReader {
+  return socketReader(new net.Socket({ fd, readable: true, writable: false }), sized);
 }
 
 /**
- * A byte sink over a `node:net` socket. A write settles as soon as the socket accepted the
- * chunk into its buffer, and waits for "drain" only when the buffer is full, so writes
- * pipeline instead of waiting one by one for the kernel.
+ * Reads a `node:net` socket chunk by chunk. The socket reads ahead up to `READ_AHEAD_CHUNKS`
+ * chunks and pauses until they are taken; it is destroyed (its descriptor closed) at EOF, on an
+ * error or by `close`.
  */
-export function socketWritable(socket: net.Socket, sized = (_bytes: number) => {}): WritableStream<Uint8Array> {
+export function socketReader(socket: net.Socket, sized = (_bytes: number) => {}): PipeReader {
+  const chunks: Uint8Array[] = [];
+  let ended = false;
   let failure: Error | null = null;
-  socket.on("error", (error) => {
-    failure = error;
+  let waiter: { resolve(chunk: Uint8Array | null): void; reject(error: Error): void } | null = null;
+  const settle = () => {
+    const current = waiter;
+    if (current === null) return;
+    if (chunks.length > 0) current.resolve(chunks.shift()!);
+    else if (failure !== null) current.reject(failure);
+    else if (ended) current.resolve(null);
+    else return;
+    waiter = null;
+  };
+  socket.on("data", (chunk: Uint8Array) => {
+    sized(chunk.byteLength);
+    chunks.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    if (chunks.length >= READ_AHEAD_CHUNKS) socket.pause();
+    settle();
   });
-  const drained = () =>
-    new Promise<void>((resolve, reject) => {
-      const onDrain = () => {
-        socket.off("error", onError);
-        resolve();
-      };
-      const onError = (error: Error) => {
-        socket.off("drain", onDrain);
-        reject(error);
-      };
-      socket.once("drain", onDrain);
-      socket.once("error", onError);
-    });
-  return new WritableStream<Uint8Array>({
-    write(chunk) {
-      if (failure) return Promise.reject(failure);
-      sized(chunk.byteLength);
-      if (socket.write(chunk)) return;
-      return drained();
+  socket.on("end", () => {
+    ended = true;
+    socket.destroy();
+    settle();
+  });
+  socket.on("error", (error) => {
+    failure ??= error;
+    ended = true;
+    socket.destroy();
+    settle();
+  });
+  return {
+    read() {
+      if (chunks.length > 0) {
+        const chunk = chunks.shift()!;
+        if (!ended) socket.resume();
+        return Promise.resolve(chunk);
+      }
+      if (failure !== null) return Promise.reject(failure);
+      if (ended) return Promise.resolve(null);
+      socket.resume();
+      return new Promise((resolve, reject) => waiter = { resolve, reject });
     },
     close() {
-      if (failure) return Promise.reject(failure);
+      ended = true;
+      chunks.length = 0;
+      failure = null;
+      socket.destroy();
+      settle();
+    },
+  };
+}
+
+function pipeWriter(fd: number, sized: (bytes: number) => void): PipeWriter {
+  return socketWriter(new net.Socket({ fd, readable: false, writable: true }), sized);
+}
+
+/**
+ * Writes a `node:net` socket. A write settles as soon as the socket accepted the chunk into its
+ * buffer, and waits for "drain" only when the buffer is full, so writes pipeline instead of
+ * waiting one by one for the kernel.
+ */
+export function socketWriter(socket: net.Socket, sized = (_bytes: number) => {}): PipeWriter {
+  let failure: Error | null = null;
+  socket.on("error", (error) => {
+    failure ??= error;
+  });
+  /** Settles at "drain", at an error, or when the socket is closed meanwhile. */
+  const drained = () =>
+    new Promise<void>((resolve, reject) => {
+      const done = (error: Error | null) => {
+        socket.off("drain", onDrain);
+        socket.off("error", onError);
+        socket.off("close", onClose);
+        if (error === null) resolve();
+        else reject(error);
+      };
+      const onDrain = () => done(null);
+      const onError = (error: Error) => done(error);
+      const onClose = () => done(failure ?? closedError());
+      socket.once("drain", onDrain);
+      socket.once("error", onError);
+      socket.once("close", onClose);
+    });
+  return {
+    write(chunk) {
+      if (failure !== null) return Promise.reject(failure);
+      if (socket.destroyed) return Promise.reject(closedError());
+      sized(chunk.byteLength);
+      if (socket.write(chunk)) return Promise.resolve();
+      return drained();
+    },
+    end() {
+      if (failure !== null) return Promise.reject(failure);
+      if (socket.destroyed) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
         socket.once("error", reject);
         socket.end(() => {
@@ -187,8 +223,12 @@ export function socketWritable(socket: net.Socket, sized = (_bytes: number) => {
         });
       });
     },
-    abort() {
+    close() {
       socket.destroy();
     },
-  });
+  };
+}
+
+function closedError(): Error {
+  return Object.assign(new Error("The pipe was closed"), { code: "ERR_STREAM_DESTROYED" });
 }

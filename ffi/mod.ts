@@ -21,7 +21,7 @@ import {
 import type { Native } from "./native.ts";
 import { isPermissionError, permissionError } from "./permissions.ts";
 
-export type { Native, WakeSource } from "./native.ts";
+export type { Native, PipeReader, PipeWriter, WakeSource } from "./native.ts";
 export { pipeGrower } from "./native.ts";
 export { LibraryError } from "./loader.ts";
 export type { LibraryErrorCode } from "./loader.ts";

@@ -56,10 +56,37 @@ export interface Native extends LibraryCalls {
   readonly hostEnviron: bigint;
   /** Calls `onWake` whenever `fd` becomes readable (the bytes are consumed). */
   wakeSource(fd: number, onWake: () => void): WakeSource;
-  /** A stream reading `fd` (a non-blocking pipe end) until EOF; owns and closes `fd`. */
-  readable(fd: number): ReadableStream<Uint8Array>;
-  /** A stream writing `fd` (a non-blocking pipe end); owns and closes `fd`. */
-  writable(fd: number): WritableStream<Uint8Array>;
+  /** Reads `fd` (a non-blocking pipe end) until EOF; owns and closes `fd`. */
+  pipeReader(fd: number): PipeReader;
+  /** Writes `fd` (a non-blocking pipe end); owns and closes `fd`. */
+  pipeWriter(fd: number): PipeWriter;
+}
+
+/**
+ * The host's read end of a pipe from a child. The streams above `ffi/` are built on it, so
+ * they decide when to read (on demand, or draining in the background) and what to buffer.
+ */
+export interface PipeReader {
+  /**
+   * The next chunk, or null at EOF or after `close` (the descriptor is closed then); rejects
+   * with the read error. One call at a time.
+   */
+  read(): Promise<Uint8Array | null>;
+  /** Stops reading and closes the descriptor; a pending `read` resolves null. Idempotent. */
+  close(): void;
+}
+
+/** The host's write end of a pipe to a child. */
+export interface PipeWriter {
+  /**
+   * Resolves once the runtime took the chunk (it may still be buffered: writes pipeline);
+   * rejects with the write error (`code` "EPIPE" once the reader is gone).
+   */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Flushes what was written, then closes the descriptor (the child reads EOF). */
+  end(): Promise<void>;
+  /** Closes the descriptor now, dropping anything not yet written. Idempotent. */
+  close(): void;
 }
 
 // deno-lint-ignore no-explicit-any

@@ -267,7 +267,12 @@ export class ProcessError extends Error implements CommandResult {
 }
 
 /**
- * A child's output grew past `maxBuffer`; the child was killed.
+ * A child's output grew past `maxBuffer`; the child was killed (SIGKILL). Shaped like the
+ * result of `output()` and `outputSync()`: `stdout` and `stderr` hold what was read, at most
+ * the first `maxBuffer` bytes of each, and `status` how the child ended. (`run()` and
+ * `runSync()` reject with a `ProcessError` whose `cause` is this error.) From a stream
+ * (`child.stdout` drained while nobody read it), the bytes were yielded by the stream itself
+ * and the fields are empty.
  *
  * @example
  * ```ts
@@ -275,22 +280,50 @@ export class ProcessError extends Error implements CommandResult {
  * try {
  *   await spawnHandle("yes", [], { stdout: "piped" }).output({ maxBuffer: 1024 });
  * } catch (error) {
- *   if (error instanceof MaxBufferError) console.log(error.stream, error.maxBuffer); // "stdout" 1024
+ *   if (error instanceof MaxBufferError) console.log(error.stream, error.maxBuffer, error.stdout.length); // "stdout" 1024 1024
  * }
  * ```
  */
 export class MaxBufferError extends RangeError {
   /** Always "ERR_MAX_BUFFER". */
   readonly code = "ERR_MAX_BUFFER";
-  /** "stdout" or "stderr". */
+  /** The output that grew past the limit: "stdout", "stderr" or "fd <n>". */
   readonly stream: string;
   /** The limit in bytes. */
   readonly maxBuffer: number;
-  /** The error for `stream` growing past `maxBuffer` bytes. */
-  constructor(stream: string, maxBuffer: number) {
+  /** What was read from stdout, at most `maxBuffer` bytes. */
+  readonly stdout: Uint8Array;
+  /** What was read from stderr, at most `maxBuffer` bytes. */
+  readonly stderr: Uint8Array;
+  /** How the child ended, or null if the error came before its exit was known. */
+  readonly status: import("./status.ts").ProcessStatus | null;
+  /** The error for `stream` growing past `maxBuffer` bytes, with what was read and the status. */
+  constructor(stream: string, maxBuffer: number, read: MaxBufferRead = {}) {
     super(`The child's ${stream} exceeded maxBuffer (${maxBuffer} bytes); the child was killed`);
     this.name = "MaxBufferError";
     this.stream = stream;
     this.maxBuffer = maxBuffer;
+    this.stdout = read.stdout ?? new Uint8Array(0);
+    this.stderr = read.stderr ?? new Uint8Array(0);
+    this.status = read.status ?? null;
   }
+}
+
+/**
+ * What a `MaxBufferError` carries besides the stream and the limit.
+ *
+ * @example
+ * ```ts
+ * import { MaxBufferError, type MaxBufferRead } from "@private-spawn/private-spawn";
+ * const read: MaxBufferRead = { stdout: new Uint8Array(4) };
+ * console.log(new MaxBufferError("stdout", 4, read).stdout.length); // 4
+ * ```
+ */
+export interface MaxBufferRead {
+  /** What was read from stdout (default: empty). */
+  stdout?: Uint8Array;
+  /** What was read from stderr (default: empty). */
+  stderr?: Uint8Array;
+  /** How the child ended (default: null). */
+  status?: import("./status.ts").ProcessStatus | null;
 }

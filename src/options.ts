@@ -8,6 +8,9 @@ import { resolve as resolvePath } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FdKind } from "../ffi/abi.ts";
 import { formatValue, type Signal, signalNumber } from "./signals.ts";
+import { isStdinSource, sourceBytes, type StdinSource } from "./streams.ts";
+
+export type { StdinSource } from "./streams.ts";
 
 /**
  * A file opened in the child's setup (errors name its path). The open never waits: a FIFO
@@ -41,6 +44,26 @@ export type Stdio = "inherit" | "null" | "piped" | "pipe" | number | FileTarget;
  */
 export type ExtraFd = number | FileTarget | "null" | "piped" | "pipe" | "piped-input";
 
+/**
+ * What `stdin` accepts: a mode or a file (`Stdio`), or bytes, a Blob, a Response or a stream
+ * the library writes to a pipe (`StdinSource`).
+ */
+export type StdinOption = Stdio | StdinSource;
+
+/** What `stderr` accepts: `Stdio`, or "stdout" to share stdout's. */
+export type StderrOption = Stdio | "stdout";
+
+/**
+ * The default `maxBuffer`: 100 MiB per stream.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_BUFFER } from "@private-spawn/private-spawn";
+ * console.log(DEFAULT_MAX_BUFFER); // 104857600
+ * ```
+ */
+export const DEFAULT_MAX_BUFFER = 100 * 1024 * 1024;
+
 /** Resource limits by Ruby's names (`RLIMIT_NOFILE` is `nofile`). */
 export type RlimitName =
   | "as"
@@ -63,20 +86,48 @@ export type RlimitName =
 /** A limit: one number for soft and hard alike, or `[soft, hard]`; `Infinity` is unlimited. */
 export type RlimitValue = number | readonly [number, number];
 
-/** Options of `spawnHandle`. */
-export interface SpawnOptions {
+/**
+ * Options of `spawnHandle`. The type parameters are the types of `stdin`, `stdout` and
+ * `stderr`, which `spawnHandle` infers to type the handle's streams.
+ */
+export interface SpawnOptions<
+  In extends StdinOption = StdinOption,
+  Out extends Stdio = Stdio,
+  Err extends StderrOption = StderrOption,
+> {
   /** The child's working directory; default: the host's current directory. */
   cwd?: string | URL;
   /** Variables merged over the host's environment (or over nothing with `clearEnv`); `undefined` removes one. */
   env?: Record<string, string | undefined>;
   /** Start from an empty environment instead of the host's. */
   clearEnv?: boolean;
-  /** The child's stdin (default "inherit"); "piped" gives `handle.stdin`. */
-  stdin?: Stdio;
+  /**
+   * The child's stdin (default "inherit"); "piped" gives `handle.stdin`. Bytes (a
+   * `Uint8Array`, any view or `ArrayBuffer`), a `Blob`, a `Response` or `Request` (its body)
+   * or a `ReadableStream` of bytes or strings is written to a pipe by the library, which then
+   * closes it, as `Bun.spawn` does; `handle.stdin` is null then. A string names a mode: give
+   * text as `input`. Writing stops when the child exits (a grandchild that inherited stdin
+   * gets no more) or stops reading (EPIPE, quietly); a stream that errors, or yields
+   * something other than bytes or strings, gets the child killed (SIGKILL), so a cut input
+   * is never taken for a whole one.
+   */
+  stdin?: In;
   /** The child's stdout (default "inherit"); "piped" gives `handle.stdout`. */
-  stdout?: Stdio;
+  stdout?: Out;
   /** The child's stderr (default "inherit"); "piped" gives `handle.stderr`; "stdout" shares stdout's. */
-  stderr?: Stdio | "stdout";
+  stderr?: Err;
+  /**
+   * Text (as UTF-8) or bytes written to the child's stdin, which is then closed. Cannot be
+   * combined with `stdin` (TypeError).
+   */
+  input?: string | Uint8Array;
+  /**
+   * Most bytes the library keeps for you per output: what `output()`, `text()` and the
+   * streams' `text()`/`bytes()` collect, and what is drained from a stream nobody reads once
+   * the exit is awaited. Past it the child is killed (SIGKILL) and `MaxBufferError` reports
+   * the first `maxBuffer` bytes. Default 100 MiB; `Infinity`: no limit.
+   */
+  maxBuffer?: number;
   /** Extra descriptors by number in the child (Ruby's `fd => io`); swaps like `{1: 2, 2: 1}` work. */
   fds?: Record<number, ExtraFd>;
   /** Host descriptors (3 and up) that stay open in the child at the same number; all others are closed. */
@@ -149,6 +200,10 @@ export interface FdPlan {
 /** A validated spawn: everything the request encoder needs. */
 export interface SpawnPlan {
   command: string;
+  /** What the library writes to a piped stdin (`input`, or a `stdin` source), or null. */
+  stdinSource: Uint8Array | Exclude<StdinSource, ArrayBufferView | ArrayBuffer> | null;
+  /** Bytes kept per output (`maxBuffer`). */
+  maxBuffer: number;
   args: readonly string[];
   argv: string[];
   env: readonly string[];
@@ -246,6 +301,8 @@ export const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
   "killSignal",
   "forceKillAfter",
   "killOnParentExit",
+  "input",
+  "maxBuffer",
 ]);
 
 /** Linux resource numbers by Ruby's names. */
@@ -329,6 +386,8 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
   const argv0 = o.argv0 === undefined ? cmd : checkString("argv0", o.argv0);
 
   const actions = planDescriptors(o);
+  const stdinSource = planStdinSource(o);
+  const maxBuffer = checkMaxBuffer(o.maxBuffer);
   const inheritFds = o.inheritFds === undefined ? [] : checkIntegerList("inheritFds", o.inheritFds, 3, FD_MAX);
   for (const fd of inheritFds) {
     if (actions.some((a) => a.target === fd)) throw valueError("inheritFds", `descriptor ${fd} is also in "fds"`, fd);
@@ -349,6 +408,8 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
 
   return {
     command: cmd,
+    stdinSource,
+    maxBuffer,
     args: argList,
     argv: [argv0, ...argList],
     env,
@@ -386,6 +447,39 @@ export function checkKeys(option: string, object: object, known: ReadonlySet<str
     }
     throw valueError(option, `unknown option "${key}"`, key);
   }
+}
+
+/** `maxBuffer`: a non-negative integer or `Infinity`; undefined means `DEFAULT_MAX_BUFFER`. */
+export function checkMaxBuffer(value: unknown): number {
+  if (value === undefined) return DEFAULT_MAX_BUFFER;
+  if (value === Infinity) return value;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw rangeError("maxBuffer", "must be a non-negative integer or Infinity", value);
+  }
+  return value;
+}
+
+/** What the library writes to stdin: `input`, or a `stdin` that is bytes, a Blob, a Response or a stream. */
+function planStdinSource(o: SpawnOptions): SpawnPlan["stdinSource"] {
+  if (o.input !== undefined) {
+    if (o.stdin !== undefined) {
+      throw valueError("input", 'cannot be combined with "stdin" (the input is written to a piped stdin)', o.input);
+    }
+    if (typeof o.input === "string") return new TextEncoder().encode(o.input);
+    if (o.input instanceof Uint8Array) return o.input;
+    throw typeError("input", "a string or a Uint8Array", o.input);
+  }
+  const stdin: unknown = o.stdin;
+  if (!isStdinSource(stdin)) return null;
+  const bytes = sourceBytes(stdin);
+  if (bytes !== null) return bytes;
+  if (stdin instanceof ReadableStream && stdin.locked) {
+    throw valueError("stdin", "the stream is locked by a reader", stdin);
+  }
+  if ((stdin instanceof Response || stdin instanceof Request) && stdin.bodyUsed) {
+    throw valueError("stdin", "the body was used already", stdin);
+  }
+  return stdin as Exclude<StdinSource, ArrayBufferView | ArrayBuffer>;
 }
 
 /** The longest timer Node, Deno and Bun keep exact (2^31 - 1 ms, about 24.8 days). */
@@ -460,9 +554,11 @@ function planDescriptors(o: SpawnOptions): FdPlan[] {
     return Number(key);
   });
   STREAMS.forEach((name, target) => {
-    const value = o[name];
+    // `input` goes through a piped stdin (given with `stdin` too, it is refused later).
+    const byInput = name === "stdin" && o.input !== undefined && o.stdin === undefined;
+    const value = byInput ? "piped" : o[name];
     if (value !== undefined && extraTargets.includes(target)) {
-      throw valueError("fds", `descriptor ${target} is already set by "${name}"`, target);
+      throw valueError("fds", `descriptor ${target} is already set by "${byInput ? "input" : name}"`, target);
     }
     if (extraTargets.includes(target)) return;
     if (name === "stderr" && value === "stdout") {
@@ -489,6 +585,7 @@ function planOne(
   stream: "stdin" | "stdout" | "stderr" | null,
 ): FdPlan {
   if (value === "inherit" && stream !== null) return { target, kind: FdKind.inherit };
+  if (stream === "stdin" && isStdinSource(value)) return { target, kind: FdKind.pipeToChild, pipe: "stdin" };
   if (value === "null") return { target, kind: FdKind.devnull };
   if (value === "piped" || value === "pipe") {
     const toChild = stream === "stdin";

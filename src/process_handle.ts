@@ -7,11 +7,35 @@ import { clearTimeout, setTimeout } from "node:timers";
 import { ExitKind, ExitRecord, FdAction, Request, SIGNAL_GROUP, STEP_NAMES } from "../ffi/abi.ts";
 import type { Native } from "../ffi/mod.ts";
 import { MaxBufferError, ReaperDiedError, SpawnError } from "./errors.ts";
-import { checkKeys, planSpawn, type SpawnOptions, type SpawnPlan, typeError } from "./options.ts";
+import {
+  checkKeys,
+  checkMaxBuffer,
+  DEFAULT_MAX_BUFFER,
+  planSpawn,
+  type SpawnOptions,
+  type SpawnPlan,
+  type StderrOption,
+  type StdinOption,
+  type Stdio,
+  typeError,
+} from "./options.ts";
 import { GENERATION, getNative, getRegistry, ListenerError, type Registry, SETTLE } from "./registry.ts";
 import { type EncodedRequest, encodeRequest } from "./request.ts";
 import { type Signal, signalNumber } from "./signals.ts";
 import { decodeStatus, type ProcessStatus, recordKind, runningStatus } from "./status.ts";
+import {
+  concatBytes,
+  inputStream,
+  type OutputOwner,
+  OutputPipe,
+  OutputReading,
+  type ProcessReadableStream,
+  pumpStdin,
+  type StdinState,
+  stdinStream,
+} from "./streams.ts";
+
+export { DEFAULT_MAX_BUFFER };
 
 const ESRCH = 3;
 const ESTALE = 116;
@@ -20,6 +44,9 @@ const SIGTERM = 15;
 /** The grace `[Symbol.asyncDispose]` gives between SIGTERM and SIGKILL without `forceKillAfter`. */
 export const DEFAULT_FORCE_KILL_AFTER = 5000;
 const SEND_SIGNAL_OPTIONS: ReadonlySet<string> = new Set(["group"]);
+
+/** @internal Key of `ProcessHandle`'s exit hook (not part of the public API). */
+export const AT_EXIT: unique symbol = Symbol("private_spawn.atExit");
 
 /** @internal `waitSync` bounded by a timeout: true once the child has exited (or was lost). */
 export const WAIT_SYNC_FOR: unique symbol = Symbol("waitSyncFor");
@@ -108,7 +135,11 @@ export interface SendSignalOptions {
  * ```
  */
 export interface OutputOptions {
-  /** Most bytes kept per stream; more kills the child and rejects with `MaxBufferError`. Default 100 MiB. */
+  /**
+   * Most bytes kept per stream; more kills the child (SIGKILL) and rejects with a
+   * `MaxBufferError` holding the first `maxBuffer` bytes. Default: the spawn's `maxBuffer`
+   * (100 MiB unless set).
+   */
   maxBuffer?: number;
 }
 
@@ -135,19 +166,27 @@ export interface ProcessOutput {
 }
 
 /**
- * The default `maxBuffer`: 100 MiB per stream.
+ * The type of a stream on the handle for the option value `V`: `S` when `V` is "piped" or
+ * "pipe", null when it is anything else, `S | null` when the type does not tell.
  *
  * @example
  * ```ts
- * import { DEFAULT_MAX_BUFFER } from "@private-spawn/private-spawn";
- * console.log(DEFAULT_MAX_BUFFER); // 104857600
+ * import { type PipedStream, type ProcessReadableStream, spawnHandle } from "@private-spawn/private-spawn";
+ * const child = spawnHandle("ls", ["/"], { stdout: "piped" });
+ * const stdout: PipedStream<"piped", ProcessReadableStream> = child.stdout; // a stream, never null
+ * console.log((await stdout.text()).length > 0); // true
  * ```
  */
-export const DEFAULT_MAX_BUFFER = 100 * 1024 * 1024;
+export type PipedStream<V, S> = 0 extends (1 & V) ? S | null
+  : [V] extends ["piped" | "pipe"] ? S
+  : [Extract<V, "piped" | "pipe">] extends [never] ? null
+  : S | null;
 
 /**
  * A spawned child, held by its pidfd. The child is private: the host gets no `SIGCHLD` for
- * it and `waitpid(-1)` in the host never sees it.
+ * it and `waitpid(-1)` in the host never sees it. Its type parameters are the types of its
+ * `stdin`, `stdout` and `stderr`, which `spawnHandle` infers from the options, so a piped
+ * stream is typed as not null (see `PipedStream`).
  *
  * @example
  * ```ts
@@ -157,22 +196,46 @@ export const DEFAULT_MAX_BUFFER = 100 * 1024 * 1024;
  * console.log(status.code); // 3
  * ```
  */
-export class ProcessHandle implements AsyncDisposable {
+export class ProcessHandle<
+  Stdin extends WritableStream<Uint8Array> | null = WritableStream<Uint8Array> | null,
+  Stdout extends ProcessReadableStream | null = ProcessReadableStream | null,
+  Stderr extends ProcessReadableStream | null = ProcessReadableStream | null,
+> implements AsyncDisposable {
   /** The child's pid. */
   readonly pid: number;
-  /** A stream to the child's stdin when `stdin: "piped"`, else null. */
-  readonly stdin: WritableStream<Uint8Array> | null;
-  /** The child's stdout when `stdout: "piped"`, else null. */
-  readonly stdout: ReadableStream<Uint8Array> | null;
-  /** The child's stderr when `stderr: "piped"`, else null. */
-  readonly stderr: ReadableStream<Uint8Array> | null;
-  /** Streams of extra descriptors the child writes (`fds: { 3: "piped" }`). */
-  readonly fdOutputs: Readonly<Record<number, ReadableStream<Uint8Array>>>;
+  /**
+   * A stream to the child's stdin when `stdin: "piped"`, else null (also when the library
+   * writes `input` or a `stdin` source itself). `output()` and `text()` refuse to run while
+   * it is open and not being written (the child could wait for it forever).
+   */
+  readonly stdin: Stdin;
+  /**
+   * The child's stdout when `stdout: "piped"`, else null. Read it, or pipe it elsewhere: a
+   * child whose pipe is full waits. Once `wait()` (or `output()`, `text()`, `lines()`) awaits
+   * the exit, what nobody reads is drained into the stream in the background, up to
+   * `maxBuffer` bytes; past that the child is killed (SIGKILL) and the stream, after yielding
+   * those bytes, errors with `MaxBufferError`. A stream being read is not drained: its reader
+   * sets the pace.
+   */
+  readonly stdout: Stdout;
+  /** The child's stderr when `stderr: "piped"`, else null; drained as `stdout` is. */
+  readonly stderr: Stderr;
+  /** Streams of extra descriptors the child writes (`fds: { 3: "piped" }`); drained as `stdout` is. */
+  readonly fdOutputs: Readonly<Record<number, ProcessReadableStream>>;
   /** Streams to extra descriptors the child reads (`fds: { 3: "piped-input" }`). */
   readonly fdInputs: Readonly<Record<number, WritableStream<Uint8Array>>>;
 
   readonly #registry: Registry;
   readonly #native: Native;
+  /** The pipes the child writes (stdout, stderr, extra descriptors), drained once the exit is awaited. */
+  readonly #outputs: readonly OutputPipe[];
+  readonly #stdoutPipe: OutputPipe | null;
+  readonly #stderrPipe: OutputPipe | null;
+  /** Whether a piped stdin (one the user writes) was closed; null without one. */
+  readonly #stdinState: StdinState | null;
+  readonly #maxBuffer: number;
+  /** Called once at the exit (or the loss) of the child: stops pumping stdin. */
+  #exitHooks: (() => void)[] | null = null;
   readonly #slot: number;
   readonly #generation: number;
   readonly #command: string;
@@ -206,11 +269,16 @@ export class ProcessHandle implements AsyncDisposable {
   /** @internal Use `spawnHandle`. */
   constructor(init: HandleInit) {
     this.pid = init.pid;
-    this.stdin = init.stdin;
-    this.stdout = init.stdout;
-    this.stderr = init.stderr;
+    this.stdin = init.stdin as Stdin;
+    this.stdout = (init.stdout?.stream ?? null) as Stdout;
+    this.stderr = (init.stderr?.stream ?? null) as Stderr;
     this.fdOutputs = frozenOrNone(init.fdOutputs);
     this.fdInputs = frozenOrNone(init.fdInputs);
+    this.#outputs = init.outputs;
+    this.#stdoutPipe = init.stdout;
+    this.#stderrPipe = init.stderr;
+    this.#stdinState = init.stdinState;
+    this.#maxBuffer = init.plan.maxBuffer;
     this.#registry = init.registry;
     this.#native = init.registry.native;
     this.#slot = init.slot;
@@ -338,8 +406,13 @@ export class ProcessHandle implements AsyncDisposable {
     return this.sendSignal(signal, options);
   }
 
-  /** Resolves with the exit status; every call returns the same promise. */
+  /**
+   * Resolves with the exit status; every call returns the same promise. Each call also starts
+   * draining the piped outputs nobody is reading (see `stdout`), so a child that fills a pipe
+   * cannot keep it from resolving.
+   */
   wait(): Promise<ProcessStatus> {
+    this.#drainOutputs(null);
     if (this.#promise !== null) return this.#promise;
     if (this.#status !== null) {
       this.#observe();
@@ -397,7 +470,11 @@ export class ProcessHandle implements AsyncDisposable {
   }
 
   /**
-   * Reads stdout and stderr to their ends (empty for streams that are not piped) and waits.
+   * Reads stdout and stderr to their ends (empty for one that is not piped) and waits. A
+   * TypeError if neither is piped, if one is locked by another reader, or while a piped stdin
+   * is open and nobody is writing it (close it first, or write it while this runs). Past
+   * `maxBuffer` bytes on either stream the child is killed (SIGKILL) and it rejects with a
+   * `MaxBufferError` holding the first `maxBuffer` bytes of each stream and the status.
    *
    * @example
    * ```ts
@@ -407,23 +484,51 @@ export class ProcessHandle implements AsyncDisposable {
    * ```
    */
   async output(options: OutputOptions = {}): Promise<ProcessOutput> {
-    const maxBuffer = checkMaxBuffer(options.maxBuffer);
-    const collect = (stream: ReadableStream<Uint8Array> | null, name: string) =>
-      stream === null ? Promise.resolve(new Uint8Array(0)) : collectStream(stream, maxBuffer, () => {
-        this.sendSignal("SIGKILL");
-        return new MaxBufferError(name, maxBuffer);
-      });
-    const [stdout, stderr] = await Promise.all([collect(this.stdout, "stdout"), collect(this.stderr, "stderr")]);
-    return { status: await this.wait(), stdout, stderr };
+    const maxBuffer = options.maxBuffer === undefined ? this.#maxBuffer : checkMaxBuffer(options.maxBuffer);
+    if (this.#stdoutPipe === null && this.#stderrPipe === null) {
+      throw new TypeError(
+        `Cannot collect the output of pid ${this.pid}: stdout and stderr are not piped (spawn with stdout: "piped" or stderr: "piped")`,
+      );
+    }
+    this.#refuseIdleStdin("output()");
+    const reading = new OutputReading(
+      [this.#stdoutPipe, this.#stderrPipe],
+      maxBuffer,
+      () => this.#killForOverflow(),
+      () => this.wait(),
+    );
+    this.#drainOutputs(null);
+    await reading.done;
+    const status = await this.wait();
+    const overflow = reading.overflowError(maxBuffer, status);
+    if (overflow !== null) throw overflow;
+    return { status, stdout: reading.bytes(0), stderr: reading.bytes(1) };
   }
 
-  /** Resolves with stdout decoded as UTF-8, once the child has exited. */
+  /**
+   * Resolves with stdout decoded as UTF-8, once the child has exited: `output()` for text
+   * (stderr, if piped, is read and dropped). A TypeError if stdout is not piped.
+   *
+   * @example
+   * ```ts
+   * import { spawnHandle } from "@private-spawn/private-spawn";
+   * console.log(await spawnHandle("echo", ["hi"], { stdout: "piped" }).text()); // "hi\n"
+   * ```
+   */
   async text(options: OutputOptions = {}): Promise<string> {
+    if (this.#stdoutPipe === null) throw this.#notPiped("text()");
     return new TextDecoder().decode((await this.output(options)).stdout);
   }
 
   /**
-   * Yields stdout line by line (without the newline) as it arrives, then waits for the exit.
+   * Yields stdout line by line (without the "\n") as it arrives, then waits for the exit and
+   * returns the status. A TypeError if stdout is not piped. Outputs it does not read (stderr,
+   * extra descriptors) are drained meanwhile, as `wait()` drains them.
+   *
+   * Leaving early (`break`, `return()`) does not touch the child: stdout stays open and the
+   * next read of it (`child.stdout`, another `lines()`, `text()`) starts at the next unread
+   * byte. Keep reading what the child writes after that, or pipe it elsewhere, or the child
+   * waits once its pipe is full (until `wait()` drains it).
    *
    * @example
    * ```ts
@@ -434,24 +539,60 @@ export class ProcessHandle implements AsyncDisposable {
    * ```
    */
   async *lines(options: OutputOptions = {}): AsyncGenerator<string, ProcessStatus> {
-    const maxBuffer = checkMaxBuffer(options.maxBuffer);
-    if (this.stdout === null) return await this.wait();
-    const decoder = new TextDecoder();
-    let pending = "";
-    for await (const chunk of this.stdout) {
-      pending += decoder.decode(chunk, { stream: true });
-      let newline: number;
-      while ((newline = pending.indexOf("\n")) >= 0) {
-        yield pending.slice(0, newline);
-        pending = pending.slice(newline + 1);
+    const maxBuffer = options.maxBuffer === undefined ? this.#maxBuffer : checkMaxBuffer(options.maxBuffer);
+    const pipe = this.#stdoutPipe;
+    if (pipe === null) throw this.#notPiped("lines()");
+    const reader = pipe.lock();
+    this.#drainOutputs(pipe);
+    // Split on bytes, so what was read but not yielded goes back as it came.
+    let parts: Uint8Array[] = [];
+    let partsLength = 0;
+    let current: Uint8Array = EMPTY;
+    let offset = 0;
+    let done = false;
+    let decoder = new TextDecoder();
+    const decode = (bytes: Uint8Array) => {
+      const text = decoder.decode(bytes);
+      // A byte order mark is dropped at the start only.
+      decoder = LATER_LINES;
+      return text;
+    };
+    try {
+      for (;;) {
+        const chunk = await pipe.nextLocked(reader);
+        if (chunk === null) break;
+        current = chunk;
+        offset = 0;
+        let newline: number;
+        while ((newline = current.indexOf(10, offset)) >= 0) {
+          const tail = current.subarray(offset, newline);
+          const line = decode(partsLength === 0 ? tail : concatBytes([...parts, tail]));
+          parts = [];
+          partsLength = 0;
+          offset = newline + 1;
+          yield line;
+        }
+        if (offset < current.length) {
+          parts.push(current.subarray(offset));
+          partsLength += current.length - offset;
+        }
+        current = EMPTY;
+        if (partsLength > maxBuffer) {
+          this.#killForOverflow();
+          const kept = concatBytes(parts).subarray(0, maxBuffer);
+          parts = [];
+          throw new MaxBufferError("stdout", maxBuffer, { stdout: kept });
+        }
       }
-      if (pending.length > maxBuffer) {
-        this.sendSignal("SIGKILL");
-        throw new MaxBufferError("stdout", maxBuffer);
+      done = true;
+      if (parts.length > 0) {
+        const last = concatBytes(parts);
+        parts = [];
+        yield decode(last);
       }
+    } finally {
+      pipe.unlock(reader, done ? [] : [...parts, current.subarray(offset)]);
     }
-    pending += decoder.decode();
-    if (pending.length > 0) yield pending;
     return await this.wait();
   }
 
@@ -484,6 +625,42 @@ export class ProcessHandle implements AsyncDisposable {
       this.#native.close(this.#groupPidfd.fd);
       this.#groupPidfd.fd = -1;
     }
+  }
+
+  /** @internal Runs `hook` once the child has exited (or was lost), now if it has. */
+  [AT_EXIT](hook: () => void): void {
+    if (this.#status !== null || this.#lost !== null) hook();
+    else (this.#exitHooks ??= []).push(hook);
+  }
+
+  /** Starts draining the piped outputs, but `except` (one this handle reads itself). */
+  #drainOutputs(except: OutputPipe | null): void {
+    for (const pipe of this.#outputs) if (pipe !== except) pipe.drain();
+  }
+
+  #notPiped(method: string): TypeError {
+    return new TypeError(
+      `Cannot call ${method} on pid ${this.pid}: its stdout is not piped (spawn with stdout: "piped")`,
+    );
+  }
+
+  /** Output collected while a piped stdin is open and idle would wait for the child's exit forever. */
+  #refuseIdleStdin(method: string): void {
+    const state = this.#stdinState;
+    if (state === null || state.closed || this.stdin?.locked) return;
+    throw new TypeError(
+      `Cannot call ${method} on pid ${this.pid} while its piped stdin is open and nobody writes it: the child ` +
+        `could wait for input forever. Close child.stdin first, or write it from a writer while ${method} ` +
+        `runs, or give the bytes as "input" or "stdin" instead of "piped"`,
+    );
+  }
+
+  /** SIGKILL for an output past `maxBuffer`; nothing if the child is gone or the handle disposed. */
+  #killForOverflow(): void {
+    if (this.#disposed || this.#status !== null || this.#lost !== null) return;
+    try {
+      this.sendSignal(SIGKILL);
+    } catch { /* exited meanwhile */ }
   }
 
   #armLifetime(plan: SpawnPlan): void {
@@ -531,6 +708,14 @@ export class ProcessHandle implements AsyncDisposable {
   #settle(view: DataView, offset: number): void {
     if (this.#status !== null || this.#lost !== null) return;
     this.#releaseEmptyGroup();
+    for (const pipe of this.#outputs) pipe.childExited();
+    const hooks = this.#exitHooks;
+    this.#exitHooks = null;
+    for (const hook of hooks ?? []) {
+      try {
+        hook();
+      } catch { /* a hook only releases resources; the status must still be delivered */ }
+    }
     for (const timer of this.#timers ?? []) clearTimeout(timer);
     for (const cleanup of this.#cleanup ?? []) cleanup();
     this.#timers = null;
@@ -601,57 +786,9 @@ export class ProcessHandle implements AsyncDisposable {
   }
 }
 
-function checkMaxBuffer(value: unknown): number {
-  if (value === undefined) return DEFAULT_MAX_BUFFER;
-  if (value === Infinity) return value;
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
-    throw new RangeError(`Invalid option "maxBuffer": must be a non-negative integer, got ${String(value)}`);
-  }
-  return value;
-}
-
-function collectStream(
-  stream: ReadableStream<Uint8Array>,
-  maxBuffer: number,
-  overflow: () => Error,
-): Promise<Uint8Array> {
-  return readToEnd(stream.getReader() as ReadableStreamDefaultReader<Uint8Array>, maxBuffer, overflow);
-}
-
-/** @internal Reads to the end, or kills through `overflow` and rejects once more than `maxBuffer` bytes came. */
-export async function readToEnd(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  maxBuffer: number,
-  overflow: () => Error,
-): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > maxBuffer) {
-      // Kill first: cancelling first would close the pipe and let the child die of SIGPIPE.
-      const error = overflow();
-      await reader.cancel().catch(() => {});
-      throw error;
-    }
-    chunks.push(value);
-  }
-  return concatBytes(chunks);
-}
-
-/** @internal The chunks as one array (the chunk itself when there is one). */
-export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
-}
+const EMPTY = new Uint8Array(0);
+/** Decodes the lines after the first: a byte order mark there is text, not a marker. */
+const LATER_LINES = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** Shared by every handle without extra descriptors (most): two objects fewer per handle. */
 const NO_STREAMS: Readonly<Record<number, never>> = Object.freeze({});
@@ -672,9 +809,11 @@ interface HandleInit {
   generation: number;
   ref: boolean;
   stdin: WritableStream<Uint8Array> | null;
-  stdout: ReadableStream<Uint8Array> | null;
-  stderr: ReadableStream<Uint8Array> | null;
-  fdOutputs: Record<number, ReadableStream<Uint8Array>>;
+  stdinState: StdinState | null;
+  stdout: OutputPipe | null;
+  stderr: OutputPipe | null;
+  outputs: OutputPipe[];
+  fdOutputs: Record<number, ProcessReadableStream>;
   fdInputs: Record<number, WritableStream<Uint8Array>>;
 }
 
@@ -692,10 +831,31 @@ interface HandleInit {
  * console.log(text.trim(), status.success); // "hi" true
  * ```
  */
-export function spawnHandle(command: string, args?: readonly string[], options?: SpawnOptions): ProcessHandle {
+export function spawnHandle<
+  const In extends StdinOption = "inherit",
+  const Out extends Stdio = "inherit",
+  const Err extends StderrOption = "inherit",
+>(command: string, args?: readonly string[], options?: SpawnOptions<In, Out, Err>): SpawnedHandle<In, Out, Err> {
   const plan = planSpawn(command, args, options, getNative());
-  return spawnPlanned(plan, { streams: true, ref: true }).handle;
+  return spawnPlanned(plan, { streams: true, ref: true }).handle as SpawnedHandle<In, Out, Err>;
 }
+
+/**
+ * The handle `spawnHandle` returns for options whose `stdin`, `stdout` and `stderr` have the
+ * types `In`, `Out` and `Err`: each piped one typed as a stream, each other one as null.
+ *
+ * @example
+ * ```ts
+ * import { type SpawnedHandle, spawnHandle } from "@private-spawn/private-spawn";
+ * const child: SpawnedHandle<"inherit", "piped", "null"> = spawnHandle("ls", [], { stdout: "piped", stderr: "null" });
+ * console.log((await child.stdout.text()).length > 0); // true
+ * ```
+ */
+export type SpawnedHandle<In extends StdinOption, Out extends Stdio, Err extends StderrOption> = ProcessHandle<
+  PipedStream<In, WritableStream<Uint8Array>>,
+  PipedStream<Out, ProcessReadableStream>,
+  PipedStream<Err, ProcessReadableStream>
+>;
 
 /** Host ends of the pipes of a spawn, by the child's descriptor number. */
 export type RawPipes = Map<number, number>;
@@ -724,25 +884,40 @@ export function spawnPlanned(
     if (action.pipe === undefined) return;
     pipes.set(action.target, view.getInt32(request.actionsOffset + i * FdAction.size + FdAction.out_fd, true));
   });
+  // The handle exists only once the streams do; a kill for an overflow comes later, from a read.
+  let handle: ProcessHandle | null = null;
+  const owner: OutputOwner = { killForOverflow: () => killQuietly(handle) };
   const streams = {
     stdin: null as WritableStream<Uint8Array> | null,
-    stdout: null as ReadableStream<Uint8Array> | null,
-    stderr: null as ReadableStream<Uint8Array> | null,
-    fdOutputs: {} as Record<number, ReadableStream<Uint8Array>>,
+    stdinState: null as StdinState | null,
+    stdout: null as OutputPipe | null,
+    stderr: null as OutputPipe | null,
+    outputs: [] as OutputPipe[],
+    fdOutputs: {} as Record<number, ProcessReadableStream>,
     fdInputs: {} as Record<number, WritableStream<Uint8Array>>,
   };
+  let stopPump: (() => void) | null = null;
   if (how.streams) {
+    const output = (name: string, fd: number) => {
+      const pipe = new OutputPipe(name, native.pipeReader(fd), plan.maxBuffer, owner);
+      streams.outputs.push(pipe);
+      return pipe;
+    };
     for (const action of plan.actions) {
       const fd = pipes.get(action.target);
       if (fd === undefined) continue;
-      if (action.pipe === "stdin") streams.stdin = native.writable(fd);
-      else if (action.pipe === "stdout") streams.stdout = native.readable(fd);
-      else if (action.pipe === "stderr") streams.stderr = native.readable(fd);
-      else if (action.pipe === "output") streams.fdOutputs[action.target] = native.readable(fd);
-      else if (action.pipe === "input") streams.fdInputs[action.target] = native.writable(fd);
+      if (action.pipe === "stdin" && plan.stdinSource !== null) {
+        stopPump = pumpStdin(plan.stdinSource, native.pipeWriter(fd), () => killQuietly(handle));
+      } else if (action.pipe === "stdin") {
+        streams.stdinState = { closed: false };
+        streams.stdin = stdinStream(native.pipeWriter(fd), streams.stdinState);
+      } else if (action.pipe === "stdout") streams.stdout = output("stdout", fd);
+      else if (action.pipe === "stderr") streams.stderr = output("stderr", fd);
+      else if (action.pipe === "output") streams.fdOutputs[action.target] = output(`fd ${action.target}`, fd).stream;
+      else if (action.pipe === "input") streams.fdInputs[action.target] = inputStream(native.pipeWriter(fd));
     }
   }
-  const handle = new ProcessHandle({
+  const created = new ProcessHandle({
     registry,
     plan,
     pid: view.getInt32(Request.pid, true),
@@ -753,7 +928,17 @@ export function spawnPlanned(
     ref: how.ref,
     ...streams,
   });
-  return { handle, pipes };
+  handle = created;
+  // Pumping stops at the exit: it must not keep the event loop alive for a grandchild.
+  if (stopPump !== null) created[AT_EXIT](stopPump);
+  return { handle: created, pipes };
+}
+
+/** SIGKILL to a child that may be gone, or whose handle may be disposed. */
+function killQuietly(handle: ProcessHandle | null): void {
+  try {
+    handle?.sendSignal(SIGKILL);
+  } catch { /* gone, or disposed */ }
 }
 
 /** The realm's registry; a listener that cannot be opened (EMFILE, ENFILE, ENOMEM) fails the spawn. */

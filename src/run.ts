@@ -6,30 +6,26 @@
  */
 import { type CommandResult, MaxBufferError, ProcessError } from "./errors.ts";
 import {
+  checkMaxBuffer,
   checkTimeout,
   planSpawn,
-  rangeError,
   type SpawnOptions,
   type SpawnPlan,
   typeError,
   valueError,
 } from "./options.ts";
-import {
-  concatBytes,
-  DEFAULT_MAX_BUFFER,
-  type ProcessHandle,
-  type ProcessOutput,
-  readToEnd,
-  spawnHandle,
-  spawnPlanned,
-  WAIT_SYNC_FOR,
-} from "./process_handle.ts";
+import { type ProcessHandle, type ProcessOutput, spawnHandle, spawnPlanned, WAIT_SYNC_FOR } from "./process_handle.ts";
 import { type Native, pipeGrower } from "../ffi/mod.ts";
 import { getNative } from "./registry.ts";
 import type { ProcessStatus } from "./status.ts";
+import { concatBytes, KILL_EOF_GRACE_MS, outputPipeOf, OutputReading, type ProcessReadableStream } from "./streams.ts";
+
+export { KILL_EOF_GRACE_MS };
 
 /**
- * Options of `run`, `runSync` and `outputSync`.
+ * Options of `run`, `runSync` and `outputSync`: those of `spawnHandle`, with stdout and
+ * stderr piped and stdin "null" unless `input` or `stdin` says otherwise. `maxBuffer` (default
+ * 100 MiB; `Infinity`: no limit) bounds each output; more kills the child.
  *
  * @example
  * ```ts
@@ -38,12 +34,7 @@ import type { ProcessStatus } from "./status.ts";
  * console.log((await run("sort", [], options)).stdout); // "a\nb\n"
  * ```
  */
-export interface RunOptions extends SpawnOptions {
-  /** Bytes or text written to the child's stdin, which is then closed. */
-  input?: string | Uint8Array;
-  /** Most bytes kept per stream (default 100 MiB; `Infinity`: no limit); more kills the child. */
-  maxBuffer?: number;
-}
+export type RunOptions = SpawnOptions;
 
 /**
  * What `popen3` returns: the three pipes and the handle.
@@ -60,32 +51,28 @@ export interface Popen3 {
   /** The child's stdin. */
   stdin: WritableStream<Uint8Array>;
   /** The child's stdout. */
-  stdout: ReadableStream<Uint8Array>;
+  stdout: ProcessReadableStream;
   /** The child's stderr. */
-  stderr: ReadableStream<Uint8Array>;
+  stderr: ProcessReadableStream;
   /** The child. */
-  handle: ProcessHandle;
+  handle: ProcessHandle<WritableStream<Uint8Array>, ProcessReadableStream, ProcessReadableStream>;
 }
 
-function splitRunOptions(options: RunOptions | undefined): [SpawnOptions, Uint8Array | null, number] {
+/** The options of a helper: stdout and stderr piped, stdin "null" unless `input` or `stdin` is given. */
+function helperOptions(options: RunOptions | undefined): SpawnOptions {
   if (options === undefined) options = {};
   if (options === null || typeof options !== "object") throw typeError("options", "an object", options);
-  const { input, maxBuffer, ...spawn } = options;
-  let bytes: Uint8Array | null = null;
-  if (typeof input === "string") bytes = new TextEncoder().encode(input);
-  else if (input instanceof Uint8Array) bytes = input;
-  else if (input !== undefined) throw typeError("input", "a string or a Uint8Array", input);
-  if (
-    maxBuffer !== undefined && maxBuffer !== Infinity &&
-    (typeof maxBuffer !== "number" || !Number.isSafeInteger(maxBuffer) || maxBuffer < 0)
-  ) {
-    throw rangeError("maxBuffer", "must be a non-negative integer or Infinity", maxBuffer);
-  }
-  const defaults: SpawnOptions = { stdin: bytes === null ? "null" : "piped", stdout: "piped", stderr: "piped" };
-  return [{ ...defaults, ...spawn }, bytes, maxBuffer ?? DEFAULT_MAX_BUFFER];
+  const defaults: SpawnOptions = { stdout: "piped", stderr: "piped" };
+  if (options.input === undefined && options.stdin === undefined) defaults.stdin = "null";
+  return { ...defaults, ...options };
 }
 
-function result(command: string, args: readonly string[], handle: ProcessHandle, output: ProcessOutput): CommandResult {
+function result(
+  command: string,
+  args: readonly string[],
+  handle: { readonly timedOut: boolean; readonly aborted: boolean },
+  output: ProcessOutput,
+): CommandResult {
   const decoder = new TextDecoder();
   return {
     command,
@@ -99,13 +86,6 @@ function result(command: string, args: readonly string[], handle: ProcessHandle,
     stderr: decoder.decode(output.stderr),
   };
 }
-
-/**
- * How long, after a kill (`timeout`, the AbortSignal, `maxBuffer`), the helpers keep reading
- * once the child has exited: a grandchild that inherited the pipes may hold them open for
- * good, and the call returns with what was read by then.
- */
-export const KILL_EOF_GRACE_MS = 200;
 
 /**
  * Runs a command to its end and resolves with its decoded output; rejects with a
@@ -123,27 +103,25 @@ export const KILL_EOF_GRACE_MS = 200;
  * ```
  */
 export async function run(command: string, args: readonly string[] = [], options?: RunOptions): Promise<CommandResult> {
-  const [spawnOptions, input, maxBuffer] = splitRunOptions(options);
+  const spawnOptions = helperOptions(options);
   const handle = spawnHandle(command, args, spawnOptions);
-  const writing = input !== null && handle.stdin !== null ? writeAll(handle.stdin, input) : Promise.resolve();
-  const readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
+  const maxBuffer = checkMaxBuffer(spawnOptions.maxBuffer);
   let killed = false;
-  const overflow = (name: string) => {
-    killed = true;
-    handle.sendSignal("SIGKILL");
-    return new MaxBufferError(name, maxBuffer);
-  };
-  const collect = (stream: ReadableStream<Uint8Array> | null, name: string) =>
-    stream === null
-      ? Promise.resolve(new Uint8Array(0))
-      : readToEndTracked(stream.getReader() as ReadableStreamDefaultReader<Uint8Array>, readers, maxBuffer, () =>
-        overflow(name));
+  const reading = new OutputReading(
+    [outputPipeOf(handle.stdout), outputPipeOf(handle.stderr)],
+    maxBuffer,
+    () => {
+      killed = true;
+      handle.sendSignal("SIGKILL");
+    },
+    () => handle.wait(),
+  );
   // After a kill, or once `timeout` has run out, the reading ends a grace after the exit.
   let grace: ReturnType<typeof setTimeout> | undefined;
   let exited = false;
   let timeoutPassed = false;
   const startGrace = () => {
-    grace ??= setTimeout(() => readers.forEach((reader) => reader.cancel().catch(() => {})), KILL_EOF_GRACE_MS);
+    grace ??= setTimeout(() => reading.stop(), KILL_EOF_GRACE_MS);
   };
   const timeout = checkTimeout("timeout", spawnOptions.timeout);
   const timer = timeout === null ? undefined : setTimeout(() => {
@@ -156,12 +134,11 @@ export async function run(command: string, args: readonly string[] = [], options
   }, () => {});
   let output: ProcessOutput;
   try {
-    const [stdout, stderr] = await Promise.all([collect(handle.stdout, "stdout"), collect(handle.stderr, "stderr")]);
-    await writing.catch(() => {});
-    output = { status: await handle.wait(), stdout, stderr };
+    await reading.done;
+    output = { status: await handle.wait(), stdout: reading.bytes(0), stderr: reading.bytes(1) };
   } catch (error) {
     const status = await handle.wait();
-    const partial = { status, stdout: new Uint8Array(0), stderr: new Uint8Array(0) };
+    const partial = { status, stdout: reading.bytes(0), stderr: reading.bytes(1) };
     throw new ProcessError(result(command, args, handle, partial), error);
   } finally {
     await stopAfterKill;
@@ -169,29 +146,11 @@ export async function run(command: string, args: readonly string[] = [], options
     clearTimeout(grace);
   }
   const done = result(command, args, handle, output);
+  const overflow = reading.overflowError(maxBuffer, output.status);
+  if (overflow !== null) throw new ProcessError(done, overflow);
   if (handle.aborted) throw new ProcessError(done, spawnOptions.signal?.reason);
   if (!output.status.success) throw new ProcessError(done);
   return done;
-}
-
-/** Reads to EOF, or to a cancel through `readers`; `overflow` kills and names the error. */
-function readToEndTracked(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  readers: ReadableStreamDefaultReader<Uint8Array>[],
-  maxBuffer: number,
-  overflow: () => Error,
-): Promise<Uint8Array> {
-  readers.push(reader);
-  return readToEnd(reader, maxBuffer, overflow);
-}
-
-async function writeAll(stream: WritableStream<Uint8Array>, bytes: Uint8Array): Promise<void> {
-  const writer = stream.getWriter();
-  try {
-    if (bytes.length > 0) await writer.write(bytes);
-  } finally {
-    await writer.close().catch(() => {});
-  }
 }
 
 /**
@@ -209,7 +168,7 @@ async function writeAll(stream: WritableStream<Uint8Array>, bytes: Uint8Array): 
  */
 export function popen3(command: string, args: readonly string[] = [], options: SpawnOptions = {}): Popen3 {
   const handle = spawnHandle(command, args, { ...options, stdin: "piped", stdout: "piped", stderr: "piped" });
-  return { stdin: handle.stdin!, stdout: handle.stdout!, stderr: handle.stderr!, handle };
+  return { stdin: handle.stdin, stdout: handle.stdout, stderr: handle.stderr, handle };
 }
 
 const POLLIN = 1;
@@ -240,7 +199,7 @@ export function outputSync(
   args: readonly string[] = [],
   options?: RunOptions,
 ): ProcessOutput & { timedOut: boolean } {
-  const [spawnOptions, input, maxBuffer] = splitRunOptions(options);
+  const spawnOptions = helperOptions(options);
   if (spawnOptions.signal !== undefined) {
     throw valueError(
       "signal",
@@ -249,6 +208,15 @@ export function outputSync(
     );
   }
   const plan = planSpawn(command, args, spawnOptions, getNative());
+  const input = plan.stdinSource;
+  if (input !== null && !(input instanceof Uint8Array)) {
+    throw valueError(
+      "stdin",
+      "the sync helpers block the thread, so they cannot read a Blob, a Response or a stream (give bytes, or use run())",
+      input,
+    );
+  }
+  const maxBuffer = plan.maxBuffer;
   const { handle, pipes } = spawnPlanned(plan, { streams: false, ref: false });
   const native = getNative();
   const outputs = new Map<number, Uint8Array[]>();
@@ -272,17 +240,23 @@ export function outputSync(
     native.close(state.inputFd);
     state.inputFd = -1;
   }
-  let overflow: MaxBufferError | null = null;
+  // The output that overflowed first; each output keeps its first `maxBuffer` bytes.
+  let overflow: string | null = null;
   const sizes = new Map<number, number>();
   const keep = (fd: number, bytes: Uint8Array) => {
-    const total = (sizes.get(fd) ?? 0) + bytes.length;
-    sizes.set(fd, total);
-    if (total > maxBuffer && overflow === null) {
-      overflow = new MaxBufferError(fd === pipes.get(1) ? "stdout" : "stderr", maxBuffer);
-      handle.sendSignal("SIGKILL");
-      state.stopAt = performance.now() + KILL_EOF_GRACE_MS;
+    const total = sizes.get(fd) ?? 0;
+    const room = maxBuffer - total;
+    if (bytes.length <= room) {
+      sizes.set(fd, total + bytes.length);
+      outputs.get(fd)!.push(bytes);
+      return;
     }
-    if (overflow === null) outputs.get(fd)!.push(bytes);
+    if (room > 0) outputs.get(fd)!.push(bytes.subarray(0, room));
+    sizes.set(fd, maxBuffer);
+    if (overflow !== null) return;
+    overflow = fd === pipes.get(1) ? "stdout" : "stderr";
+    handle.sendSignal("SIGKILL");
+    state.stopAt = performance.now() + KILL_EOF_GRACE_MS;
   };
   try {
     pumpSync(state, input, keep);
@@ -292,11 +266,12 @@ export function outputSync(
     if (state.inputFd >= 0) native.close(state.inputFd);
   }
   const status = handle.waitSync();
-  if (overflow !== null) throw overflow;
   const joined = (fd: number | undefined) => fd === undefined ? new Uint8Array(0) : concatBytes(outputs.get(fd) ?? []);
   const stdoutFd = plan.actions.find((a) => a.pipe === "stdout") ? pipes.get(1) : undefined;
   const stderrFd = plan.actions.find((a) => a.pipe === "stderr") ? pipes.get(2) : undefined;
-  return { status, stdout: joined(stdoutFd), stderr: joined(stderrFd), timedOut: state.timedOut };
+  const [stdout, stderr] = [joined(stdoutFd), joined(stderrFd)];
+  if (overflow !== null) throw new MaxBufferError(overflow, maxBuffer, { stdout, stderr, status });
+  return { status, stdout, stderr, timedOut: state.timedOut };
 }
 
 /** What the sync helpers track while they pump and wait. */
@@ -422,42 +397,24 @@ function waitSyncBounded(state: SyncState): void {
 export function runSync(command: string, args: readonly string[] = [], options?: RunOptions): CommandResult {
   let output: ProcessOutput & { timedOut: boolean };
   const decoder = new TextDecoder();
+  const decoded = (status: ProcessStatus, stdout: Uint8Array, stderr: Uint8Array, timedOut: boolean) => ({
+    command,
+    args,
+    status,
+    code: status.code,
+    signal: status.signal,
+    timedOut,
+    aborted: false,
+    stdout: decoder.decode(stdout),
+    stderr: decoder.decode(stderr),
+  });
   try {
     output = outputSync(command, args, options);
   } catch (error) {
-    if (!(error instanceof MaxBufferError)) throw error;
-    const status: ProcessStatus = {
-      pid: 0,
-      exited: true,
-      code: null,
-      signal: "SIGKILL",
-      coreDumped: false,
-      success: false,
-      rusage: null,
-    };
-    throw new ProcessError({
-      command,
-      args,
-      status,
-      code: null,
-      signal: "SIGKILL",
-      timedOut: false,
-      aborted: false,
-      stdout: "",
-      stderr: "",
-    }, error);
+    if (!(error instanceof MaxBufferError) || error.status === null) throw error;
+    throw new ProcessError(decoded(error.status, error.stdout, error.stderr, false), error);
   }
-  const done: CommandResult = {
-    command,
-    args,
-    status: output.status,
-    code: output.status.code,
-    signal: output.status.signal,
-    timedOut: output.timedOut,
-    aborted: false,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+  const done: CommandResult = decoded(output.status, output.stdout, output.stderr, output.timedOut);
   if (!output.status.success) throw new ProcessError(done);
   return done;
 }

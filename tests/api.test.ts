@@ -12,7 +12,8 @@ import {
   spawnHandle,
   UnknownSignalError,
 } from "../mod.ts";
-import { readAll, sleep, test } from "./harness.ts";
+import { readAll, sleep, test, within } from "./harness.ts";
+import { typedStreams } from "./types.ts";
 
 const dir = mkdtempSync("/tmp/ph-api-");
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -321,6 +322,87 @@ test("the sync helpers refuse an AbortSignal (nothing could abort them) and spaw
     }
     assert.equal(existsSync(marker), false);
   }
+});
+
+// ---- types that follow the options (item 11)
+
+test("piped streams are typed from the options: no null check needed (tests/types.ts, type-checked)", async () => {
+  assert.deepEqual(await typedStreams(), { text: "typed\n", code: 0 });
+});
+
+// ---- misuse is an error (item 13)
+
+test("output(), text() and lines() on streams that are not piped throw a TypeError saying so", async () => {
+  const plain = spawnHandle("true");
+  await assert.rejects(plain.output(), (e: unknown) => e instanceof TypeError && /not piped/.test(e.message));
+  const errOnly = spawnHandle("sh", ["-c", "echo e >&2"], { stderr: "piped" });
+  for (const call of [() => errOnly.text(), async () => await errOnly.lines().next()]) {
+    await assert.rejects(call(), (e: unknown) => e instanceof TypeError && /stdout/.test(e.message));
+  }
+  // One piped output is enough for output().
+  assert.equal(decode((await errOnly.output()).stderr), "e\n");
+  await plain.wait();
+});
+
+test("output() and text() refuse at once while piped stdin is open and nobody writes it", async () => {
+  const cat = spawnHandle("cat", [], { stdin: "piped", stdout: "piped" });
+  for (const call of [() => cat.output(), () => cat.text()]) {
+    await within(
+      "the refusal",
+      assert.rejects(call(), (e: unknown) => e instanceof TypeError && /stdin/.test(e.message)),
+      2000,
+    );
+  }
+  await cat.stdin.close();
+  assert.equal((await cat.output()).status.code, 0);
+  // Writing it meanwhile (the stream is locked by a writer) is the way to feed and collect at once.
+  const fed = spawnHandle("cat", [], { stdin: "piped", stdout: "piped" });
+  const writer = fed.stdin.getWriter();
+  const text = fed.text();
+  await writer.write(new TextEncoder().encode("fed"));
+  await writer.close();
+  assert.equal(await text, "fed");
+});
+
+// ---- input and stdin (item 21)
+
+test("input together with stdin is a TypeError, for run() too, and nothing starts", async () => {
+  const marker = scratch("spawned");
+  const check = (e: unknown) => e instanceof TypeError && /"input"/.test(e.message) && /"stdin"/.test(e.message);
+  assert.throws(() => spawnHandle("touch", [marker], { input: "x", stdin: "piped" }), check);
+  assert.throws(() => runSync("touch", [marker], { input: "x", stdin: "inherit" }), check);
+  await assert.rejects(run("touch", [marker], { input: "x", stdin: "null" }), check);
+  assert.equal(existsSync(marker), false);
+});
+
+// ---- errors keep what users need (item 14)
+
+test("MaxBufferError from output() and outputSync() keeps the first maxBuffer bytes and the status", async () => {
+  const script = "printf err >&2; exec yes abc";
+  const check = (e: unknown) => {
+    assert.ok(e instanceof MaxBufferError);
+    assert.equal(decode(e.stdout), "abc\n".repeat(250));
+    assert.equal(decode(e.stderr), "err");
+    assert.equal(e.status?.signal, "SIGKILL");
+    return true;
+  };
+  const child = spawnHandle("sh", ["-c", script], { stdout: "piped", stderr: "piped" });
+  await assert.rejects(child.output({ maxBuffer: 1000 }), check);
+  assert.throws(() => outputSync("sh", ["-c", script], { maxBuffer: 1000 }), check);
+});
+
+test("run() and runSync() reject with a ProcessError holding the output read before maxBuffer", async () => {
+  const script = "printf err >&2; exec yes abc";
+  const check = (e: unknown) => {
+    assert.ok(e instanceof ProcessError);
+    assert.deepEqual([e.stdout, e.stderr, e.signal], ["abc\n".repeat(250), "err", "SIGKILL"]);
+    assert.ok(e.status.pid > 0, `pid ${e.status.pid}`);
+    assert.ok(e.cause instanceof MaxBufferError);
+    assert.equal(e.cause.stdout.length, 1000);
+    return true;
+  };
+  await assert.rejects(run("sh", ["-c", script], { maxBuffer: 1000 }), check);
+  assert.throws(() => runSync("sh", ["-c", script], { maxBuffer: 1000 }), check);
 });
 
 test("cleanup", () => rmSync(dir, { recursive: true, force: true }));

@@ -165,3 +165,26 @@ export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** `promise`, or a rejection naming `what` if it has not settled within `ms` milliseconds. */
+export async function within<T>(what: string, promise: Promise<T>, ms = 10_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not settled after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Collects garbage (Deno needs --v8-flags=--expose-gc) and lets finalizers run. */
+export async function collectGarbage(): Promise<void> {
+  const g = (globalThis as { gc?: () => void }).gc;
+  for (let i = 0; i < 5; i++) {
+    if (typeof g === "function") g();
+    else if (isBun) (globalThis as unknown as { Bun: { gc(sync: boolean): void } }).Bun.gc(true);
+    await sleep(20);
+  }
+}

@@ -5,6 +5,9 @@ import { FAULT, isBun, runFixture, test } from "./harness.ts";
 // Bun without pidfds (forced by the seccomp launcher) no longer passes SIGCHLD to JavaScript
 // listeners at all, even for its own children; there the listener cannot serve as a control.
 const SIGCHLD_OBSERVABLE = !(isBun && FAULT === "no-pidfd");
+// It then reaps its children from a thread of its own, which may call waitpid before the host's
+// loop does (3 to 4 runs in 10): the status goes to whichever comes first, never to both.
+const HOST_REAPS_FIRST = !(isBun && FAULT === "no-pidfd");
 
 const demo = fileURLToPath(new URL("../demo/hostile_host.ts", import.meta.url));
 
@@ -15,8 +18,12 @@ test("the demo: the runtime's spawner loses its status to the host, spawnHandle 
   const [theirs, ours] = outcomes;
   // The runtime's own child is visible to the host: SIGCHLD and a stolen status.
   if (SIGCHLD_OBSERVABLE) assert.equal(theirs.sigchld >= 1, true);
-  assert.equal(theirs.stolenByHost, true);
-  assert.equal(theirs.correct, false);
+  if (HOST_REAPS_FIRST) {
+    assert.equal(theirs.stolenByHost, true);
+    assert.equal(theirs.correct, false);
+  } else {
+    assert.notEqual(theirs.stolenByHost, theirs.correct, `host and ${theirs.spawner} both or neither got the status`);
+  }
   // Ours is not: no SIGCHLD, waitpid(-1) says ECHILD while it runs, and wait() has the code.
   assert.equal(ours.spawner, "spawnHandle");
   assert.equal(ours.sigchld, 0);

@@ -145,12 +145,16 @@ test(`${BURST} exits in one burst, with forced GC: each delivered exactly once`,
     children.push(spawnHandle(TINY, ["until", String(deadline)]));
     if (i % 2000 === 0) gc();
   }
+  // Pids repeat only when spawning outlasted the deadline (about 8 s for 2,000 under
+  // no-close-range), early children exited, and the pid counter wrapped (pid_max 32768) during
+  // the burst; then a repeated pid proves nothing, and the check of each handle's own pid remains.
+  const uniquePids = new Set(children.map((c) => c.pid)).size === BURST;
   let settledCount = 0;
   const seen = new Set<number>();
   const waits = children.map((c) =>
     c.wait().then((s) => {
       settledCount++;
-      assert.equal(seen.has(s.pid), false, `pid ${s.pid} delivered twice`);
+      if (uniquePids) assert.equal(seen.has(s.pid), false, `pid ${s.pid} delivered twice`);
       seen.add(s.pid);
       return s;
     })
@@ -159,7 +163,7 @@ test(`${BURST} exits in one burst, with forced GC: each delivered exactly once`,
   const statuses = await Promise.all(waits);
   gc();
   assert.equal(settledCount, BURST);
-  assert.equal(seen.size, BURST);
+  if (uniquePids) assert.equal(seen.size, BURST);
   statuses.forEach((s, i) => {
     assert.equal(s.pid, children[i].pid);
     assert.equal(s.code, 0);
