@@ -103,6 +103,13 @@ check "deno check --doc-only (markdown)" deno check --doc-only README.md docs/*.
 check "deno check --doc-only (JSDoc examples)" deno check --doc-only mod.ts src/
 check "deno publish --dry-run" no_warnings deno publish --dry-run --allow-dirty
 check "zig build prebuilt" bash -c "cd zig && zig build prebuilt"
+# ffi/abi.ts and ffi/symbols.ts are generated from the Zig ABI: regenerate them aside and compare.
+bindings_current() {
+  local out="$LOGS/bindings"
+  (cd zig && zig build bindings -Dbindings="$out") && deno fmt -q "$out/abi.ts" "$out/symbols.ts" &&
+    diff -u ffi/abi.ts "$out/abi.ts" && diff -u ffi/symbols.ts "$out/symbols.ts"
+}
+check "ffi bindings generated from the Zig ABI are current" bindings_current
 check "embedded libraries match the build" deno run -A scripts/embed.ts --check
 
 deno_suite "deno test"

@@ -72,6 +72,23 @@ pub fn build(b: *std.Build) void {
         prebuilt.dependOn(&b.addInstallFile(helper_file, helper_dest).step);
     }
 
+    // The TypeScript side of the C ABI (ffi/abi.ts, ffi/symbols.ts), generated from abi.zig and
+    // root.zig by a program run on the build machine.
+    const bindings_dir = b.option([]const u8, "bindings", "Where `zig build bindings` writes (default ../ffi)") orelse
+        b.pathFromRoot("../ffi");
+    const generator = b.addExecutable(.{
+        .name = "bindings",
+        .root_module = b.createModule(.{
+            .root_source_file = b.path("src/bindings.zig"),
+            .target = b.graph.host,
+            .optimize = .Debug,
+        }),
+    });
+    const generate = b.addRunArtifact(generator);
+    generate.addArg(bindings_dir);
+    generate.has_side_effects = true;
+    b.step("bindings", "Generate ffi/abi.ts and ffi/symbols.ts from the Zig ABI").dependOn(&generate.step);
+
     const test_module = b.createModule(.{
         .root_source_file = b.path("src/root.zig"),
         .target = target,

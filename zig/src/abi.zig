@@ -1,4 +1,4 @@
-//! The C ABI shared with TypeScript (`ffi/abi.ts` mirrors every offset here).
+//! The C ABI shared with TypeScript: `zig build bindings` generates `ffi/abi.ts` from it.
 //! Every struct is `extern` and its size is checked at comptime, so a field added on
 //! one side without the other fails the build instead of corrupting memory.
 
@@ -58,7 +58,7 @@ pub const flag_inherit_fds: u32 = 1 << 6;
 /// `environ`, read when the request is served (envc must be 0).
 pub const flag_host_environ: u32 = 1 << 7;
 
-/// Where a spawn failed; mirrored by `SpawnStep` in `ffi/abi.ts`.
+/// Where a spawn failed; `STEP_NAMES` in the generated `ffi/abi.ts`.
 pub const Step = enum(u32) {
     none = 0,
     request = 1,
@@ -85,6 +85,20 @@ pub const Step = enum(u32) {
     /// The child's own descriptor table (`close_range` with `CLOSE_RANGE_UNSHARE`, or `unshare`).
     unshare = 22,
 };
+
+/// The name errors report for each step: the system call that failed.
+pub fn step_syscall(step: Step) []const u8 {
+    return switch (step) {
+        .fd_dup => "dup2",
+        .fd_open => "open",
+        .rlimit => "setrlimit",
+        .signals => "sigaction",
+        .pdeathsig => "prctl",
+        .priority => "setpriority",
+        .affinity => "sched_setaffinity",
+        else => @tagName(step),
+    };
+}
 
 /// The spawn request: one buffer that TypeScript fills and passes by a single pointer.
 /// Layout of the buffer: [Request][FdAction * fd_count][pointer area][string blob].
