@@ -7,44 +7,12 @@ const abi = @import("abi.zig");
 const linux = @import("library.zig");
 const sys = @import("sys/linux.zig");
 const testing = std.testing;
+const spawn_test = @import("spawn_test.zig");
 
-/// A request for `argv`, with `actions`, in `buffer` (the layout of `src/request.ts`).
-fn build(buffer: []align(8) u8, argv: []const []const u8, actions: []const abi.FdAction, listener: u32) *abi.Request {
-    @memset(buffer, 0);
-    const request: *abi.Request = @ptrCast(buffer.ptr);
-    var offset: usize = @sizeOf(abi.Request);
-    const actions_out: [*]abi.FdAction = @ptrCast(@alignCast(buffer.ptr + offset));
-    @memcpy(actions_out[0..actions.len], actions);
-    offset += actions.len * @sizeOf(abi.FdAction);
-    const pointers_off = offset;
-    offset += (argv.len + 2) * 8;
-    const strings_off = offset;
-    for (argv) |arg| {
-        @memcpy(buffer[offset..][0..arg.len], arg);
-        buffer[offset + arg.len] = 0;
-        offset += arg.len + 1;
-    }
-    const search_off = offset;
-    const search = "/usr/local/bin:/usr/bin:/bin";
-    @memcpy(buffer[offset..][0..search.len], search);
-    buffer[offset + search.len] = 0;
-    offset += search.len + 1;
-    request.* = std.mem.zeroes(abi.Request);
-    request.buffer_len = @intCast(offset);
-    request.argc = @intCast(argv.len);
-    request.fd_count = @intCast(actions.len);
-    request.strings_off = @intCast(strings_off);
-    request.strings_len = @intCast(search_off - strings_off);
-    request.file_off = abi.none;
-    request.search_path_off = @intCast(search_off);
-    request.cwd_off = abi.none;
-    request.pointers_off = @intCast(pointers_off);
-    request.listener = listener;
-    return request;
-}
+const build = spawn_test.build_request;
 
 fn pipe_action(target: i32) abi.FdAction {
-    return .{ .target = target, .kind = .pipe_from_child, .fd = -1, .open_flags = 0, .mode = 0, .path_off = 0, .out_fd = -1, .reserved = 0 };
+    return spawn_test.action(target, .pipe_from_child);
 }
 
 /// Waits for the child's exit and delivers its record through the listener.

@@ -7,8 +7,8 @@ const linux = @import("library.zig");
 const sys = @import("sys/linux.zig");
 const testing = std.testing;
 
-/// Builds a request buffer the way `src/request.ts` does.
-fn build(buffer: []align(8) u8, argv: []const []const u8, actions: []const abi.FdAction) *abi.Request {
+/// Builds a request buffer the way `src/request.ts` does, for `listener`.
+pub fn build_request(buffer: []align(8) u8, argv: []const []const u8, actions: []const abi.FdAction, listener_index: u32) *abi.Request {
     @memset(buffer, 0);
     const request: *abi.Request = @ptrCast(buffer.ptr);
     var offset: usize = @sizeOf(abi.Request);
@@ -39,12 +39,17 @@ fn build(buffer: []align(8) u8, argv: []const []const u8, actions: []const abi.F
     request.search_path_off = @intCast(search_off);
     request.cwd_off = abi.none;
     request.pointers_off = @intCast(pointers_off);
-    request.listener = listener;
+    request.listener = listener_index;
     return request;
 }
 
+/// `build_request` for this file's listener.
+fn build(buffer: []align(8) u8, argv: []const []const u8, actions: []const abi.FdAction) *abi.Request {
+    return build_request(buffer, argv, actions, listener);
+}
+
 /// A descriptor action with no source fd or path (inherit, devnull, pipes).
-fn action(target: i32, kind: abi.FdKind) abi.FdAction {
+pub fn action(target: i32, kind: abi.FdKind) abi.FdAction {
     return .{ .target = target, .kind = kind, .fd = -1, .open_flags = 0, .mode = 0, .path_off = 0, .out_fd = -1, .reserved = 0 };
 }
 
