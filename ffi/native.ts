@@ -30,6 +30,7 @@ export interface LibraryCalls {
   waitSync(slot: number, generation: number, out: Uint8Array, timeoutMs: number): number;
   signal(slot: number, generation: number, signal: number, flags: number): number;
   signalGroup(pidfd: number, pgid: number, signal: number): number;
+  signalTree(slot: number, generation: number, signal: number): number;
   ignoredSignals(out: Uint8Array): void;
   clockMonotonic(out: Uint8Array): void;
   poll(fds: Uint8Array, count: number, timeoutMs: number): number;
@@ -110,6 +111,7 @@ export function bindCalls(s: Record<string, Fn>, usize: (n: number) => number | 
     waitSync: (slot, gen, out, ms) => s.ph_wait_sync(slot, gen, out, ms),
     signal: (slot, gen, sig, flags) => s.ph_signal(slot, gen, sig, flags),
     signalGroup: (pidfd, pgid, sig) => s.ph_signal_group(pidfd, pgid, sig),
+    signalTree: (slot, gen, sig) => s.ph_signal_tree(slot, gen, sig),
     ignoredSignals: (out) => s.ph_ignored_signals(out),
     clockMonotonic: (out) => s.ph_clock_monotonic(out),
     poll: (fds, count, ms) => s.ph_poll(fds, count, ms),
