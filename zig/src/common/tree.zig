@@ -21,10 +21,11 @@ const processes_max = 1 << 16;
 /// Scans until one finds no new member; a tree still growing after this many is -EAGAIN.
 const scans_max = 32;
 
-const Member = struct { pid: i32, pidfd: i32 };
+/// A member of the walk: held by `pidfd`, to get `sig` (a descendant gets its parent's).
+pub const Member = struct { pid: i32, pidfd: i32, sig: i32 };
 const Pair = struct { pid: i32, ppid: i32 };
 
-/// Scratch of the scan, in the library's memory (one call at a time, under `tree_lock`).
+/// Scratch of the scan, in the library's memory (one walk at a time, under `tree_lock`).
 var pairs: [processes_max]Pair = undefined;
 var members: [members_max]Member = undefined;
 var tree_lock: u32 = 0;
@@ -38,17 +39,42 @@ pub fn signal(root_pid: i32, root_pidfd: i32, sig: i32) i32 {
     while (@cmpxchgWeak(u32, &tree_lock, 0, 1, .acquire, .monotonic) != null) _ = sys.sched_yield();
     defer @atomicStore(u32, &tree_lock, 0, .release);
     if (sys.errno(sys.pidfd_send_signal(root_pidfd, sys.SIG.STOP, 0)) != 0) return -sys.E.SRCH;
-    members[0] = .{ .pid = root_pid, .pidfd = root_pidfd };
-    var count: usize = 1;
+    members[0] = .{ .pid = root_pid, .pidfd = root_pidfd, .sig = sig };
+    return walk(1);
+}
+
+/// Most roots one walk of `signal_after_host` takes, so their descendants have room too.
+pub const roots_per_walk = members_max / 4;
+
+/// `signal` for the owner of the children once the host is gone (`killOnParentExit`), for
+/// many roots in one walk (one scan of /proc for all, not one each): no host thread walks any
+/// more, and a walk the host died in cannot be resumed, so its lock is void. Roots that are
+/// gone are skipped.
+pub fn signal_after_host(roots: []const Member) void {
+    assert(roots.len <= roots_per_walk);
+    @atomicStore(u32, &tree_lock, 1, .release);
+    defer @atomicStore(u32, &tree_lock, 0, .release);
+    var count: usize = 0;
+    for (roots) |root| {
+        if (sys.errno(sys.pidfd_send_signal(root.pidfd, sys.SIG.STOP, 0)) != 0) continue;
+        members[count] = root;
+        count += 1;
+    }
+    _ = walk(count);
+}
+
+/// Collects the descendants of `members[0..roots]`, then signals and continues them all, and
+/// closes the descendants' pidfds (the roots' are the caller's).
+fn walk(roots: usize) i32 {
+    var count = roots;
     const outcome = collect(&count);
     var delivered: i32 = 0;
     for (members[0..count]) |member| {
-        if (sys.errno(sys.pidfd_send_signal(member.pidfd, sig, 0)) == 0) delivered += 1;
+        if (sys.errno(sys.pidfd_send_signal(member.pidfd, member.sig, 0)) == 0) delivered += 1;
     }
     for (members[0..count], 0..) |member, i| {
         _ = sys.pidfd_send_signal(member.pidfd, sys.SIG.CONT, 0);
-        // The root's pidfd is the caller's.
-        if (i > 0) _ = sys.close(member.pidfd);
+        if (i >= roots) _ = sys.close(member.pidfd);
     }
     if (outcome != 0) return outcome;
     return delivered;
@@ -75,9 +101,10 @@ fn add_descendants(listed: []const Pair, count: *usize) i32 {
     while (grew) {
         grew = false;
         for (listed) |pair| {
-            if (!is_member(pair.ppid, count.*) or is_member(pair.pid, count.*)) continue;
+            const parent = member_index(pair.ppid, count.*) orelse continue;
+            if (member_index(pair.pid, count.*) != null) continue;
             if (count.* == members_max) return -sys.E.TOOBIG;
-            const held = hold(pair.pid, count.*) orelse continue;
+            const held = hold(pair.pid, members[parent].sig, count.*) orelse continue;
             members[count.*] = held;
             count.* += 1;
             added += 1;
@@ -87,13 +114,13 @@ fn add_descendants(listed: []const Pair, count: *usize) i32 {
     return added;
 }
 
-fn is_member(pid: i32, count: usize) bool {
-    for (members[0..count]) |member| if (member.pid == pid) return true;
-    return false;
+fn member_index(pid: i32, count: usize) ?usize {
+    for (members[0..count], 0..) |member, i| if (member.pid == pid) return i;
+    return null;
 }
 
 /// A pidfd of `pid`, stopped, if it is still a member's child once held; else null.
-fn hold(pid: i32, count: usize) ?Member {
+fn hold(pid: i32, sig: i32, count: usize) ?Member {
     const opened = sys.pidfd_open(pid);
     if (sys.errno(opened) != 0) return null; // Gone meanwhile.
     const pidfd = sys.int(opened);
@@ -103,11 +130,11 @@ fn hold(pid: i32, count: usize) ?Member {
         _ = sys.close(pidfd);
         return null;
     };
-    if (!is_member(ppid, count) or sys.errno(sys.pidfd_send_signal(pidfd, sys.SIG.STOP, 0)) != 0) {
+    if (member_index(ppid, count) == null or sys.errno(sys.pidfd_send_signal(pidfd, sys.SIG.STOP, 0)) != 0) {
         _ = sys.close(pidfd);
         return null;
     }
-    return .{ .pid = pid, .pidfd = pidfd };
+    return .{ .pid = pid, .pidfd = pidfd, .sig = sig };
 }
 
 /// Lists every process with its parent into `pairs`; the count, or -errno.
