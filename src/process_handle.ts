@@ -908,6 +908,7 @@ export function spawnPlanned(
   const request = encodeRequest(plan, registry.listener, ignoreMask);
   const rc = native.spawn(request.bytes, request.length);
   if (rc < 0) throw spawnError(plan, request, -rc);
+  for (const action of plan.actions) action.handOver?.handOver();
   const view = request.view;
   const pipes: RawPipes = new Map();
   plan.actions.forEach((action, i) => {
