@@ -6,7 +6,7 @@
  * @module
  */
 
-export const ABI_VERSION = 11;
+export const ABI_VERSION = 12;
 export const NONE = 4294967295;
 export const SLOTS_MAX = 65536;
 export const LISTENERS_MAX = 64;
@@ -113,6 +113,7 @@ export const FdKind = {
   file: 5,
   close: 6,
   copy: 7,
+  handover: 8,
 } as const;
 
 /** `abi.ExitKind`. */

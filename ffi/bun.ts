@@ -6,7 +6,15 @@
  * @module
  */
 import process from "node:process";
-import { bindCalls, type Native, pipeGrower, type PipeReader, type PipeWriter, type WakeSource } from "./native.ts";
+import {
+  bindCalls,
+  lazyPipeReader,
+  type Native,
+  pipeGrower,
+  type PipeWriter,
+  type RuntimePipeReader,
+  type WakeSource,
+} from "./native.ts";
 import { type FfiType, symbols } from "./symbols.ts";
 
 // Bun-only globals, typed here so the rest of the code base stays runtime-neutral.
@@ -56,7 +64,8 @@ export function openBun(path: string): Native {
     // Bun's process.env writes are not mirrored into libc's environ: always copy.
     hostEnviron: 0n,
     wakeSource: (fd, onWake) => wakeSource(bun, fd, onWake),
-    pipeReader: (fd) => pipeReader(bun, fd, pipeGrower(calls, fd), (n) => s.ph_close(n)),
+    pipeReader: (fd) =>
+      lazyPipeReader(fd, () => pipeReader(bun, fd, pipeGrower(calls, fd), (n) => s.ph_close(n)), (n) => s.ph_close(n)),
     pipeWriter: (fd) => pipeWriter(bun, fd, pipeGrower(calls, fd), (n) => s.ph_close(n)),
   };
 }
@@ -101,7 +110,7 @@ function pipeReader(
   fd: number,
   sized: (bytes: number) => void,
   close: (fd: number) => number,
-): PipeReader {
+): RuntimePipeReader {
   const reader = bun.file(fd).stream().getReader();
   let open = true;
   let closing = false;

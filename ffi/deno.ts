@@ -5,7 +5,15 @@
  * @module
  */
 import net from "node:net";
-import { bindCalls, type Native, pipeGrower, type PipeReader, type PipeWriter, type WakeSource } from "./native.ts";
+import {
+  bindCalls,
+  lazyPipeReader,
+  type Native,
+  pipeGrower,
+  type PipeWriter,
+  type RuntimePipeReader,
+  type WakeSource,
+} from "./native.ts";
 import { isPermissionError, permissionError } from "./permissions.ts";
 import { type FfiType, symbols } from "./symbols.ts";
 
@@ -59,7 +67,7 @@ export function openDeno(path: string): Native {
     getEnv: (name) => permitted(() => deno().env.get(name)),
     hostEnviron: environAddress(),
     wakeSource,
-    pipeReader: (fd) => pipeReader(fd, pipeGrower(calls, fd)),
+    pipeReader: (fd) => lazyPipeReader(fd, () => pipeReader(fd, pipeGrower(calls, fd)), (n) => calls.close(n)),
     pipeWriter: (fd) => pipeWriter(fd, pipeGrower(calls, fd)),
   };
 }
@@ -111,7 +119,7 @@ function wakeSource(fd: number, onWake: () => void): WakeSource {
 /** Chunks a pipe reader holds before it pauses its socket (the kernel's pipe then fills up). */
 const READ_AHEAD_CHUNKS = 16;
 
-function pipeReader(fd: number, sized: (bytes: number) => void): PipeReader {
+function pipeReader(fd: number, sized: (bytes: number) => void): RuntimePipeReader {
   return socketReader(new net.Socket({ fd, readable: true, writable: false }), sized);
 }
 
@@ -120,7 +128,7 @@ function pipeReader(fd: number, sized: (bytes: number) => void): PipeReader {
  * chunks and pauses until they are taken; it is destroyed (its descriptor closed) at EOF, on an
  * error or by `close`.
  */
-export function socketReader(socket: net.Socket, sized = (_bytes: number) => {}): PipeReader {
+export function socketReader(socket: net.Socket, sized = (_bytes: number) => {}): RuntimePipeReader {
   const chunks: Uint8Array[] = [];
   let ended = false;
   let failure: Error | null = null;

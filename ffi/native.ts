@@ -30,6 +30,7 @@ export interface LibraryCalls {
   waitSync(slot: number, generation: number, out: Uint8Array, timeoutMs: number): number;
   signal(slot: number, generation: number, signal: number, flags: number): number;
   signalGroup(pidfd: number, pgid: number, signal: number): number;
+  signalTree(slot: number, generation: number, signal: number): number;
   ignoredSignals(out: Uint8Array): void;
   clockMonotonic(out: Uint8Array): void;
   poll(fds: Uint8Array, count: number, timeoutMs: number): number;
@@ -67,6 +68,10 @@ export interface Native extends LibraryCalls {
  * they decide when to read (on demand, or draining in the background) and what to buffer.
  */
 export interface PipeReader {
+  /** The host's end of the pipe. */
+  readonly fd: number;
+  /** Whether reading began: until then the runtime has not touched the descriptor. */
+  readonly started: boolean;
   /**
    * The next chunk, or null at EOF or after `close` (the descriptor is closed then); rejects
    * with the read error. One call at a time.
@@ -75,6 +80,9 @@ export interface PipeReader {
   /** Stops reading and closes the descriptor; a pending `read` resolves null. Idempotent. */
   close(): void;
 }
+
+/** What a runtime's reader of a pipe provides; `lazyPipeReader` makes it a `PipeReader`. */
+export type RuntimePipeReader = Pick<PipeReader, "read" | "close">;
 
 /** The host's write end of a pipe to a child. */
 export interface PipeWriter {
@@ -91,6 +99,33 @@ export interface PipeWriter {
 
 // deno-lint-ignore no-explicit-any
 type Fn = (...args: any[]) => any;
+
+/**
+ * A `PipeReader` whose runtime reader is made at the first `read`: until then nothing reads
+ * the descriptor (Deno's sockets read ahead as soon as they exist), so a pipe never read can
+ * be handed to another child whole (`stdin: child.stdout`).
+ */
+export function lazyPipeReader(fd: number, open: () => RuntimePipeReader, closeFd: (fd: number) => void): PipeReader {
+  let reader: RuntimePipeReader | null = null;
+  let closed = false;
+  return {
+    fd,
+    get started() {
+      return reader !== null;
+    },
+    read() {
+      if (closed) return Promise.resolve(null);
+      reader ??= open();
+      return reader.read();
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      if (reader !== null) reader.close();
+      else closeFd(fd);
+    },
+  };
+}
 
 /**
  * The calls over a runtime's bound symbols. Only `size_t` differs between the runtimes
@@ -110,6 +145,7 @@ export function bindCalls(s: Record<string, Fn>, usize: (n: number) => number | 
     waitSync: (slot, gen, out, ms) => s.ph_wait_sync(slot, gen, out, ms),
     signal: (slot, gen, sig, flags) => s.ph_signal(slot, gen, sig, flags),
     signalGroup: (pidfd, pgid, sig) => s.ph_signal_group(pidfd, pgid, sig),
+    signalTree: (slot, gen, sig) => s.ph_signal_tree(slot, gen, sig),
     ignoredSignals: (out) => s.ph_ignored_signals(out),
     clockMonotonic: (out) => s.ph_clock_monotonic(out),
     poll: (fds, count, ms) => s.ph_poll(fds, count, ms),

@@ -39,6 +39,8 @@ export const symbols = {
   ph_wait_sync: { parameters: ["u32", "u32", "buffer", "i32"], result: "i32" },
   /** int32_t ph_signal(uint32_t, uint32_t, int32_t, uint32_t) */
   ph_signal: { parameters: ["u32", "u32", "i32", "u32"], result: "i32" },
+  /** int32_t ph_signal_tree(uint32_t, uint32_t, int32_t) */
+  ph_signal_tree: { parameters: ["u32", "u32", "i32"], result: "i32" },
   /** int32_t ph_signal_group(int32_t, int32_t, int32_t) */
   ph_signal_group: { parameters: ["i32", "i32", "i32"], result: "i32" },
   /** void ph_ignored_signals(uint64_t *) */

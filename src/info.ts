@@ -95,6 +95,12 @@ export interface BackendInfo {
   pollableFd: boolean;
   /** The reaper's or the helper's pid; 0 before the first spawn. */
   pid: number;
+  /**
+   * What `sendSignal(sig, { tree: true })` reaches: "descendants", the child and every process
+   * whose chain of parents leads to it (through `setsid` too, not past a parent that exited);
+   * null without pidfds (or before the first spawn), where a tree signal throws.
+   */
+  tree: "descendants" | null;
   /** Why the reaper is not used although it was not forced off (e.g. "clone: EINVAL"). */
   fallbackReason?: string;
   /** How many reapers or helpers this process has started (more than 1 after one died). */
@@ -129,6 +135,7 @@ export function backendInfo(): BackendInfo {
     backend: view.getUint32(Info.backend, true) === 2 ? "helper" : "reaper",
     private: true,
     pollableFd: view.getUint32(Info.pidfd, true) === 1,
+    tree: view.getUint32(Info.pidfd, true) === 1 ? "descendants" : null,
     pid: view.getInt32(Info.reaper_pid, true),
     started: view.getUint32(Info.reapers_started, true),
     libraryPath: native.libraryPath,

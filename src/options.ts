@@ -8,7 +8,7 @@ import { resolve as resolvePath } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FdKind } from "../ffi/abi.ts";
 import { formatValue, type Signal, signalNumber } from "./signals.ts";
-import { isStdinSource, sourceBytes, type StdinSource } from "./streams.ts";
+import { isStdinSource, type OutputPipe, outputPipeOf, sourceBytes, type StdinSource } from "./streams.ts";
 
 export type { StdinSource } from "./streams.ts";
 
@@ -195,6 +195,8 @@ export interface FdPlan {
   mode?: number;
   /** How the host end of a pipe is exposed: "stdin", "stdout", "stderr", "output", "input". */
   pipe?: "stdin" | "stdout" | "stderr" | "output" | "input";
+  /** Another child's output pipe given as `stdin`, whose end `fd` is: handed over once spawned. */
+  handOver?: OutputPipe;
 }
 
 /** A validated spawn: everything the request encoder needs. */
@@ -470,7 +472,7 @@ function planStdinSource(o: SpawnOptions): SpawnPlan["stdinSource"] {
     throw typeError("input", "a string or a Uint8Array", o.input);
   }
   const stdin: unknown = o.stdin;
-  if (!isStdinSource(stdin)) return null;
+  if (!isStdinSource(stdin) || handedOverPipe(stdin) !== null) return null;
   const bytes = sourceBytes(stdin);
   if (bytes !== null) return bytes;
   if (stdin instanceof ReadableStream && stdin.locked) {
@@ -585,6 +587,8 @@ function planOne(
   stream: "stdin" | "stdout" | "stderr" | null,
 ): FdPlan {
   if (value === "inherit" && stream !== null) return { target, kind: FdKind.inherit };
+  const handOver = stream === "stdin" ? handedOverPipe(value) : null;
+  if (handOver !== null) return { target, kind: FdKind.handover, fd: handOver.handOverFd!, handOver };
   if (stream === "stdin" && isStdinSource(value)) return { target, kind: FdKind.pipeToChild, pipe: "stdin" };
   if (value === "null") return { target, kind: FdKind.devnull };
   if (value === "piped" || value === "pipe") {
@@ -612,6 +616,16 @@ function planOne(
       stream === "stderr" ? '"stdout", ' : ""
     }a descriptor number or { path }`;
   throw valueError(option, `must be ${allowed}`, value);
+}
+
+/**
+ * Another child's output (`stdin: seq.stdout`) whose pipe nothing has read yet: the new child
+ * gets the same kernel pipe, with no copy through JavaScript. Else null.
+ */
+function handedOverPipe(value: unknown): OutputPipe | null {
+  if (!(value instanceof ReadableStream)) return null;
+  const pipe = outputPipeOf(value);
+  return pipe !== null && pipe.handOverFd !== null ? pipe : null;
 }
 
 /** The last host environment copied as "KEY=value" strings, with what it was made from. */

@@ -43,7 +43,7 @@ const SIGKILL = 9;
 const SIGTERM = 15;
 /** The grace `[Symbol.asyncDispose]` gives between SIGTERM and SIGKILL without `forceKillAfter`. */
 export const DEFAULT_FORCE_KILL_AFTER = 5000;
-const SEND_SIGNAL_OPTIONS: ReadonlySet<string> = new Set(["group"]);
+const SEND_SIGNAL_OPTIONS: ReadonlySet<string> = new Set(["group", "tree"]);
 
 /** @internal Key of `ProcessHandle`'s exit hook (not part of the public API). */
 export const AT_EXIT: unique symbol = Symbol("private_spawn.atExit");
@@ -121,6 +121,24 @@ export interface SendSignalOptions {
    * ```
    */
   group?: boolean;
+  /**
+   * Signal the child and every descendant of it: each process whose chain of parents leads to
+   * the child, including those that left its process group or session (`setsid`), found in
+   * /proc and each held by a pidfd, so a recycled pid is never signalled. The tree is stopped
+   * (SIGSTOP) while it is collected, so nothing forks past the walk, then gets the signal,
+   * then SIGCONT. A descendant whose parent exited (a double fork) is no longer in the tree.
+   * `false` once the child itself has exited; needs pidfds (`backendInfo().tree`), else a
+   * `SpawnError` (ENOSYS). Not together with `group`.
+   *
+   * @example
+   * ```ts
+   * import { spawnHandle } from "@private-spawn/private-spawn";
+   * const shell = spawnHandle("sh", ["-c", "setsid sleep 30 & sleep 30"]);
+   * shell.sendSignal("SIGKILL", { tree: true }); // the shell and both sleeps
+   * console.log((await shell.wait()).signal); // "SIGKILL"
+   * ```
+   */
+  tree?: boolean;
 }
 
 /**
@@ -361,12 +379,24 @@ export class ProcessHandle<
         `Cannot signal the process group of pid ${this.pid}: it was not spawned with pgroup: true or setsid: true`,
       );
     }
+    const tree = options.tree ?? false;
+    if (typeof tree !== "boolean") throw typeError("tree", "a boolean", tree);
+    if (group && tree) throw new TypeError('Invalid options: "group" and "tree" cannot be combined');
     if (group) return this.#signalGroup(number);
     if (this.#status !== null || this.#lost !== null) return false;
+    if (tree) return this.#signalTree(number);
     const rc = this.#native.signal(this.#slot, this.#generation, number, 0);
     if (rc === 0) return true;
     if (rc === -ESRCH || rc === -ESTALE) return false;
     throw new SpawnError({ errno: -rc, syscall: "pidfd_send_signal", command: this.#command, args: this.#args });
+  }
+
+  /** The child and its descendants, held by pidfds in the library. */
+  #signalTree(number: number): boolean {
+    const rc = this.#native.signalTree(this.#slot, this.#generation, number);
+    if (rc >= 0) return rc > 0;
+    if (rc === -ESRCH || rc === -ESTALE) return false;
+    throw new SpawnError({ errno: -rc, syscall: "signal_tree", command: this.#command, args: this.#args });
   }
 
   /** The group the child leads: through its kept pidfd, else through the slot while it runs, else by number. */
@@ -878,6 +908,7 @@ export function spawnPlanned(
   const request = encodeRequest(plan, registry.listener, ignoreMask);
   const rc = native.spawn(request.bytes, request.length);
   if (rc < 0) throw spawnError(plan, request, -rc);
+  for (const action of plan.actions) action.handOver?.handOver();
   const view = request.view;
   const pipes: RawPipes = new Map();
   plan.actions.forEach((action, i) => {

@@ -186,6 +186,29 @@ export class OutputPipe {
     this.#pump();
   }
 
+  /**
+   * The host's end of the pipe, if the pipe can be given to another child whole
+   * (`stdin: child.stdout`): nothing has read it, nothing is queued, nobody holds the stream.
+   * Else null, and the other child is fed through JavaScript like any stream.
+   */
+  get handOverFd(): number | null {
+    if (this.stream.locked || this.#reader.started || this.#queue.length > 0) return null;
+    if (this.#ended || this.#cancelled || this.#failed || this.#reading !== null) return null;
+    return this.#reader.fd;
+  }
+
+  /**
+   * The pipe went to another child (`handOverFd`): the host's end closes, and the stream stays
+   * locked for good, so no JavaScript reads what the other child reads.
+   */
+  handOver(): void {
+    this.stream.getReader();
+    this.#ended = true;
+    this.#draining = false;
+    lockWatch.delete(this);
+    this.#reader.close();
+  }
+
   /** The exit is awaited: read what nobody reads into the queue, up to `maxBuffer`. */
   drain(): void {
     this.#draining = true;

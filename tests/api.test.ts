@@ -124,9 +124,9 @@ test("Signal is a union of real names: unknown ones fail to type-check and throw
 test("sendSignal's unknown option keys throw a TypeError naming the key, and nothing is sent", async () => {
   const child = spawnHandle("sleep", ["5"], { pgroup: true });
   assert.throws(
-    // @ts-expect-error: `tree` is no option of sendSignal.
-    () => child.sendSignal("SIGTERM", { tree: true }),
-    (e: unknown) => e instanceof TypeError && /unknown option "tree"/.test(e.message),
+    // @ts-expect-error: `subtree` is no option of sendSignal.
+    () => child.sendSignal("SIGTERM", { subtree: true }),
+    (e: unknown) => e instanceof TypeError && /unknown option "subtree"/.test(e.message),
   );
   assert.throws(
     // @ts-expect-error: nor of kill.

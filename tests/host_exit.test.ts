@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import process from "node:process";
 import { spawn as nodeSpawn } from "node:child_process";
-import { fixture, procStat, runFixture, runtimeArgv, sleep, test } from "./harness.ts";
+import { EXPECT_PIDFD, fixture, procStat, runFixture, runtimeArgv, sleep, test } from "./harness.ts";
 
 async function gone(pid: number, withinMs: number): Promise<boolean> {
   const end = performance.now() + withinMs;
@@ -33,6 +33,18 @@ test("killOnParentExit: the reaper signals the child when the host exits", async
   const { reaper, child } = JSON.parse(result.stdout);
   assert.equal(await gone(reaper, 1000), true, "reaper still alive");
   assert.equal(await gone(child, 2000), true, "child still alive");
+});
+
+test("killOnParentExit covers the tree: a host killed with SIGKILL takes the child and its setsid descendant along", async () => {
+  const result = await runFixture("tree_host.ts");
+  assert.equal(result.signal, "SIGKILL", result.stderr);
+  const { child, descendant } = JSON.parse(result.stdout);
+  assert.ok(descendant > 0 && descendant !== child);
+  assert.equal(await gone(child, 2000), true, "child still alive");
+  const left = !(await gone(descendant, 2000));
+  if (left) process.kill(descendant, "SIGKILL");
+  // Without pidfds the owner signals the child by pid only: its descendants are not found.
+  assert.equal(left, !EXPECT_PIDFD, left ? "the setsid descendant survived" : "");
 });
 
 test("the host exits in the middle of a burst of spawns: the reaper goes, and kills every child", async () => {

@@ -2,13 +2,14 @@ const std = @import("std");
 
 /// Every source file of the library: inputs of the build-lib command, so edits rebuild it.
 const sources = [_][]const u8{
-    "src/root.zig",                    "src/abi.zig",                   "src/library.zig",
-    "src/sys/linux.zig",               "src/common/state.zig",          "src/common/region.zig",
-    "src/common/memory.zig",           "src/common/exits.zig",          "src/common/fds.zig",
-    "src/common/owner.zig",            "src/common/child.zig",          "src/common/request.zig",
-    "src/common/pipes.zig",            "src/common/io.zig",             "src/common/pid_table.zig",
-    "src/common/spin.zig",             "src/backend/reaper/reaper.zig", "src/backend/helper/host.zig",
-    "src/backend/helper/protocol.zig", "src/backend/helper/serve.zig",  "src/helper/main.zig",
+    "src/root.zig",                "src/abi.zig",                     "src/library.zig",
+    "src/sys/linux.zig",           "src/common/state.zig",            "src/common/region.zig",
+    "src/common/memory.zig",       "src/common/exits.zig",            "src/common/fds.zig",
+    "src/common/owner.zig",        "src/common/child.zig",            "src/common/request.zig",
+    "src/common/pipes.zig",        "src/common/io.zig",               "src/common/pid_table.zig",
+    "src/common/spin.zig",         "src/common/tree.zig",             "src/backend/reaper/reaper.zig",
+    "src/backend/helper/host.zig", "src/backend/helper/protocol.zig", "src/backend/helper/serve.zig",
+    "src/helper/main.zig",
 };
 
 /// The targets shipped inside the package (`zig build prebuilt`).

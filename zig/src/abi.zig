@@ -6,7 +6,7 @@ const std = @import("std");
 
 /// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
 /// TypeScript loader refuses a library whose version differs.
-pub const abi_version: u32 = 11;
+pub const abi_version: u32 = 12;
 
 pub const slots_max: u32 = 1 << 16;
 pub const listeners_max: u32 = 64;
@@ -32,6 +32,10 @@ pub const FdKind = enum(u32) {
     /// `target` becomes a copy of the child's descriptor `fd` as set up by the other actions
     /// (`stderr: "stdout"`); applied after all of them.
     copy = 7,
+    /// The host's end `fd` of another child's pipe, handed over (`stdin: child.stdout`): as
+    /// `dup`, then made blocking in the child (the host's end was non-blocking, and the host
+    /// closes its copy once the spawn succeeded, so the file is the child's alone).
+    handover = 8,
 };
 
 pub const FdAction = extern struct {

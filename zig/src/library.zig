@@ -234,6 +234,7 @@ pub const peek = @import("common/exits.zig").peek;
 pub const wait_sync = @import("common/exits.zig").wait_sync;
 pub const signal = @import("common/exits.zig").signal;
 pub const signal_group = @import("common/exits.zig").signal_group;
+pub const signal_tree = @import("common/exits.zig").signal_tree;
 pub const signal_lock = @import("common/exits.zig").signal_lock;
 pub const pidfd_export = @import("common/exits.zig").pidfd_export;
 pub const publish_unreaped_for_test = @import("common/exits.zig").publish_unreaped_for_test;

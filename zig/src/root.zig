@@ -68,6 +68,12 @@ pub export fn ph_signal(slot: u32, generation: u32, sig: i32, flags: u32) i32 {
     return backend_impl.signal(slot, generation, sig, flags);
 }
 
+/// int32_t ph_signal_tree(uint32_t slot, uint32_t generation, int32_t sig): the child and its
+/// descendants; the count signalled, or -errno.
+pub export fn ph_signal_tree(slot: u32, generation: u32, sig: i32) i32 {
+    return backend_impl.signal_tree(slot, generation, sig);
+}
+
 /// int32_t ph_signal_group(int32_t pidfd, int32_t pgid, int32_t sig)
 pub export fn ph_signal_group(pidfd: i32, pgid: i32, sig: i32) i32 {
     return backend_impl.signal_group(pidfd, pgid, sig);

@@ -123,7 +123,7 @@ pub fn inherited_fds(plan: *const ChildPlan) []align(1) const u32 {
 fn child_own_fd_table(plan: *ChildPlan) void {
     var highest: i32 = 2;
     for (plan.actions) |action| switch (action.kind) {
-        .dup, .pipe_to_child, .pipe_from_child => highest = @max(highest, action.fd),
+        .dup, .handover, .pipe_to_child, .pipe_from_child => highest = @max(highest, action.fd),
         .inherit => highest = @max(highest, action.target),
         .devnull, .file, .close, .copy => {},
     };
@@ -182,6 +182,7 @@ fn child_fds(plan: *ChildPlan) void {
             .devnull => sys.openat("/dev/null", sys.O.RDWR | sys.O.CLOEXEC, 0),
             .file => child_open(plan, action, index),
             .dup, .pipe_to_child, .pipe_from_child => sys.fcntl(action.fd, sys.F.DUPFD_CLOEXEC, floor),
+            .handover => child_handover(action.fd, floor),
         };
         if (sys.errno(rc) != 0) {
             const step: abi.Step = if (action.kind == .file or action.kind == .devnull) .fd_open else .fd_dup;
@@ -232,6 +233,17 @@ fn child_fds(plan: *ChildPlan) void {
             },
         }
     }
+}
+
+/// A handed-over pipe end (`FdKind.handover`): a copy above the targets, made blocking.
+fn child_handover(fd: i32, floor: usize) usize {
+    const rc = sys.fcntl(fd, sys.F.DUPFD_CLOEXEC, floor);
+    if (sys.errno(rc) != 0) return rc;
+    const flags = sys.fcntl(sys.int(rc), sys.F.GETFL, 0);
+    if (sys.errno(flags) != 0) return flags;
+    const cleared = sys.fcntl(sys.int(rc), sys.F.SETFL, flags & ~@as(usize, sys.O.NONBLOCK));
+    if (sys.errno(cleared) != 0) return cleared;
+    return rc;
 }
 
 /// Opens a file action's path without ever waiting: the reaper waits for this child (vfork),

@@ -9,6 +9,7 @@ const sys = @import("../sys/linux.zig");
 const assert = std.debug.assert;
 const library = @import("../library.zig");
 const spin = @import("spin.zig");
+const tree = @import("tree.zig");
 
 const fds_zig = @import("fds.zig");
 const fd_errno = fds_zig.fd_errno;
@@ -358,6 +359,26 @@ pub fn signal(index: u32, generation: u32, sig: i32, flags: u32) i32 {
     return -sys.errno(sys.kill(if (group) -slot.pgid else slot.pid, sig));
 }
 var group_flag_missing: u32 = 0;
+
+/// Sends `sig` to a running child and every descendant of it (`tree.zig`): the count of
+/// processes signalled, or -errno (-ESRCH once the child has exited; -ENOSYS without pidfds,
+/// which the walk needs to hold each member safely).
+pub fn signal_tree(index: u32, generation: u32, sig: i32) i32 {
+    if (index >= abi.slots_max) return -sys.E.INVAL;
+    const slot = &g.slots[index];
+    if (slot.generation != generation) return -sys.E.STALE;
+    // Under the lock a running child is unreaped: its pid names it while the pidfd is opened.
+    lock_signal_from_host();
+    const running = @atomicLoad(u32, &slot.state, .acquire) == SlotState.running;
+    const opened = if (running) sys.pidfd_open(slot.pid) else 0;
+    const pid = slot.pid;
+    unlock(signal_lock());
+    if (!running) return -sys.E.SRCH;
+    if (sys.errno(opened) != 0) return -sys.errno(opened);
+    const pidfd = sys.int(opened);
+    defer _ = sys.close(pidfd);
+    return tree.signal(pid, pidfd, sig);
+}
 
 /// Sends `sig` to the process group `pgid` led by a child that may have exited and been reaped
 /// already: through `pidfd` (the child's `group_pidfd`) with PIDFD_SIGNAL_PROCESS_GROUP on

@@ -7,6 +7,7 @@ const sys = @import("../sys/linux.zig");
 
 const assert = std.debug.assert;
 const spin = @import("spin.zig");
+const tree = @import("tree.zig");
 
 const serve_zig = @import("../backend/helper/serve.zig");
 const helper_serve = serve_zig.helper_serve;
@@ -278,18 +279,28 @@ fn collect_orphan(index: u32) bool {
 
 pub fn host_exited() noreturn {
     clean_up_published();
+    // Each child with a pidfd gets its whole tree signalled, `setsid` descendants included
+    // (tree.zig), many children per walk of /proc; without pidfds, the child alone, by pid.
+    var roots: [tree.roots_per_walk]tree.Member = undefined;
+    var count: usize = 0;
     var index: u32 = 0;
     while (index < g.next_unused) : (index += 1) {
         const slot = &g.slots[index];
         if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) continue;
         if (slot.kill_on_exit_signal == 0) continue;
         const pidfd = owner_pidfd(index).*;
-        if (pidfd >= 0) {
-            _ = sys.pidfd_send_signal(pidfd, slot.kill_on_exit_signal, 0);
-        } else {
+        if (pidfd < 0) {
             _ = sys.kill(slot.pid, slot.kill_on_exit_signal);
+            continue;
+        }
+        roots[count] = .{ .pid = slot.pid, .pidfd = pidfd, .sig = slot.kill_on_exit_signal };
+        count += 1;
+        if (count == roots.len) {
+            tree.signal_after_host(roots[0..count]);
+            count = 0;
         }
     }
+    if (count > 0) tree.signal_after_host(roots[0..count]);
     sys.exit_group(0);
 }
 

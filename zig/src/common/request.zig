@@ -153,7 +153,7 @@ pub fn prepare_plan(request: *abi.Request, len: usize, plan: *ChildPlan) ?i32 {
     for (actions[0..request.fd_count]) |action| {
         if (action.target < 0) return sys.E.INVAL;
         if (action.kind == .file and !string_in_bounds(base, len, action.path_off)) return sys.E.INVAL;
-        if (@intFromEnum(action.kind) > @intFromEnum(abi.FdKind.copy)) return sys.E.INVAL;
+        if (@intFromEnum(action.kind) > @intFromEnum(abi.FdKind.handover)) return sys.E.INVAL;
         if (action.kind == .copy and action.fd < 0) return sys.E.INVAL;
     }
     if (request.flags & abi.flag_groups != 0 and !in_bounds(len, request.groups_off, @as(usize, request.groups_count) * 4)) return sys.E.INVAL;

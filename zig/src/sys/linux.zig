@@ -91,6 +91,7 @@ pub const SIG = struct {
     pub const KILL = 9;
     pub const TERM = 15;
     pub const CHLD = 17;
+    pub const CONT = 18;
     pub const STOP = 19;
     pub const DFL: usize = 0;
     pub const IGN: usize = 1;

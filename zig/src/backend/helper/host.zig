@@ -314,7 +314,7 @@ fn helper_request(plan: *ChildPlan, msg: *HelperMessage, fds: *[sys.scm_max_fd]i
     const actions: [*]abi.FdAction = @ptrCast(@alignCast(area + @sizeOf(abi.Request)));
     for (actions[0..copy.fd_count], 0..) |*action, i| {
         const source: i32 = switch (action.kind) {
-            .dup, .pipe_to_child, .pipe_from_child => action.fd,
+            .dup, .handover, .pipe_to_child, .pipe_from_child => action.fd,
             .inherit => if (action.target <= 2) action.target else continue,
             .devnull, .file, .close, .copy => continue,
         };

@@ -183,7 +183,7 @@ fn helper_plan(plan: *ChildPlan, msg: *const HelperMessage, fds: []const i32) bo
         next = 1;
     }
     for (plan.actions) |*action| switch (action.kind) {
-        .dup, .pipe_to_child, .pipe_from_child => {
+        .dup, .handover, .pipe_to_child, .pipe_from_child => {
             if (next == fds.len) return false;
             action.fd = fds[next];
             next += 1;
