@@ -4,7 +4,7 @@
 const std = @import("std");
 const builtin = @import("builtin");
 const abi = @import("../abi.zig");
-const sys = @import("../sys/linux.zig");
+const sys = @import("../sys/os.zig").sys;
 
 const assert = std.debug.assert;
 const library = @import("../library.zig");
