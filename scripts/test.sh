@@ -103,6 +103,11 @@ check "deno check --doc-only (markdown)" deno check --doc-only README.md docs/*.
 check "deno check --doc-only (JSDoc examples)" deno check --doc-only mod.ts src/
 check "deno publish --dry-run" no_warnings deno publish --dry-run --allow-dirty
 check "zig build prebuilt" bash -c "cd zig && zig build prebuilt"
+# The install step for each system only built, never run here (tests/binary_format.test.ts
+# decodes what zig build prebuilt wrote for them).
+for target in x86_64-macos aarch64-macos x86_64-freebsd aarch64-freebsd; do
+  check "zig build -Dtarget=$target" bash -c "cd zig && zig build -Dtarget=$target --prefix '$LOGS/$target'"
+done
 check "embedded libraries match the build" deno run -A scripts/embed.ts --check
 
 deno_suite "deno test"
