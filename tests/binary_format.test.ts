@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { libraryFile } from "../ffi/loader.ts";
 import { symbols } from "../ffi/symbols.ts";
 import { test } from "./harness.ts";
 
@@ -212,6 +213,11 @@ for (const target of targets) {
     assert.deepEqual(names.filter((name) => name.startsWith("ph_")).sort(), exported);
   });
 }
+
+test("the loader's file name for each OS is the one zig build prebuilt writes", () => {
+  const platform = { linux: "linux", freebsd: "freebsd", macos: "darwin" } as const;
+  for (const target of targets) assert.equal(libraryFile(platform[target.os]), target.file, target.dir);
+});
 
 test("a flipped byte in a signed page fails the arm64 code-signature check", () => {
   const bytes = new Uint8Array(readFileSync(`${prebuilt}aarch64-macos/libprivate_spawn.dylib`));
