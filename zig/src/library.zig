@@ -136,7 +136,6 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
     request.err_errno = 0;
     request.err_step = .none;
     request.err_index = abi.none;
-    if (comptime !spawns) return fail(request, .reaper, sys.E.NOSYS);
     var plan: ChildPlan = undefined;
     if (prepare_plan(request, len, &plan)) |e| return fail(request, .request, e);
 
@@ -164,7 +163,7 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
         request.err_index = pipes_rc.index;
         return fail(request, .pipe, pipes_rc.errno);
     }
-    if (g.host_pidfd < 0) {
+    if ((comptime spawns) and g.host_pidfd < 0) {
         // Without a host pidfd the child could not tell a dead host from a stopped one while
         // it waits, so nothing overlaps: read the attributes first.
         host_attribute_changes(&plan);
