@@ -6,8 +6,11 @@
  *     directory under a name keyed by its SHA-256, and verified by that hash before every
  *     load: a truncated or altered cached file is replaced, never loaded.
  * Only Linux is supported; elsewhere the first use throws "ERR_PLATFORM_UNSUPPORTED" (importing
- * the module still works). Synchronous, and runs only when first called: importing this module
- * reads neither the environment nor the file system.
+ * the module still works). The library also builds for macOS (`.dylib`) and FreeBSD, without a
+ * backend that spawns yet; those builds are not embedded (docs/decisions/0011-non-linux-builds.md).
+ * Synchronous, and runs only when first called: importing this module reads neither the
+ * environment nor the file system. The cache directory's ownership check needs no /proc: where
+ * the runtime does not tell our uid, a probe file we create there does.
  * Runtime-neutral: uses only `node:` modules.
  *
  * @module
@@ -41,8 +44,13 @@ export const LIBRARY_PATH_ENV = "PRIVATE_SPAWN_LIB";
 /** The environment variable that overrides the cache directory of the prebuilt library. */
 export const CACHE_DIR_ENV = "PRIVATE_SPAWN_CACHE";
 
-/** The file name of the shared library. */
+/** The file name of the shared library (on Linux and FreeBSD; `libraryFile` for any OS). */
 export const LIBRARY_FILE = "libprivate_spawn.so";
+
+/** The shared library's file name on `platform` (a `process.platform` value). */
+export function libraryFile(platform: string = process.platform): string {
+  return platform === "darwin" ? "libprivate_spawn.dylib" : LIBRARY_FILE;
+}
 
 /** The environment variable that overrides the helper executable's path. */
 export const HELPER_PATH_ENV = "PRIVATE_SPAWN_HELPER";
@@ -66,7 +74,7 @@ interface PrebuiltModule extends Prebuilt {
 
 /** The local build in this checkout, if the module is loaded from one. */
 function localBuild(): string | null {
-  const url = new URL(`../zig/zig-out/lib/${LIBRARY_FILE}`, import.meta.url);
+  const url = new URL(`../zig/zig-out/lib/${libraryFile()}`, import.meta.url);
   if (url.protocol !== "file:") return null;
   const path = fileURLToPath(url);
   return existsSync(path) ? path : null;
@@ -80,10 +88,17 @@ function localHelper(): string | null {
   return existsSync(path) ? path : null;
 }
 
-function prebuiltFor(arch: string): PrebuiltModule | null {
-  if (arch === "x64") return x86_64Linux;
-  if (arch === "arm64") return aarch64Linux;
-  return null;
+/**
+ * The embedded builds by `process.platform` and `os.arch()`: the ones whose backend spawns
+ * (scripts/embed.ts writes one module per entry).
+ */
+const PREBUILT: Record<string, PrebuiltModule> = {
+  "linux-x64": x86_64Linux,
+  "linux-arm64": aarch64Linux,
+};
+
+function prebuiltFor(arch: string, platform: string = process.platform): PrebuiltModule | null {
+  return PREBUILT[`${platform}-${arch}`] ?? null;
 }
 
 /**
@@ -220,14 +235,14 @@ export function resolveLibraryPath(platform: string = process.platform, arch: st
   }
   const local = localBuild();
   if (local !== null) return local;
-  const prebuilt = prebuiltFor(arch);
+  const prebuilt = prebuiltFor(arch, platform);
   if (prebuilt === null) {
     throw new LibraryError(
       "ERR_PLATFORM_UNSUPPORTED",
       `private_spawn: no prebuilt library for Linux on ${arch} (only x86_64 and aarch64 are shipped); build one for it with "zig build" (in zig/ of the source repository) and set ${LIBRARY_PATH_ENV} to its path`,
     );
   }
-  return materialize(prebuilt, cacheDirectory());
+  return materialize(prebuilt, cacheDirectory(), libraryFile(platform));
 }
 
 /** The backend `PRIVATE_SPAWN_BACKEND` asks for; "auto" when unset. */

@@ -1,6 +1,9 @@
 /**
- * Writes ffi/prebuilt/<arch>_linux.ts from zig/zig-out/prebuilt/: each library and helper
- * executable as base64 with its SHA-256, so the package needs neither Zig nor a network.
+ * Writes ffi/prebuilt/<arch>_<os>.ts from zig/zig-out/prebuilt/<arch>-<os>/: each library and
+ * helper executable as base64 with its SHA-256, so the package needs neither Zig nor a network.
+ * Only targets whose backend spawns are embedded: the macOS and FreeBSD libraries are built and
+ * checked (tests/binary_format.test.ts) but cannot spawn yet, so shipping them would only add
+ * bytes (docs/decisions/0011-non-linux-builds.md).
  *
  *   deno run -A scripts/embed.ts [--check]
  * With --check it writes nothing and fails if the committed modules differ from the build.
@@ -10,7 +13,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import process from "node:process";
 
 const check = process.argv.includes("--check");
-const targets = [["x86_64-linux-none", "x86_64_linux"], ["aarch64-linux-none", "aarch64_linux"]];
+const targets = [["x86_64-linux", "x86_64_linux"], ["aarch64-linux", "aarch64_linux"]];
 let stale = 0;
 for (const [triple, name] of targets) {
   const dir = `../zig/zig-out/prebuilt/${triple}`;

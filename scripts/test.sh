@@ -110,6 +110,11 @@ bindings_current() {
     diff -u ffi/abi.ts "$out/abi.ts" && diff -u ffi/symbols.ts "$out/symbols.ts"
 }
 check "ffi bindings generated from the Zig ABI are current" bindings_current
+# The install step for each system only built, never run here (tests/binary_format.test.ts
+# decodes what zig build prebuilt wrote for them).
+for target in x86_64-macos aarch64-macos x86_64-freebsd aarch64-freebsd; do
+  check "zig build -Dtarget=$target" bash -c "cd zig && zig build -Dtarget=$target --prefix '$LOGS/$target'"
+done
 check "embedded libraries match the build" deno run -A scripts/embed.ts --check
 
 deno_suite "deno test"

@@ -2,37 +2,66 @@ const std = @import("std");
 
 /// Every source file of the library: inputs of the build-lib command, so edits rebuild it.
 const sources = [_][]const u8{
-    "src/root.zig",                "src/abi.zig",                     "src/library.zig",
-    "src/sys/linux.zig",           "src/common/state.zig",            "src/common/region.zig",
-    "src/common/memory.zig",       "src/common/exits.zig",            "src/common/fds.zig",
-    "src/common/owner.zig",        "src/common/child.zig",            "src/common/request.zig",
-    "src/common/pipes.zig",        "src/common/io.zig",               "src/common/pid_table.zig",
-    "src/common/spin.zig",         "src/common/tree.zig",             "src/backend/reaper/reaper.zig",
-    "src/backend/helper/host.zig", "src/backend/helper/protocol.zig", "src/backend/helper/serve.zig",
-    "src/helper/main.zig",
+    "src/root.zig",                    "src/abi.zig",                   "src/library.zig",
+    "src/sys/os.zig",                  "src/sys/posix.zig",             "src/sys/darwin.zig",
+    "src/sys/freebsd.zig",             "src/backend/none.zig",          "src/sys/linux.zig",
+    "src/common/state.zig",            "src/common/region.zig",         "src/common/memory.zig",
+    "src/common/exits.zig",            "src/common/fds.zig",            "src/common/owner.zig",
+    "src/common/child.zig",            "src/common/request.zig",        "src/common/pipes.zig",
+    "src/common/io.zig",               "src/common/pid_table.zig",      "src/common/spin.zig",
+    "src/common/tree.zig",             "src/backend/reaper/reaper.zig", "src/backend/helper/host.zig",
+    "src/backend/helper/protocol.zig", "src/backend/helper/serve.zig",  "src/helper/main.zig",
 };
 
-/// The targets shipped inside the package (`zig build prebuilt`).
-const prebuilt_targets = [_][]const u8{ "x86_64-linux-none", "aarch64-linux-none" };
+/// The targets of `zig build prebuilt`, each installed under prebuilt/<arch>-<os>/. Linux is
+/// libc-free; macOS links libSystem and FreeBSD its libc (Zig ships their stubs, so these
+/// cross-compile here; they are built and checked, never run: tests/binary_format.test.ts).
+const Prebuilt = struct { triple: []const u8, dir: []const u8, os: std.Target.Os.Tag };
+const prebuilt_targets = [_]Prebuilt{
+    .{ .triple = "x86_64-linux-none", .dir = "x86_64-linux", .os = .linux },
+    .{ .triple = "aarch64-linux-none", .dir = "aarch64-linux", .os = .linux },
+    .{ .triple = "x86_64-macos", .dir = "x86_64-macos", .os = .macos },
+    .{ .triple = "aarch64-macos", .dir = "aarch64-macos", .os = .macos },
+    .{ .triple = "x86_64-freebsd", .dir = "x86_64-freebsd", .os = .freebsd },
+    .{ .triple = "aarch64-freebsd", .dir = "aarch64-freebsd", .os = .freebsd },
+};
+
+/// The library's file name on `os`.
+fn libraryFile(os: std.Target.Os.Tag) []const u8 {
+    return if (os == .macos) "libprivate_spawn.dylib" else "libprivate_spawn.so";
+}
+
+/// Whether the backend of `os` uses the helper executable: Linux's (the helper backend, and
+/// the fallback from the reaper). macOS's helper backend is not written yet (issue 17).
+fn hasHelper(os: std.Target.Os.Tag) bool {
+    return os == .linux;
+}
 
 /// The library is built by `zig build-lib` directly because the build API cannot pass
 /// `-z nodelete`, which we need: the reaper runs the library's code, and a runtime that
 /// dlclose()s it at exit would unmap that code under the reaper's feet.
-fn buildLibrary(b: *std.Build, triple: []const u8, optimize: std.builtin.OptimizeMode) std.Build.LazyPath {
+fn buildLibrary(b: *std.Build, triple: []const u8, os: std.Target.Os.Tag, optimize: std.builtin.OptimizeMode) std.Build.LazyPath {
     const lib = b.addSystemCommand(&.{
         b.graph.zig_exe, "build-lib",
         "-dynamic",      "-fPIC",
-        "-z",            "nodelete",
         "-target",       triple,
         "-O",            @tagName(optimize),
         "--name",        "private_spawn",
     });
-    // No libc: the reaper and vfork children run raw syscalls only, and a libc-free
-    // library loads the same into glibc and musl hosts.
+    // ELF only: Mach-O's linker has no such flag, and no backend runs the library's code
+    // outside the host's own calls on macOS yet.
+    if (os != .macos) lib.addArgs(&.{ "-z", "nodelete" });
+    // Mach-O records the dylib's install name, by default the output path in the cache:
+    // a fixed one keeps the build reproducible (the loader opens it by full path anyway).
+    if (os == .macos) lib.addArgs(&.{ "-install_name", "@rpath/libprivate_spawn.dylib" });
+    // Linux: no libc: the reaper and vfork children run raw syscalls only, and a libc-free
+    // library loads the same into glibc and musl hosts. macOS and FreeBSD: their system
+    // calls are only a stable interface through libc.
+    if (os != .linux) lib.addArg("-lc");
     if (optimize != .Debug) lib.addArg("-fstrip");
     lib.addFileArg(b.path("src/root.zig"));
     for (sources) |source| lib.addFileInput(b.path(source));
-    return lib.addPrefixedOutputFileArg("-femit-bin=", "libprivate_spawn.so");
+    return lib.addPrefixedOutputFileArg("-femit-bin=", libraryFile(os));
 }
 
 /// The helper executable of the `helper` backend: static, libc-free, with src/library.zig as
@@ -57,19 +86,23 @@ pub fn build(b: *std.Build) void {
     const optimize = b.standardOptimizeOption(.{});
 
     const triple = target.query.zigTriple(b.allocator) catch @panic("OOM");
-    const install = b.addInstallLibFile(buildLibrary(b, triple, optimize), "libprivate_spawn.so");
+    const os = target.result.os.tag;
+    const install = b.addInstallLibFile(buildLibrary(b, triple, os, optimize), libraryFile(os));
     b.getInstallStep().dependOn(&install.step);
-    const helper = b.addInstallBinFile(buildHelper(b, triple, optimize), "ph-helper");
-    b.getInstallStep().dependOn(&helper.step);
+    if (hasHelper(os)) {
+        const helper = b.addInstallBinFile(buildHelper(b, triple, optimize), "ph-helper");
+        b.getInstallStep().dependOn(&helper.step);
+    }
 
     // Small, stripped, one per architecture, installed as prebuilt/<triple>/libprivate_spawn.so.
     const prebuilt = b.step("prebuilt", "Cross-compile the libraries shipped in the package");
-    for (prebuilt_targets) |prebuilt_triple| {
-        const file = buildLibrary(b, prebuilt_triple, .ReleaseSmall);
-        const dest = b.fmt("prebuilt/{s}/libprivate_spawn.so", .{prebuilt_triple});
+    for (prebuilt_targets) |t| {
+        const file = buildLibrary(b, t.triple, t.os, .ReleaseSmall);
+        const dest = b.fmt("prebuilt/{s}/{s}", .{ t.dir, libraryFile(t.os) });
         prebuilt.dependOn(&b.addInstallFile(file, dest).step);
-        const helper_file = buildHelper(b, prebuilt_triple, .ReleaseSmall);
-        const helper_dest = b.fmt("prebuilt/{s}/ph-helper", .{prebuilt_triple});
+        if (!hasHelper(t.os)) continue;
+        const helper_file = buildHelper(b, t.triple, .ReleaseSmall);
+        const helper_dest = b.fmt("prebuilt/{s}/ph-helper", .{t.dir});
         prebuilt.dependOn(&b.addInstallFile(helper_file, helper_dest).step);
     }
 

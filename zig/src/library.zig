@@ -2,8 +2,9 @@
 //! Each backend keeps the same contract (`Contract`, checked at comptime).
 
 const std = @import("std");
+const builtin = @import("builtin");
 const abi = @import("abi.zig");
-const sys = @import("sys/linux.zig");
+const sys = @import("sys/os.zig").sys;
 
 const reaper_zig = @import("backend/reaper/reaper.zig");
 const orphans_lost = reaper_zig.orphans_lost;
@@ -55,13 +56,20 @@ fn check_contract(comptime Backend: type, comptime expected: abi.Backend) void {
 
 const reaper = @import("backend/reaper/reaper.zig");
 const helper = @import("backend/helper/host.zig");
+const none = @import("backend/none.zig");
 comptime {
     check_contract(reaper, .reaper);
     check_contract(helper, .helper);
+    check_contract(none, .auto);
 }
+
+/// Whether this OS has a backend that spawns: Linux (the reaper and the helper). On macOS and
+/// FreeBSD the library builds with the `none` backend until theirs are written (issue 17).
+pub const spawns = builtin.os.tag == .linux;
 
 /// The active backend's `name` (one of the contract's functions), called with `args`.
 fn call(comptime name: []const u8, args: anytype) @typeInfo(@FieldType(Contract, name)).@"fn".return_type.? {
+    if (comptime !spawns) return @call(.auto, @field(none, name), args);
     return switch (choice.active) {
         .helper => @call(.auto, @field(helper, name), args),
         else => @call(.auto, @field(reaper, name), args),
@@ -106,6 +114,7 @@ fn owner_pid() i32 {
 /// Starts the reaper, or the helper: when asked for, or when the reaper cannot be created
 /// here and no backend was forced (the errno is kept for `ph_info`).
 fn ensure_owner_locked() i32 {
+    if (comptime !spawns) return none.start_locked();
     if (owner_alive_locked()) return 0;
     const rc = setup_memory();
     if (rc < 0) return rc;
@@ -154,7 +163,7 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
         request.err_index = pipes_rc.index;
         return fail(request, .pipe, pipes_rc.errno);
     }
-    if (g.host_pidfd < 0) {
+    if ((comptime spawns) and g.host_pidfd < 0) {
         // Without a host pidfd the child could not tell a dead host from a stopped one while
         // it waits, so nothing overlaps: read the attributes first.
         host_attribute_changes(&plan);
@@ -190,6 +199,11 @@ pub fn init(backend: abi.Backend, helper_path: []const u8) i32 {
     defer unlock(&g.lock);
     ensure_process();
     if (backend != .auto and backend != .reaper and backend != .helper) return -sys.E.INVAL;
+    if (comptime !spawns) {
+        // No backend to choose: auto is accepted (the loader's default), a forced one is not.
+        choice.active = none.backend;
+        return if (backend == .auto) 0 else -sys.E.NOSYS;
+    }
     if (helper_path.len >= choice.helper_path.len) return -sys.E.NAMETOOLONG;
     if (g.reapers_started > 0) return if (backend == choice.requested) 0 else -sys.E.BUSY;
     choice.requested = backend;

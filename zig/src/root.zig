@@ -5,10 +5,10 @@
 const std = @import("std");
 const builtin = @import("builtin");
 const abi = @import("abi.zig");
-const sys = @import("sys/linux.zig");
+const sys = @import("sys/os.zig").sys;
 
 const backend_impl = switch (builtin.os.tag) {
-    .linux => @import("library.zig"),
+    .linux, .macos, .freebsd => @import("library.zig"),
     else => @compileError("no backend for this OS yet"),
 };
 

@@ -4,7 +4,7 @@
 const std = @import("std");
 const builtin = @import("builtin");
 const abi = @import("../abi.zig");
-const sys = @import("../sys/linux.zig");
+const sys = @import("../sys/os.zig").sys;
 
 const assert = std.debug.assert;
 const library = @import("../library.zig");
@@ -364,6 +364,8 @@ var group_flag_missing: u32 = 0;
 /// processes signalled, or -errno (-ESRCH once the child has exited; -ENOSYS without pidfds,
 /// which the walk needs to hold each member safely).
 pub fn signal_tree(index: u32, generation: u32, sig: i32) i32 {
+    // The walk reads /proc and holds members by pidfds: Linux only.
+    if (builtin.os.tag != .linux) return -sys.E.NOSYS;
     if (index >= abi.slots_max) return -sys.E.INVAL;
     const slot = &g.slots[index];
     if (slot.generation != generation) return -sys.E.STALE;

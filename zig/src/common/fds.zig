@@ -1,6 +1,6 @@
 //! Descriptor numbering: our descriptors never take 0, 1 or 2; pidfds live above a floor.
 
-const sys = @import("../sys/linux.zig");
+const sys = @import("../sys/os.zig").sys;
 
 /// A child copies the host's descriptors up to the highest one it needs (its stdio sources,
 /// `inheritFds`), which are low numbers: the pidfds of live children are kept above this

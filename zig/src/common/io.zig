@@ -1,6 +1,6 @@
 //! Small calls for the synchronous helpers: close, poll, read, write, the ignored signals.
 
-const sys = @import("../sys/linux.zig");
+const sys = @import("../sys/os.zig").sys;
 
 pub fn close_fd(fd: i32) i32 {
     return -sys.errno(sys.close(fd));

@@ -1,7 +1,7 @@
 //! Mapping the region and the private memory (stacks, pid table), and forgetting them after fork().
 
 const abi = @import("../abi.zig");
-const sys = @import("../sys/linux.zig");
+const sys = @import("../sys/os.zig").sys;
 const pid_table = @import("pid_table.zig");
 
 const fds_zig = @import("fds.zig");

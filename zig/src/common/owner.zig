@@ -3,7 +3,7 @@
 
 const std = @import("std");
 const abi = @import("../abi.zig");
-const sys = @import("../sys/linux.zig");
+const sys = @import("../sys/os.zig").sys;
 
 const assert = std.debug.assert;
 const spin = @import("spin.zig");

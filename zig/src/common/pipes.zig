@@ -1,6 +1,7 @@
 //! Large pipe buffers, for the pipes that carry bulk data.
 
-const sys = @import("../sys/linux.zig");
+const builtin = @import("builtin");
+const sys = @import("../sys/os.zig").sys;
 
 const memory_zig = @import("memory.zig");
 const ensure_process = memory_zig.ensure_process;
@@ -25,7 +26,10 @@ pub const large_pipes_max = 16;
 /// Gives the pipe `fd` a large buffer. Returns its size in bytes, or -EAGAIN when
 /// `large_pipes_max` pipes still hold one, or the kernel's -errno (-EPERM: a lower
 /// pipe-max-size, or the user is over the soft limit). Asking again for a grown pipe is cheap.
+/// macOS and FreeBSD size pipes themselves (up to 64 KiB) and have no call to ask for more:
+/// -ENOSYS there, which the caller treats as "stays at the default size".
 pub fn pipe_grow(fd: i32) i32 {
+    if (comptime builtin.os.tag != .linux) return -sys.E.NOSYS;
     var st: sys.Stat = undefined;
     var rc = sys.fstat(fd, &st);
     if (sys.errno(rc) != 0) return -sys.errno(rc);

@@ -2,7 +2,7 @@
 
 const std = @import("std");
 const abi = @import("../abi.zig");
-const sys = @import("../sys/linux.zig");
+const sys = @import("../sys/os.zig").sys;
 
 const child_zig = @import("child.zig");
 const cstr = child_zig.cstr;

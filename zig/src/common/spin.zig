@@ -3,7 +3,7 @@
 //! work, every spin takes CPU the children and the JavaScript thread need.
 //! Measured and chosen in docs/decisions/0009-spin-only-when-alone.md.
 
-const sys = @import("../sys/linux.zig");
+const sys = @import("../sys/os.zig").sys;
 const state_zig = @import("state.zig");
 const g = &state_zig.g;
 

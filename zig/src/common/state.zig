@@ -2,7 +2,7 @@
 //! snapshot, the futex mutex. Shared by the host's threads and, through CLONE_VM, the reaper.
 
 const abi = @import("../abi.zig");
-const sys = @import("../sys/linux.zig");
+const sys = @import("../sys/os.zig").sys;
 const pid_table = @import("pid_table.zig");
 
 const owner_zig = @import("owner.zig");

@@ -123,8 +123,6 @@ var helper_actions: [if (in_helper) abi.fd_actions_max + sys.scm_max_fd else 0]a
 var helper_envp: [if (in_helper) helper_env_max + 1 else 0]?[*:0]const u8 = undefined;
 
 fn helper_spawn(msg: *const HelperMessage, fds: []const i32) void {
-    // The child has its own copies; the helper keeps none of the host's descriptors.
-    defer close_all(fds);
     clean_up_published();
     var reply = std.mem.zeroes(HelperMessage);
     reply.op = .spawned;
@@ -142,6 +140,10 @@ fn helper_spawn(msg: *const HelperMessage, fds: []const i32) void {
         request.err_errno = e orelse sys.E.INVAL;
         request.err_step = .request;
     }
+    // The child has its own copies (it has exec'd or failed: CLONE_VFORK). The helper keeps
+    // none of the host's descriptors, and drops them before it answers, so that once the host
+    // has the answer no copy of a child's pipe is left open in the helper.
+    close_all(fds);
     reply.clone_mode = g.clone_mode;
     reply.pidfd_mode = g.pidfd_mode;
     reply.fd_table = g.fd_table_mode;
