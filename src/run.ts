@@ -16,6 +16,7 @@ import {
 } from "./options.ts";
 import { type ProcessHandle, type ProcessOutput, spawnHandle, spawnPlanned, WAIT_SYNC_FOR } from "./process_handle.ts";
 import { type Native, pipeGrower } from "../ffi/mod.ts";
+import { BackendUnsupportedError, usesRuntimeBackend } from "./backend.ts";
 import { getNative } from "./registry.ts";
 import type { ProcessStatus } from "./status.ts";
 import { concatBytes, KILL_EOF_GRACE_MS, outputPipeOf, OutputReading, type ProcessReadableStream } from "./streams.ts";
@@ -200,6 +201,13 @@ export function outputSync(
   options?: RunOptions,
 ): ProcessOutput & { timedOut: boolean } {
   const spawnOptions = helperOptions(options);
+  if (usesRuntimeBackend()) {
+    throw new BackendUnsupportedError(
+      "outputSync() and runSync()",
+      "runtime",
+      "neither runtime can block the thread while it reads a child it spawned; use run() or output()",
+    );
+  }
   if (spawnOptions.signal !== undefined) {
     throw valueError(
       "signal",
