@@ -30,6 +30,24 @@ const ERROR_CODES: Record<string, string> = {
   InvalidData: "EINVAL",
 };
 
+/** POSIX errno names by number, for Deno's "(os error N)". */
+const POSIX_ERRNO: Record<number, string> = {
+  1: "EPERM",
+  2: "ENOENT",
+  7: "E2BIG",
+  8: "ENOEXEC",
+  13: "EACCES",
+  20: "ENOTDIR",
+};
+/** Windows error codes by the errno name they stand for. */
+const WINDOWS_ERROR: Record<number, string> = { 2: "ENOENT", 3: "ENOENT", 5: "EACCES", 193: "ENOEXEC", 206: "E2BIG" };
+
+function osErrorCode(error: unknown, windows: boolean): string | undefined {
+  const match = /\(os error (\d+)\)/.exec(String((error as Error)?.message));
+  if (match === null) return undefined;
+  return (windows ? WINDOWS_ERROR : POSIX_ERRNO)[Number(match[1])];
+}
+
 export function openRuntimeDeno(isPrivate: boolean): RuntimeSpawner {
   return {
     runtime: "deno",
@@ -52,7 +70,7 @@ export function openRuntimeDeno(isPrivate: boolean): RuntimeSpawner {
         }).spawn();
       } catch (error) {
         const name = (error as Error)?.name ?? "";
-        const code = (error as { code?: string }).code ?? ERROR_CODES[name] ?? null;
+        const code = (error as { code?: string }).code ?? osErrorCode(error, isPrivate) ?? ERROR_CODES[name] ?? null;
         throw new RuntimeSpawnError(code, error);
       }
       const wrapped: RuntimeChild = {

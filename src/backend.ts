@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { statSync } from "node:fs";
 import { FdKind } from "../ffi/abi.ts";
 import { loadNative } from "../ffi/mod.ts";
 import {
@@ -125,6 +126,14 @@ function refuseUnsupported(plan: SpawnPlan, argv0: boolean): void {
   }
 }
 
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 /** A child spawned by the runtime, with its pipe ends. */
 export interface RuntimeSpawned {
   child: BackendChild;
@@ -158,11 +167,16 @@ export function spawnRuntime(plan: SpawnPlan): RuntimeSpawned {
   } catch (error) {
     if (!(error instanceof RuntimeSpawnError)) throw error;
     const errno = error.code === null ? ERRNO_NUMBERS_FALLBACK : errnoNumber(error.code) ?? ERRNO_NUMBERS_FALLBACK;
+    // The runtimes do not say which step failed: a working directory that cannot be entered
+    // is the chdir, anything else the program's exec.
+    const chdir = plan.cwd !== null && !isDirectory(plan.cwd);
     const spawnError = new SpawnError({
-      errno,
-      syscall: "spawn",
+      errno: chdir ? errnoNumber("ENOENT")! : errno,
+      syscall: chdir ? "chdir" : "execve",
       command: plan.command,
       args: plan.args,
+      path: chdir ? plan.cwd! : plan.command,
+      searchPath: chdir ? undefined : plan.searchPath ?? undefined,
     });
     (spawnError as { cause?: unknown }).cause = error.cause;
     throw spawnError;
@@ -185,6 +199,8 @@ export function spawnRuntime(plan: SpawnPlan): RuntimeSpawned {
     pid: raw.pid,
     signal(number) {
       if (status !== null) return false;
+      // The null signal only probes: the child runs until its exit is reported.
+      if (number === 0) return true;
       try {
         raw.kill(signalName(number));
       } catch (error) {

@@ -817,8 +817,10 @@ export class ProcessHandle<
     if (hold === this.#holding) return;
     this.#holding = hold;
     if (this.#child !== null) {
+      // Not at the exit: on Deno an unref'd child's pipes stop holding the loop too, and a
+      // grandchild may still write them.
       if (hold) this.#child.ref();
-      else this.#child.unref();
+      else if (running) this.#child.unref();
     } else if (hold) this.#registry!.hold();
     else this.#registry!.release();
   }
