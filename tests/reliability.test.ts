@@ -306,18 +306,22 @@ nativeTest(
 
 // Deno and Bun reopen a closed 0, 1 or 2 on /dev/null at startup; the truly closed case is a
 // Zig test (spawn_test.zig). Here: children get valid stdio and spawning leaves 0 and 2 alone.
-test("a host started with stdin and stderr closed: children get valid 0, 1, 2; spawning leaves the host's alone", async () => {
-  const [cmd, args] = runtimeArgv(fixture("closed_stdio.ts"));
-  const child = spawnHandle("sh", ["-c", 'exec 0<&- 2>&-; exec "$@"', "sh", cmd, ...args], { stdout: "piped" });
-  const { status, stdout } = await child.output();
-  assert.equal(status.code, 0);
-  const report = JSON.parse(new TextDecoder().decode(stdout));
-  assert.equal(report.child[0], "/dev/null");
-  assert.match(report.child[1], /^pipe:/);
-  assert.equal(report.child[2], "/dev/null");
-  // Whatever the runtime put at 0 and 2 itself, spawning changed neither.
-  assert.deepEqual(report.during, report.before);
-});
+nativeTest(
+  "a host started with stdin and stderr closed: children get valid 0, 1, 2; spawning leaves the host's alone",
+  "the runtime's own stdio: Bun's pipes are sockets",
+  async () => {
+    const [cmd, args] = runtimeArgv(fixture("closed_stdio.ts"));
+    const child = spawnHandle("sh", ["-c", 'exec 0<&- 2>&-; exec "$@"', "sh", cmd, ...args], { stdout: "piped" });
+    const { status, stdout } = await child.output();
+    assert.equal(status.code, 0);
+    const report = JSON.parse(new TextDecoder().decode(stdout));
+    assert.equal(report.child[0], "/dev/null");
+    assert.match(report.child[1], /^pipe:/);
+    assert.equal(report.child[2], "/dev/null");
+    // Whatever the runtime put at 0 and 2 itself, spawning changed neither.
+    assert.deepEqual(report.during, report.before);
+  },
+);
 
 /** The size of a process's descriptor table (`FDSize` in /proc/<pid>/status). */
 function fdTableSize(pid: number | "self"): number {

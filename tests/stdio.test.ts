@@ -117,19 +117,23 @@ test("the host's pipe ends are closed once the streams finish", async () => {
   assert.deepEqual([...openFds()].filter(([fd]) => !before.has(fd)), [], "pipe ends leaked");
 });
 
-test('piped stdio are pipes, so the child can reopen them as "/dev/stdin" and "/dev/stdout"', async () => {
-  // Runtimes that use socketpairs (Bun.spawn, node:child_process) fail this with ENXIO.
-  const child = spawnHandle("sh", ["-c", "stat -L -c %F /dev/stdin /dev/stdout; cat /dev/stdin > /dev/stdout"], {
-    stdin: "piped",
-    stdout: "piped",
-  });
-  const writer = child.stdin!.getWriter();
-  await writer.write(new TextEncoder().encode("through /dev/stdin\n"));
-  await writer.close();
-  const text = new TextDecoder().decode(await readAll(child.stdout!));
-  assert.equal(text, "fifo\nfifo\nthrough /dev/stdin\n");
-  assert.equal((await child.wait()).code, 0);
-});
+nativeTest(
+  'piped stdio are pipes, so the child can reopen them as "/dev/stdin" and "/dev/stdout"',
+  "the runtime's own stdio: Bun's pipes are sockets",
+  async () => {
+    // Runtimes that use socketpairs (Bun.spawn, node:child_process) fail this with ENXIO.
+    const child = spawnHandle("sh", ["-c", "stat -L -c %F /dev/stdin /dev/stdout; cat /dev/stdin > /dev/stdout"], {
+      stdin: "piped",
+      stdout: "piped",
+    });
+    const writer = child.stdin!.getWriter();
+    await writer.write(new TextEncoder().encode("through /dev/stdin\n"));
+    await writer.close();
+    const text = new TextDecoder().decode(await readAll(child.stdout!));
+    assert.equal(text, "fifo\nfifo\nthrough /dev/stdin\n");
+    assert.equal((await child.wait()).code, 0);
+  },
+);
 
 const F_GETPIPE_SZ = 1032;
 const LARGE_PIPE = 1 << 20;
