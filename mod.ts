@@ -37,6 +37,8 @@ export type {
   Stdio,
 } from "./src/options.ts";
 export { MaxBufferError, ProcessError, ReaperDiedError, SpawnError } from "./src/errors.ts";
+export { BackendUnsupportedError } from "./src/backend.ts";
+export type { BackendName } from "./src/backend.ts";
 export type { CommandResult, MaxBufferRead, SpawnErrorDetails } from "./src/errors.ts";
 export { LibraryError } from "./ffi/mod.ts";
 export type { LibraryErrorCode } from "./ffi/mod.ts";

@@ -20,6 +20,7 @@ import {
 } from "./loader.ts";
 import type { Native } from "./native.ts";
 import { isPermissionError, permissionError } from "./permissions.ts";
+import { runtimeBackendSelected } from "./runtime.ts";
 
 export type { Native, PipeReader, PipeWriter, WakeSource } from "./native.ts";
 export { pipeGrower } from "./native.ts";
@@ -38,7 +39,9 @@ export const isBun: boolean = typeof (globalThis as { Bun?: unknown }).Bun !== "
 export function loadNative(): Native {
   if (loaded) return loaded;
   try {
-    const backend = requestedBackend();
+    // Under the runtime backend the library spawns nothing; it is loaded only for the calls
+    // that need it (monotonicNs, reaperInfo), where it is built for this machine.
+    const backend = runtimeBackendSelected() ? "auto" : requestedBackend();
     const native = open(resolveLibraryPath());
     // The helper is needed when forced, and for the fallback when the reaper cannot be made.
     const helper = backend === "reaper" ? null : backend === "helper" ? resolveHelperPath() : fallbackHelper();

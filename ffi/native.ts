@@ -68,7 +68,7 @@ export interface Native extends LibraryCalls {
  * they decide when to read (on demand, or draining in the background) and what to buffer.
  */
 export interface PipeReader {
-  /** The host's end of the pipe. */
+  /** The host's end of the pipe; -1 for a reader over a runtime's stream (the runtime backend). */
   readonly fd: number;
   /** Whether reading began: until then the runtime has not touched the descriptor. */
   readonly started: boolean;

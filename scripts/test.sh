@@ -126,6 +126,12 @@ bun_suite "bun test"
 deno_suite "deno test, helper" env PRIVATE_SPAWN_BACKEND=helper
 bun_suite "bun test, helper" env PRIVATE_SPAWN_BACKEND=helper
 
+# The runtime backend (the runtime's own spawn, Windows' default): both suites again with it
+# forced. What only the native backends do is skipped and names why (tests/README.md);
+# tests/runtime_backend.test.ts has the backend's own contract.
+deno_suite "deno test, runtime" env PRIVATE_SPAWN_BACKEND=runtime
+bun_suite "bun test, runtime" env PRIVATE_SPAWN_BACKEND=runtime
+
 # Fault injection: the same suites with clone3 refused, with no pidfds at all, without
 # close_range (kernels before 5.9), and with unsharing the descriptor table refused (smaller
 # stress counts; the full counts ran above). clone3-eperm breaks glibc's own thread creation,

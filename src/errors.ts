@@ -42,6 +42,12 @@ export function errnoName(errno: number): string {
   return ERRNO_NAMES[errno]?.[0] ?? `E${errno}`;
 }
 
+/** The number of an errno name ("ENOENT" is 2), or undefined for one not known. */
+export function errnoNumber(name: string): number | undefined {
+  for (const key in ERRNO_NAMES) if (ERRNO_NAMES[key][0] === name) return Number(key);
+  return undefined;
+}
+
 /** The C library's text for an errno. */
 export function errnoText(errno: number): string {
   return ERRNO_NAMES[errno]?.[1] ?? `errno ${errno}`;

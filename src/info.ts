@@ -4,6 +4,8 @@
  * @module
  */
 import { Info } from "../ffi/abi.ts";
+import { loadRuntime } from "../ffi/runtime.ts";
+import { usesRuntimeBackend } from "./backend.ts";
 import { getNative } from "./registry.ts";
 
 /**
@@ -86,26 +88,31 @@ export interface BackendInfo {
   /**
    * "reaper": the invisible reaper (Linux); "helper": a helper process that owns the children
    * (forced with `PRIVATE_SPAWN_BACKEND=helper`, or where the reaper cannot be created, as
-   * under qemu-user); "pdfork" and "runtime" are reserved for FreeBSD and Windows.
+   * under qemu-user); "runtime": the runtime's own spawn (`Deno.Command`, `Bun.spawn`), the
+   * default on Windows and forced elsewhere with `PRIVATE_SPAWN_BACKEND=runtime`; "pdfork" is
+   * reserved for FreeBSD.
    */
   backend: "reaper" | "helper" | "pdfork" | "runtime";
-  /** Whether children stay private: no SIGCHLD for them, never seen by the host's waitpid(-1). */
+  /**
+   * Whether children stay private: no SIGCHLD for them, never seen by the host's waitpid(-1).
+   * False for the `runtime` backend on POSIX (the runtime's children are the host's own).
+   */
   private: boolean;
   /** Whether `child.fd` gives a descriptor that polls readable at the child's exit (a pidfd). */
   pollableFd: boolean;
-  /** The reaper's or the helper's pid; 0 before the first spawn. */
+  /** The reaper's or the helper's pid; 0 before the first spawn, and always 0 for `runtime`. */
   pid: number;
   /**
    * What `sendSignal(sig, { tree: true })` reaches: "descendants", the child and every process
    * whose chain of parents leads to it (through `setsid` too, not past a parent that exited);
-   * null without pidfds (or before the first spawn), where a tree signal throws.
+   * null without pidfds (or before the first spawn), where a tree signal throws, and on the runtime backend.
    */
   tree: "descendants" | null;
   /** Why the reaper is not used although it was not forced off (e.g. "clone: EINVAL"). */
   fallbackReason?: string;
   /** How many reapers or helpers this process has started (more than 1 after one died). */
   started: number;
-  /** The shared library in use. */
+  /** The shared library in use; "" for `runtime` (no library is loaded). */
   libraryPath: string;
   /** "deno" or "bun". */
   runtime: string;
@@ -126,6 +133,19 @@ const ERRNO_NAMES: Record<number, string> = { 1: "EPERM", 22: "EINVAL", 38: "ENO
  * ```
  */
 export function backendInfo(): BackendInfo {
+  if (usesRuntimeBackend()) {
+    const runtime = loadRuntime();
+    return {
+      backend: "runtime",
+      private: runtime.private,
+      pollableFd: false,
+      tree: null,
+      pid: 0,
+      started: 0,
+      libraryPath: "",
+      runtime: runtime.runtime,
+    };
+  }
   const native = getNative();
   const out = new Uint8Array(Info.size);
   native.info(out);

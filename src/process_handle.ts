@@ -6,6 +6,13 @@
 import { clearTimeout, setTimeout } from "node:timers";
 import { ExitKind, ExitRecord, FdAction, Request, SIGNAL_GROUP, STEP_NAMES } from "../ffi/abi.ts";
 import type { Native } from "../ffi/mod.ts";
+import {
+  type BackendChild,
+  BackendUnsupportedError,
+  hostEnvironment,
+  spawnRuntime,
+  usesRuntimeBackend,
+} from "./backend.ts";
 import { MaxBufferError, ReaperDiedError, SpawnError } from "./errors.ts";
 import {
   checkKeys,
@@ -19,7 +26,7 @@ import {
   type Stdio,
   typeError,
 } from "./options.ts";
-import { GENERATION, getNative, getRegistry, ListenerError, type Registry, SETTLE } from "./registry.ts";
+import { GENERATION, getRegistry, ListenerError, type Registry, SETTLE } from "./registry.ts";
 import { type EncodedRequest, encodeRequest } from "./request.ts";
 import { type Signal, signalNumber } from "./signals.ts";
 import { decodeStatus, type ProcessStatus, recordKind, runningStatus } from "./status.ts";
@@ -243,8 +250,12 @@ export class ProcessHandle<
   /** Streams to extra descriptors the child reads (`fds: { 3: "piped-input" }`). */
   readonly fdInputs: Readonly<Record<number, WritableStream<Uint8Array>>>;
 
-  readonly #registry: Registry;
+  /** The realm's registry on the native backends; null on the runtime backend. */
+  readonly #registry: Registry | null;
+  /** The library's binding on the native backends; null on the runtime backend (never used there). */
   readonly #native: Native;
+  /** The child on a backend without the library's slots (the runtime backend), else null. */
+  readonly #child: BackendChild | null;
   /** The pipes the child writes (stdout, stderr, extra descriptors), drained once the exit is awaited. */
   readonly #outputs: readonly OutputPipe[];
   readonly #stdoutPipe: OutputPipe | null;
@@ -298,7 +309,8 @@ export class ProcessHandle<
     this.#stdinState = init.stdinState;
     this.#maxBuffer = init.plan.maxBuffer;
     this.#registry = init.registry;
-    this.#native = init.registry.native;
+    this.#native = (init.registry?.native ?? null) as Native;
+    this.#child = init.child;
     this.#slot = init.slot;
     this.#generation = init.generation;
     this.#command = init.plan.command;
@@ -311,9 +323,10 @@ export class ProcessHandle<
       pidfdFinalizer.register(this, this.#groupPidfd);
     }
     this.#forceKillAfter = init.plan.forceKillAfter;
-    this.#registry.add(init.slot, this);
+    this.#registry?.add(init.slot, this);
     this.#armLifetime(init.plan);
     this.#updateHold();
+    init.child?.onExit((status) => this.#finish(status));
   }
 
   /**
@@ -384,7 +397,15 @@ export class ProcessHandle<
     if (group && tree) throw new TypeError('Invalid options: "group" and "tree" cannot be combined');
     if (group) return this.#signalGroup(number);
     if (this.#status !== null || this.#lost !== null) return false;
+    if (tree && this.#child !== null) {
+      throw new BackendUnsupportedError(
+        "sendSignal(signal, { tree: true })",
+        "runtime",
+        "the runtime's spawn cannot find or hold the child's descendants",
+      );
+    }
     if (tree) return this.#signalTree(number);
+    if (this.#child !== null) return this.#child.signal(number);
     const rc = this.#native.signal(this.#slot, this.#generation, number, 0);
     if (rc === 0) return true;
     if (rc === -ESRCH || rc === -ESTALE) return false;
@@ -460,7 +481,7 @@ export class ProcessHandle<
     this.#waiters++;
     this.#updateHold();
     // The exit may be published already with no wake-up pending in this realm.
-    this.#registry.drain();
+    this.#registry?.drain();
     return this.#promise;
   }
 
@@ -475,6 +496,13 @@ export class ProcessHandle<
 
   /** Blocks the calling thread until the child exits (for scripts; it stops the event loop). */
   waitSync(): ProcessStatus {
+    if (this.#child !== null && this.#status === null) {
+      throw new BackendUnsupportedError(
+        "waitSync()",
+        "runtime",
+        "neither runtime can block the thread until a child it spawned exits; await wait() instead",
+      );
+    }
     if (this.#status === null && this.#lost === null) this.#poll(-1);
     if (this.#lost !== null) throw this.#lost;
     this.#observe();
@@ -725,6 +753,8 @@ export class ProcessHandle<
   }
 
   #poll(timeoutMs: number): void {
+    // The runtime backend's exit arrives by itself, through `onExit`.
+    if (this.#child !== null || this.#registry === null) return;
     const out = new Uint8Array(ExitRecord.size);
     const rc = timeoutMs === 0
       ? this.#native.peek(this.#slot, this.#generation, out)
@@ -737,6 +767,24 @@ export class ProcessHandle<
 
   #settle(view: DataView, offset: number): void {
     if (this.#status !== null || this.#lost !== null) return;
+    this.#exiting();
+    if (recordKind(view, offset) === ExitKind.lost) {
+      // The library hands its pidfd over: the orphan may still run and it is the only safe way
+      // to it. One exported before is enough.
+      const handed = view.getInt32(offset + ExitRecord.pidfd, true);
+      if (handed >= 0 && this.#owned === null) this.#own(handed);
+      else if (handed >= 0) this.#native.close(handed);
+      this.#lost = new ReaperDiedError(this.pid, this.#command);
+      this.#updateHold();
+      this.#reject?.(this.#lost);
+      this.#promise?.catch(() => {});
+      return;
+    }
+    this.#finish(decodeStatus(view, offset));
+  }
+
+  /** What every exit does first: release the group, end the pipes, run the hooks, stop the timers. */
+  #exiting(): void {
     this.#releaseEmptyGroup();
     for (const pipe of this.#outputs) pipe.childExited();
     const hooks = this.#exitHooks;
@@ -750,19 +798,13 @@ export class ProcessHandle<
     for (const cleanup of this.#cleanup ?? []) cleanup();
     this.#timers = null;
     this.#cleanup = null;
-    if (recordKind(view, offset) === ExitKind.lost) {
-      // The library hands its pidfd over: the orphan may still run and it is the only safe way
-      // to it. One exported before is enough.
-      const handed = view.getInt32(offset + ExitRecord.pidfd, true);
-      if (handed >= 0 && this.#owned === null) this.#own(handed);
-      else if (handed >= 0) this.#native.close(handed);
-      this.#lost = new ReaperDiedError(this.pid, this.#command);
-      this.#updateHold();
-      this.#reject?.(this.#lost);
-      this.#promise?.catch(() => {});
-      return;
-    }
-    this.#status = decodeStatus(view, offset);
+  }
+
+  /** Delivers the exit status (from an exit record, or from the runtime backend's child). */
+  #finish(status: ProcessStatus): void {
+    if (this.#status !== null || this.#lost !== null) return;
+    if (this.#child !== null) this.#exiting();
+    this.#status = status;
     this.#updateHold();
     if (this.#resolve !== null) {
       this.#observe();
@@ -811,8 +853,13 @@ export class ProcessHandle<
     const hold = running && (this.#refed || this.#waiters > 0);
     if (hold === this.#holding) return;
     this.#holding = hold;
-    if (hold) this.#registry.hold();
-    else this.#registry.release();
+    if (this.#child !== null) {
+      // Not at the exit: on Deno an unref'd child's pipes stop holding the loop too, and a
+      // grandchild may still write them.
+      if (hold) this.#child.ref();
+      else if (running) this.#child.unref();
+    } else if (hold) this.#registry!.hold();
+    else this.#registry!.release();
   }
 }
 
@@ -829,7 +876,10 @@ function frozenOrNone<T>(streams: Record<number, T>): Readonly<Record<number, T>
 }
 
 interface HandleInit {
-  registry: Registry;
+  /** The realm's registry (native backends), or null with `child`. */
+  registry: Registry | null;
+  /** The child on the runtime backend, or null. */
+  child: BackendChild | null;
   plan: SpawnPlan;
   pid: number;
   pidfd: number;
@@ -866,7 +916,7 @@ export function spawnHandle<
   const Out extends Stdio = "inherit",
   const Err extends StderrOption = "inherit",
 >(command: string, args?: readonly string[], options?: SpawnOptions<In, Out, Err>): SpawnedHandle<In, Out, Err> {
-  const plan = planSpawn(command, args, options, getNative());
+  const plan = planSpawn(command, args, options, hostEnvironment());
   return spawnPlanned(plan, { streams: true, ref: true }).handle as SpawnedHandle<In, Out, Err>;
 }
 
@@ -896,6 +946,7 @@ export function spawnPlanned(
   how: { streams: boolean; ref: boolean },
 ): { handle: ProcessHandle; pipes: RawPipes } {
   if (plan.signal?.aborted) throw plan.signal.reason;
+  if (usesRuntimeBackend()) return spawnPlannedRuntime(plan, how);
   const registry = registryFor(plan);
   registry.drain();
   const native = registry.native;
@@ -950,6 +1001,7 @@ export function spawnPlanned(
   }
   const created = new ProcessHandle({
     registry,
+    child: null,
     plan,
     pid: view.getInt32(Request.pid, true),
     pidfd: view.getInt32(Request.pidfd, true),
@@ -963,6 +1015,58 @@ export function spawnPlanned(
   // Pumping stops at the exit: it must not keep the event loop alive for a grandchild.
   if (stopPump !== null) created[AT_EXIT](stopPump);
   return { handle: created, pipes };
+}
+
+/** `spawnPlanned` on the runtime backend: the runtime's own spawn, its streams under the same pipes. */
+function spawnPlannedRuntime(
+  plan: SpawnPlan,
+  how: { streams: boolean; ref: boolean },
+): { handle: ProcessHandle; pipes: RawPipes } {
+  if (!how.streams) {
+    throw new BackendUnsupportedError(
+      "outputSync() and runSync()",
+      "runtime",
+      "neither runtime can block the thread while it reads a child it spawned; use run() or output()",
+    );
+  }
+  const { child, raw } = spawnRuntime(plan);
+  let handle: ProcessHandle | null = null;
+  const owner: OutputOwner = { killForOverflow: () => killQuietly(handle) };
+  const outputs: OutputPipe[] = [];
+  let stdin: WritableStream<Uint8Array> | null = null;
+  let stdinState: StdinState | null = null;
+  let stdout: OutputPipe | null = null;
+  let stderr: OutputPipe | null = null;
+  let stopPump: (() => void) | null = null;
+  if (raw.stdin !== null && plan.stdinSource !== null) {
+    stopPump = pumpStdin(plan.stdinSource, raw.stdin, () => killQuietly(handle));
+  } else if (raw.stdin !== null) {
+    stdinState = { closed: false };
+    stdin = stdinStream(raw.stdin, stdinState);
+  }
+  if (raw.stdout !== null) outputs.push(stdout = new OutputPipe("stdout", raw.stdout, plan.maxBuffer, owner));
+  if (raw.stderr !== null) outputs.push(stderr = new OutputPipe("stderr", raw.stderr, plan.maxBuffer, owner));
+  const created = new ProcessHandle({
+    registry: null,
+    child,
+    plan,
+    pid: raw.pid,
+    pidfd: -1,
+    groupPidfd: -1,
+    slot: 0,
+    generation: 0,
+    ref: how.ref,
+    stdin,
+    stdinState,
+    stdout,
+    stderr,
+    outputs,
+    fdOutputs: {},
+    fdInputs: {},
+  });
+  handle = created;
+  if (stopPump !== null) created[AT_EXIT](stopPump);
+  return { handle: created, pipes: new Map() };
 }
 
 /** SIGKILL to a child that may be gone, or whose handle may be disposed. */

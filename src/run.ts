@@ -16,6 +16,7 @@ import {
 } from "./options.ts";
 import { type ProcessHandle, type ProcessOutput, spawnHandle, spawnPlanned, WAIT_SYNC_FOR } from "./process_handle.ts";
 import { type Native, pipeGrower } from "../ffi/mod.ts";
+import { BackendUnsupportedError, hostEnvironment, usesRuntimeBackend } from "./backend.ts";
 import { getNative } from "./registry.ts";
 import type { ProcessStatus } from "./status.ts";
 import { concatBytes, KILL_EOF_GRACE_MS, outputPipeOf, OutputReading, type ProcessReadableStream } from "./streams.ts";
@@ -207,13 +208,20 @@ export function outputSync(
       spawnOptions.signal,
     );
   }
-  const plan = planSpawn(command, args, spawnOptions, getNative());
+  const plan = planSpawn(command, args, spawnOptions, hostEnvironment());
   const input = plan.stdinSource;
   if (input !== null && !(input instanceof Uint8Array)) {
     throw valueError(
       "stdin",
       "the sync helpers block the thread, so they cannot read a Blob, a Response or a stream (give bytes, or use run())",
       input,
+    );
+  }
+  if (usesRuntimeBackend()) {
+    throw new BackendUnsupportedError(
+      "outputSync() and runSync()",
+      "runtime",
+      "neither runtime can block the thread while it reads a child it spawned; use run() or output()",
     );
   }
   const maxBuffer = plan.maxBuffer;

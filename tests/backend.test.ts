@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import process from "node:process";
 import { backendInfo, ReaperDiedError, reaperInfo, spawnHandle } from "../mod.ts";
-import { BACKEND, EXPECT_PIDFD, FAULT, procStat, runFixture, runtimeArgv, sleep, test } from "./harness.ts";
+import { BACKEND, EXPECT_PIDFD, FAULT, nativeTest, procStat, runFixture, runtimeArgv, sleep, test } from "./harness.ts";
 
 /** The backend this run expects. */
 const EXPECTED = BACKEND;
@@ -23,16 +23,20 @@ async function gone(pid: number, ms: number): Promise<boolean> {
   return false;
 }
 
-test("backendInfo(): the backend in use, private, its process named after it; reaperInfo() agrees", async () => {
-  await spawnHandle("true").wait();
-  const info = backendInfo();
-  assert.equal(info.backend, EXPECTED);
-  assert.equal(info.private, true);
-  assert.ok(info.pid > 0);
-  assert.equal(info.pid, reaperInfo().reaperPid);
-  assert.equal(readFileSync(`/proc/${info.pid}/comm`, "utf8").trim(), HELPER ? "ph-helper" : "ph-reaper");
-  assert.equal(info.fallbackReason !== undefined, FAULT === "no-reaper");
-});
+nativeTest(
+  "backendInfo(): the backend in use, private, its process named after it; reaperInfo() agrees",
+  "no reaper or helper process (its backendInfo() is in tests/runtime_backend.test.ts)",
+  async () => {
+    await spawnHandle("true").wait();
+    const info = backendInfo();
+    assert.equal(info.backend, EXPECTED);
+    assert.equal(info.private, true);
+    assert.ok(info.pid > 0);
+    assert.equal(info.pid, reaperInfo().reaperPid);
+    assert.equal(readFileSync(`/proc/${info.pid}/comm`, "utf8").trim(), HELPER ? "ph-helper" : "ph-reaper");
+    assert.equal(info.fallbackReason !== undefined, FAULT === "no-reaper");
+  },
+);
 
 test("the reaper refused (clone EINVAL, as under qemu-user): the helper runs instead and says why", () => {
   const result = underNoReaper("");

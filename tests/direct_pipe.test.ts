@@ -5,21 +5,25 @@
 import assert from "node:assert/strict";
 import { readlinkSync } from "node:fs";
 import { spawnHandle } from "../mod.ts";
-import { test } from "./harness.ts";
+import { nativeTest, test } from "./harness.ts";
 
-test("stdin: seq.stdout gives wc the same pipe: 1,000,000 lines arrive, the stream is locked for JavaScript", async () => {
-  const seq = spawnHandle("seq", ["1", "1000000"], { stdout: "piped" });
-  const wc = spawnHandle("wc", ["-l"], { stdin: seq.stdout, stdout: "piped" });
-  // The same kernel pipe on both sides (read while both still run, or at least wc does).
-  const written = readlinkSync(`/proc/${seq.pid}/fd/1`, "utf8");
-  const read = readlinkSync(`/proc/${wc.pid}/fd/0`, "utf8");
-  assert.match(written, /^pipe:\[\d+\]$/);
-  assert.equal(read, written);
-  assert.equal(seq.stdout.locked, true);
-  assert.equal((await wc.stdout.text()).trim(), "1000000");
-  assert.equal((await seq.wait()).code, 0);
-  assert.equal((await wc.wait()).code, 0);
-});
+nativeTest(
+  "stdin: seq.stdout gives wc the same pipe: 1,000,000 lines arrive, the stream is locked for JavaScript",
+  "the runtime backend pumps one child's output into the other",
+  async () => {
+    const seq = spawnHandle("seq", ["1", "1000000"], { stdout: "piped" });
+    const wc = spawnHandle("wc", ["-l"], { stdin: seq.stdout, stdout: "piped" });
+    // The same kernel pipe on both sides (read while both still run, or at least wc does).
+    const written = readlinkSync(`/proc/${seq.pid}/fd/1`, "utf8");
+    const read = readlinkSync(`/proc/${wc.pid}/fd/0`, "utf8");
+    assert.match(written, /^pipe:\[\d+\]$/);
+    assert.equal(read, written);
+    assert.equal(seq.stdout.locked, true);
+    assert.equal((await wc.stdout.text()).trim(), "1000000");
+    assert.equal((await seq.wait()).code, 0);
+    assert.equal((await wc.wait()).code, 0);
+  },
+);
 
 test("stdin: a stream already read from is pumped through JavaScript instead, from the next unread byte", async () => {
   const producer = spawnHandle("printf", ["first\\nsecond\\nthird\\n"], { stdout: "piped" });

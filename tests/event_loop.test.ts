@@ -33,7 +33,7 @@ test("a ref'd running child keeps the script alive until it exits", async () => 
 });
 
 test("no thread per child: 200 children awaited at once add no threads", async () => {
-  spawnHandle("true").waitSync();
+  await spawnHandle("true").wait();
   const before = threadCount();
   const children = Array.from({ length: 200 }, () => spawnHandle("sleep", ["0.3"]));
   const during = threadCount();

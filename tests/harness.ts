@@ -18,9 +18,13 @@ export const FAULT: Fault = (process.env.PH_FAULT ?? "") as Fault;
  * The backend this run uses (`backendInfo().backend`): forced by `PRIVATE_SPAWN_BACKEND`, or
  * the helper where the reaper is refused (the no-reaper fault).
  */
-export const BACKEND: "reaper" | "helper" = process.env.PRIVATE_SPAWN_BACKEND === "helper" || FAULT === "no-reaper"
+export const BACKEND: "reaper" | "helper" | "runtime" = process.env.PRIVATE_SPAWN_BACKEND === "runtime"
+  ? "runtime"
+  : process.env.PRIVATE_SPAWN_BACKEND === "helper" || FAULT === "no-reaper"
   ? "helper"
   : "reaper";
+/** Whether the `runtime` backend runs (`PRIVATE_SPAWN_BACKEND=runtime`): no library, no privacy on POSIX. */
+export const RUNTIME: boolean = BACKEND === "runtime";
 /** Whether children are expected to be held by pidfds in this run. */
 export const EXPECT_PIDFD = FAULT !== "no-pidfd";
 /** How children are expected to be created in this run (`reaperInfo().cloneMode`). */
@@ -56,11 +60,27 @@ export function reaperTest(
   fn: TestFn,
   options: { timeoutMs?: number; ignore?: boolean } = {},
 ): void {
-  if (BACKEND === "helper") {
+  if (BACKEND === "runtime") {
+    test(`${name} [skipped under the runtime backend: a test of the reaper]`, fn, { ...options, ignore: true });
+  } else if (BACKEND === "helper") {
     test(`${name} [skipped under the helper: ${whyNotHelper}]`, fn, { ...options, ignore: true });
   } else {
     test(name, fn, options);
   }
+}
+
+/**
+ * A test of what only the native backends (reaper, helper) do: skipped under the runtime
+ * backend, with `whyNotRuntime` in its name.
+ */
+export function nativeTest(
+  name: string,
+  whyNotRuntime: string,
+  fn: TestFn,
+  options: { timeoutMs?: number; ignore?: boolean } = {},
+): void {
+  if (RUNTIME) test(`${name} [skipped under the runtime backend: ${whyNotRuntime}]`, fn, { ...options, ignore: true });
+  else test(name, fn, options);
 }
 
 /** The descriptors open in this process, with what they point at. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { MaxBufferError, outputSync, popen3, ProcessError, run, runSync, spawnHandle } from "../mod.ts";
-import { isBun, readAll, test } from "./harness.ts";
+import { isBun, nativeTest, readAll, test } from "./harness.ts";
 
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
@@ -77,27 +77,31 @@ test("popen3(): the Open3 shape", async () => {
   assert.equal((await handle.wait()).code, 0);
 });
 
-test("runSync and outputSync block the thread and never run the event loop", () => {
-  let timerRan = false;
-  const timer = setTimeout(() => (timerRan = true), 0);
-  const result = runSync("sh", ["-c", "sleep 0.1; echo sync; echo e >&2"]);
-  assert.deepEqual([result.stdout, result.stderr, result.code], ["sync\n", "e\n", 0]);
-  const out = outputSync("cat", [], { input: "x".repeat(300_000) });
-  assert.equal(out.stdout.length, 300_000);
-  assert.equal(out.status.success, true);
-  assert.throws(
-    () => runSync("sh", ["-c", "echo bad >&2; exit 2"]),
-    (e: unknown) => e instanceof ProcessError && e.code === 2 && e.stderr === "bad\n",
-  );
-  assert.throws(
-    () => runSync("yes", [], { maxBuffer: 1000 }),
-    (e: unknown) => e instanceof ProcessError && e.cause instanceof MaxBufferError,
-  );
-  const timed = outputSync("sleep", ["5"], { timeout: 100 });
-  assert.deepEqual([timed.timedOut, timed.status.signal], [true, "SIGTERM"]);
-  assert.equal(timerRan, false);
-  clearTimeout(timer);
-});
+nativeTest(
+  "runSync and outputSync block the thread and never run the event loop",
+  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  () => {
+    let timerRan = false;
+    const timer = setTimeout(() => (timerRan = true), 0);
+    const result = runSync("sh", ["-c", "sleep 0.1; echo sync; echo e >&2"]);
+    assert.deepEqual([result.stdout, result.stderr, result.code], ["sync\n", "e\n", 0]);
+    const out = outputSync("cat", [], { input: "x".repeat(300_000) });
+    assert.equal(out.stdout.length, 300_000);
+    assert.equal(out.status.success, true);
+    assert.throws(
+      () => runSync("sh", ["-c", "echo bad >&2; exit 2"]),
+      (e: unknown) => e instanceof ProcessError && e.code === 2 && e.stderr === "bad\n",
+    );
+    assert.throws(
+      () => runSync("yes", [], { maxBuffer: 1000 }),
+      (e: unknown) => e instanceof ProcessError && e.cause instanceof MaxBufferError,
+    );
+    const timed = outputSync("sleep", ["5"], { timeout: 100 });
+    assert.deepEqual([timed.timedOut, timed.status.signal], [true, "SIGTERM"]);
+    assert.equal(timerRan, false);
+    clearTimeout(timer);
+  },
+);
 
 test("interop: our stdout pipes into our stdin", async () => {
   const producer = spawnHandle("seq", ["1", "1000"], { stdout: "piped" });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { FAULT, isBun, runFixture, test } from "./harness.ts";
+import { FAULT, isBun, nativeTest, runFixture } from "./harness.ts";
 
 // Bun without pidfds (forced by the seccomp launcher) no longer passes SIGCHLD to JavaScript
 // listeners at all, even for its own children; there the listener cannot serve as a control.
@@ -11,44 +11,56 @@ const HOST_REAPS_FIRST = !(isBun && FAULT === "no-pidfd");
 
 const demo = fileURLToPath(new URL("../demo/hostile_host.ts", import.meta.url));
 
-test("the demo: the runtime's spawner loses its status to the host, spawnHandle does not", async () => {
-  const result = await runFixture(demo, ["--json"]);
-  assert.equal(result.code, 0, result.stderr);
-  const { outcomes } = JSON.parse(result.stdout);
-  const [theirs, ours] = outcomes;
-  // The runtime's own child is visible to the host: SIGCHLD and a stolen status.
-  if (SIGCHLD_OBSERVABLE) assert.equal(theirs.sigchld >= 1, true);
-  if (HOST_REAPS_FIRST) {
-    assert.equal(theirs.stolenByHost, true);
-    assert.equal(theirs.correct, false);
-  } else {
-    assert.notEqual(theirs.stolenByHost, theirs.correct, `host and ${theirs.spawner} both or neither got the status`);
-  }
-  // Ours is not: no SIGCHLD, waitpid(-1) says ECHILD while it runs, and wait() has the code.
-  assert.equal(ours.spawner, "spawnHandle");
-  assert.equal(ours.sigchld, 0);
-  assert.equal(ours.stolenByHost, false);
-  assert.equal(ours.hostWaitpidWhileRunning, "ECHILD: no children");
-  assert.equal(ours.got, "exit code 7");
-});
+nativeTest(
+  "the demo: the runtime's spawner loses its status to the host, spawnHandle does not",
+  "its children are the host's own on POSIX, not private",
+  async () => {
+    const result = await runFixture(demo, ["--json"]);
+    assert.equal(result.code, 0, result.stderr);
+    const { outcomes } = JSON.parse(result.stdout);
+    const [theirs, ours] = outcomes;
+    // The runtime's own child is visible to the host: SIGCHLD and a stolen status.
+    if (SIGCHLD_OBSERVABLE) assert.equal(theirs.sigchld >= 1, true);
+    if (HOST_REAPS_FIRST) {
+      assert.equal(theirs.stolenByHost, true);
+      assert.equal(theirs.correct, false);
+    } else {
+      assert.notEqual(theirs.stolenByHost, theirs.correct, `host and ${theirs.spawner} both or neither got the status`);
+    }
+    // Ours is not: no SIGCHLD, waitpid(-1) says ECHILD while it runs, and wait() has the code.
+    assert.equal(ours.spawner, "spawnHandle");
+    assert.equal(ours.sigchld, 0);
+    assert.equal(ours.stolenByHost, false);
+    assert.equal(ours.hostWaitpidWhileRunning, "ECHILD: no children");
+    assert.equal(ours.got, "exit code 7");
+  },
+);
 
-test("40 private children under a reaping host: no SIGCHLD, none reaped, every code right", async () => {
-  const result = await runFixture("hostile_many.ts", ["--only-ours"]);
-  assert.equal(result.code, 0, result.stderr);
-  const report = JSON.parse(result.stdout);
-  assert.equal(report.sigchld, 0);
-  assert.deepEqual(report.stolen, []);
-  assert.ok(report.echild > 0, "the host's waitpid(-1) must have seen no children");
-  for (const o of report.ours) assert.equal(o.code, o.expected, `pid ${o.pid}`);
-});
+nativeTest(
+  "40 private children under a reaping host: no SIGCHLD, none reaped, every code right",
+  "its children are the host's own on POSIX, not private",
+  async () => {
+    const result = await runFixture("hostile_many.ts", ["--only-ours"]);
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout);
+    assert.equal(report.sigchld, 0);
+    assert.deepEqual(report.stolen, []);
+    assert.ok(report.echild > 0, "the host's waitpid(-1) must have seen no children");
+    for (const o of report.ours) assert.equal(o.code, o.expected, `pid ${o.pid}`);
+  },
+);
 
-test("private children beside the runtime's own: only the runtime's are seen and reaped by the host", async () => {
-  const result = await runFixture("hostile_many.ts");
-  assert.equal(result.code, 0, result.stderr);
-  const report = JSON.parse(result.stdout);
-  if (SIGCHLD_OBSERVABLE) assert.ok(report.sigchld >= 1, "the runtime's children do signal the host");
-  const ourPids = new Set(report.ours.map((o: { pid: number }) => o.pid));
-  for (const pid of report.stolen) assert.equal(ourPids.has(pid), false, `host reaped our pid ${pid}`);
-  for (const pid of report.stolen) assert.ok(report.runtimePids.includes(pid), `unexpected pid ${pid}`);
-  for (const o of report.ours) assert.equal(o.code, o.expected, `pid ${o.pid}`);
-});
+nativeTest(
+  "private children beside the runtime's own: only the runtime's are seen and reaped by the host",
+  "its children are the host's own on POSIX, not private",
+  async () => {
+    const result = await runFixture("hostile_many.ts");
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout);
+    if (SIGCHLD_OBSERVABLE) assert.ok(report.sigchld >= 1, "the runtime's children do signal the host");
+    const ourPids = new Set(report.ours.map((o: { pid: number }) => o.pid));
+    for (const pid of report.stolen) assert.equal(ourPids.has(pid), false, `host reaped our pid ${pid}`);
+    for (const pid of report.stolen) assert.ok(report.runtimePids.includes(pid), `unexpected pid ${pid}`);
+    for (const o of report.ours) assert.equal(o.code, o.expected, `pid ${o.pid}`);
+  },
+);

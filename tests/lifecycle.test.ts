@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import process from "node:process";
 import { monotonicNs, reaperInfo, spawnHandle } from "../mod.ts";
-import { openFds, procStat, sleep, test, threadCount, TINY, zombiesOf } from "./harness.ts";
+import { nativeTest, openFds, procStat, sleep, test, threadCount, TINY, zombiesOf } from "./harness.ts";
 
 const CYCLES = Number(process.env.PH_CYCLES ?? 10_000);
 const BATCH = 50;
@@ -34,35 +34,43 @@ test(`${CYCLES} spawn/wait cycles leave fds, threads and zombies unchanged`, asy
   assert.equal(reaperInfo().reaperPid, reaper, "one reaper for the whole run");
 }, { timeoutMs: 300_000 });
 
-test("a burst of exits: statuses go out first, and the zombies are reaped right after, with nothing else to do", async () => {
-  const reaper = (await spawnHandle("true").wait(), reaperInfo().reaperPid);
-  for (let round = 0; round < 5; round++) {
-    // 200 children that wake at one instant, so the reaper sees their exits together.
-    const deadline = String(monotonicNs() + 300_000_000n);
-    const children = Array.from({ length: 200 }, () => spawnHandle(TINY, ["until", deadline]));
-    const statuses = await Promise.all(children.map((child) => child.wait()));
-    assert.ok(statuses.every((status) => status.code === 0));
-    // Within microseconds in practice; a zombie left until some later event would stay.
-    const end = performance.now() + 500;
-    let left = children.filter((child) => procStat(child.pid)?.ppid === reaper);
-    while (left.length > 0 && performance.now() < end) {
-      await sleep(1);
-      left = left.filter((child) => procStat(child.pid)?.ppid === reaper);
+nativeTest(
+  "a burst of exits: statuses go out first, and the zombies are reaped right after, with nothing else to do",
+  "the runtime, not the library, reaps here",
+  async () => {
+    const reaper = (await spawnHandle("true").wait(), reaperInfo().reaperPid);
+    for (let round = 0; round < 5; round++) {
+      // 200 children that wake at one instant, so the reaper sees their exits together.
+      const deadline = String(monotonicNs() + 300_000_000n);
+      const children = Array.from({ length: 200 }, () => spawnHandle(TINY, ["until", deadline]));
+      const statuses = await Promise.all(children.map((child) => child.wait()));
+      assert.ok(statuses.every((status) => status.code === 0));
+      // Within microseconds in practice; a zombie left until some later event would stay.
+      const end = performance.now() + 500;
+      let left = children.filter((child) => procStat(child.pid)?.ppid === reaper);
+      while (left.length > 0 && performance.now() < end) {
+        await sleep(1);
+        left = left.filter((child) => procStat(child.pid)?.ppid === reaper);
+      }
+      assert.deepEqual(left.map((child) => procStat(child.pid)), [], "zombies left");
     }
-    assert.deepEqual(left.map((child) => procStat(child.pid)), [], "zombies left");
-  }
-});
+  },
+);
 
-test("handles that are never awaited still release their slots and pidfds", async () => {
-  await spawnHandle("true").wait();
-  await sleep(50);
-  const fds = openFds();
-  for (let i = 0; i < 200; i++) spawnHandle("true").unref();
-  // Their exits are delivered by the next drain, which closes pidfds nobody looked at.
-  await sleep(300);
-  spawnHandle("true").waitSync();
-  await sleep(50);
-  assert.equal(reaperInfo().slotsInUse, 0);
-  assert.deepEqual(zombiesOf(reaperInfo().reaperPid), []);
-  assert.deepEqual([...openFds()].filter(([fd]) => !fds.has(fd)), [], "descriptors leaked");
-});
+nativeTest(
+  "handles that are never awaited still release their slots and pidfds",
+  "no library slots or pidfds",
+  async () => {
+    await spawnHandle("true").wait();
+    await sleep(50);
+    const fds = openFds();
+    for (let i = 0; i < 200; i++) spawnHandle("true").unref();
+    // Their exits are delivered by the next drain, which closes pidfds nobody looked at.
+    await sleep(300);
+    await spawnHandle("true").wait();
+    await sleep(50);
+    assert.equal(reaperInfo().slotsInUse, 0);
+    assert.deepEqual(zombiesOf(reaperInfo().reaperPid), []);
+    assert.deepEqual([...openFds()].filter(([fd]) => !fds.has(fd)), [], "descriptors leaked");
+  },
+);

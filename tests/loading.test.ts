@@ -5,7 +5,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { LibraryError, run } from "../mod.ts";
 import { resolveLibraryPath } from "../ffi/loader.ts";
-import { fixture, isBun, runFixture, test } from "./harness.ts";
+import { fixture, isBun, nativeTest, runFixture, test } from "./harness.ts";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
 
@@ -20,19 +20,26 @@ function exec(args: string[], env: Record<string, string | undefined> = process.
 
 const lines = (stdout: string) => stdout.trim().split("\n").map((line) => JSON.parse(line));
 
-test("LibraryError is exported: a user's import catches it with instanceof and a code", async () => {
-  const result = await runFixture("first_use.ts", [], { PRIVATE_SPAWN_LIB: "/nonexistent/libprivate_spawn.so" });
-  assert.equal(result.code, 0, result.stderr);
-  const [imported, outcome] = lines(result.stdout);
-  assert.deepEqual(imported, { imported: true });
-  assert.equal(outcome.libraryError, true, result.stdout);
-  assert.equal(outcome.name, "LibraryError");
-  assert.equal(outcome.code, "ERR_LIBRARY_NOT_FOUND");
-  assert.match(outcome.message, /PRIVATE_SPAWN_LIB/);
-});
+nativeTest(
+  "LibraryError is exported: a user's import catches it with instanceof and a code",
+  "no library spawns: this tests the library",
+  async () => {
+    const result = await runFixture("first_use.ts", [], { PRIVATE_SPAWN_LIB: "/nonexistent/libprivate_spawn.so" });
+    assert.equal(result.code, 0, result.stderr);
+    const [imported, outcome] = lines(result.stdout);
+    assert.deepEqual(imported, { imported: true });
+    assert.equal(outcome.libraryError, true, result.stdout);
+    assert.equal(outcome.name, "LibraryError");
+    assert.equal(outcome.code, "ERR_LIBRARY_NOT_FOUND");
+    assert.match(outcome.message, /PRIVATE_SPAWN_LIB/);
+  },
+);
 
-test("importing mod.ts loads no library; the first spawn does", async () => {
-  const script = `
+nativeTest(
+  "importing mod.ts loads no library; the first spawn does",
+  "no library spawns: this tests the library",
+  async () => {
+    const script = `
     import { readFileSync } from "node:fs";
     const mapped = () => readFileSync("/proc/self/maps", "utf8").includes("libprivate_spawn");
     const { spawnHandle } = await import(${JSON.stringify(`${root}mod.ts`)});
@@ -40,16 +47,17 @@ test("importing mod.ts loads no library; the first spawn does", async () => {
     const status = await spawnHandle("sh", ["-c", "exit 4"]).wait();
     console.log(JSON.stringify({ before, after: mapped(), code: status.code }));
   `;
-  const file = `${root}tests/fixtures/.maps_probe_${process.pid}.ts`;
-  (await import("node:fs")).writeFileSync(file, script);
-  try {
-    const result = await runFixture(file);
-    assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual(JSON.parse(result.stdout), { before: false, after: true, code: 4 });
-  } finally {
-    (await import("node:fs")).rmSync(file, { force: true });
-  }
-});
+    const file = `${root}tests/fixtures/.maps_probe_${process.pid}.ts`;
+    (await import("node:fs")).writeFileSync(file, script);
+    try {
+      const result = await runFixture(file);
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(JSON.parse(result.stdout), { before: false, after: true, code: 4 });
+    } finally {
+      (await import("node:fs")).rmSync(file, { force: true });
+    }
+  },
+);
 
 test("a Worker that imports mod.ts statically receives a message posted right after new Worker()", async () => {
   const result = await runFixture("worker_early.ts");
@@ -90,28 +98,33 @@ if (isBun) {
       e,
     ) => e);
 
-  test("Deno: importing mod.ts needs no permission; the first spawn names the missing flags", async () => {
-    const cases: [string[], string[]][] = [
-      [[], ["env", "read", "ffi"]],
-      [["--allow-ffi"], ["env", "read"]],
-      [["--allow-ffi", "--allow-env"], ["read"]],
-      [["--allow-ffi", "--allow-read"], ["env"]],
-      [["--allow-env", "--allow-read"], ["ffi"]],
-    ];
-    for (const [flags, missing] of cases) {
-      const result = await denoRun(flags);
-      assert.equal(result.code, 0, `${flags}: ${result.stderr}`);
-      const [imported, outcome] = lines(result.stdout);
-      assert.deepEqual(imported, { imported: true }, flags.join(" "));
-      assert.equal(outcome.libraryError, true, `${flags}: ${result.stdout}`);
-      assert.equal(outcome.code, "ERR_PERMISSION", `${flags}: ${result.stdout}`);
-      const named = [...outcome.message.split(";")[0].matchAll(/--allow-([a-z]+) \(/g)].map((m: string[]) => m[1]);
-      assert.deepEqual(named, missing, `${flags}: ${outcome.message}`);
-      assert.match(outcome.message, /; and --allow-write \(/, "the flag the prebuilt cache needs is named too");
-    }
-    const full = await denoRun(["--allow-ffi", "--allow-env", "--allow-read"]);
-    assert.deepEqual(lines(full.stdout)[1], { code: 7 }, full.stderr);
-  }, { timeoutMs: 240_000 });
+  nativeTest(
+    "Deno: importing mod.ts needs no permission; the first spawn names the missing flags",
+    "no library spawns: this tests the library",
+    async () => {
+      const cases: [string[], string[]][] = [
+        [[], ["env", "read", "ffi"]],
+        [["--allow-ffi"], ["env", "read"]],
+        [["--allow-ffi", "--allow-env"], ["read"]],
+        [["--allow-ffi", "--allow-read"], ["env"]],
+        [["--allow-env", "--allow-read"], ["ffi"]],
+      ];
+      for (const [flags, missing] of cases) {
+        const result = await denoRun(flags);
+        assert.equal(result.code, 0, `${flags}: ${result.stderr}`);
+        const [imported, outcome] = lines(result.stdout);
+        assert.deepEqual(imported, { imported: true }, flags.join(" "));
+        assert.equal(outcome.libraryError, true, `${flags}: ${result.stdout}`);
+        assert.equal(outcome.code, "ERR_PERMISSION", `${flags}: ${result.stdout}`);
+        const named = [...outcome.message.split(";")[0].matchAll(/--allow-([a-z]+) \(/g)].map((m: string[]) => m[1]);
+        assert.deepEqual(named, missing, `${flags}: ${outcome.message}`);
+        assert.match(outcome.message, /; and --allow-write \(/, "the flag the prebuilt cache needs is named too");
+      }
+      const full = await denoRun(["--allow-ffi", "--allow-env", "--allow-read"]);
+      assert.deepEqual(lines(full.stdout)[1], { code: 7 }, full.stderr);
+    },
+    { timeoutMs: 240_000 },
+  );
 }
 
 test("the published files type-check under tsc --strict with bun-types", async () => {

@@ -2,13 +2,13 @@ import assert from "node:assert/strict";
 import { readFileSync, readlinkSync } from "node:fs";
 import { libc, POLLIN } from "../ffi/libc.ts";
 import { reaperInfo, spawnHandle } from "../mod.ts";
-import { EXPECT_PIDFD, openFds, reaperTest, sleep, test } from "./harness.ts";
+import { EXPECT_PIDFD, nativeTest, openFds, reaperTest, sleep, test } from "./harness.ts";
 
 const c = await libc();
 const O_CLOEXEC = 0o2000000;
 
 if (EXPECT_PIDFD) {
-  test("child.fd is a close-on-exec pidfd for the child's pid", async () => {
+  nativeTest("child.fd is a close-on-exec pidfd for the child's pid", "child.fd is -1: no pidfd", async () => {
     const child = spawnHandle("sleep", ["5"]);
     assert.equal(reaperInfo().pidfd, true);
     assert.ok(child.fd > 2);
@@ -22,22 +22,26 @@ if (EXPECT_PIDFD) {
 }
 
 if (EXPECT_PIDFD) {
-  test("poll on child.fd is not readable while the child runs, readable once it exits", async () => {
-    const child = spawnHandle("sleep", ["5"]);
-    const [rc, revents] = c.poll(child.fd, POLLIN, 0);
-    assert.deepEqual([rc, revents & POLLIN], [0, 0]);
-    assert.equal(child.waitNonblock().exited, false);
-    await sleep(100);
-    assert.deepEqual(c.poll(child.fd, POLLIN, 0).slice(0, 2), [0, 0]);
-    child.sendSignal("SIGTERM");
-    const [rc2, revents2] = c.poll(child.fd, POLLIN, 5000);
-    assert.equal(rc2, 1);
-    assert.equal(revents2 & POLLIN, POLLIN);
-    const status = await child.wait();
-    assert.equal(status.signal, "SIGTERM");
-    // Observed: the descriptor is closed and reported as -1.
-    assert.equal(child.fd, -1);
-  });
+  nativeTest(
+    "poll on child.fd is not readable while the child runs, readable once it exits",
+    "child.fd is -1: no pidfd",
+    async () => {
+      const child = spawnHandle("sleep", ["5"]);
+      const [rc, revents] = c.poll(child.fd, POLLIN, 0);
+      assert.deepEqual([rc, revents & POLLIN], [0, 0]);
+      assert.equal(child.waitNonblock().exited, false);
+      await sleep(100);
+      assert.deepEqual(c.poll(child.fd, POLLIN, 0).slice(0, 2), [0, 0]);
+      child.sendSignal("SIGTERM");
+      const [rc2, revents2] = c.poll(child.fd, POLLIN, 5000);
+      assert.equal(rc2, 1);
+      assert.equal(revents2 & POLLIN, POLLIN);
+      const status = await child.wait();
+      assert.equal(status.signal, "SIGTERM");
+      // Observed: the descriptor is closed and reported as -1.
+      assert.equal(child.fd, -1);
+    },
+  );
 }
 
 const PIDFD = "anon_inode:[pidfd]";
@@ -175,15 +179,19 @@ test("wait() from many callers resolves the same status object", async () => {
   assert.equal(child.wait(), child.wait());
 });
 
-test("waitSync blocks until exit; waitNonblock reports running then exited", async () => {
-  const child = spawnHandle("sh", ["-c", "sleep 0.2; exit 4"]);
-  const running = child.waitNonblock();
-  assert.deepEqual([running.exited, running.code, running.pid], [false, null, child.pid]);
-  const status = child.waitSync();
-  assert.deepEqual([status.exited, status.code], [true, 4]);
-  assert.equal(child.waitNonblock(), status);
-  assert.equal(await child.wait(), status);
-});
+nativeTest(
+  "waitSync blocks until exit; waitNonblock reports running then exited",
+  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  async () => {
+    const child = spawnHandle("sh", ["-c", "sleep 0.2; exit 4"]);
+    const running = child.waitNonblock();
+    assert.deepEqual([running.exited, running.code, running.pid], [false, null, child.pid]);
+    const status = child.waitSync();
+    assert.deepEqual([status.exited, status.code], [true, 4]);
+    assert.equal(child.waitNonblock(), status);
+    assert.equal(await child.wait(), status);
+  },
+);
 
 test("await using kills a running child and collects it", async () => {
   let pid = 0;

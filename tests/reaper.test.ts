@@ -6,11 +6,11 @@ import {
   EXPECT_CLONE,
   EXPECT_FD_TABLE,
   EXPECT_PIDFD,
+  nativeTest,
   procStat,
   reaperTest,
   runFixture,
   sleep,
-  test,
   TINY,
 } from "./harness.ts";
 
@@ -18,15 +18,19 @@ import {
 const HELPER_HAS_OWN = "the helper is not the host's child; tests/backend.test.ts has its equivalent";
 const NO_ORPHANS = "a dead helper's children are reported lost at once; tests/backend.test.ts checks it";
 
-test("the reaper is created lazily, once per process, and is not the host's visible child", async () => {
-  const result = await runFixture("lazy_reaper.ts");
-  assert.equal(result.code, 0, result.stderr);
-  const report = JSON.parse(result.stdout);
-  assert.equal(report.before, 0);
-  assert.ok(report.first > 0);
-  assert.equal(report.after, report.first);
-  assert.equal(report.started, 1);
-});
+nativeTest(
+  "the reaper is created lazily, once per process, and is not the host's visible child",
+  "no reaper: the runtime's own spawn makes the children",
+  async () => {
+    const result = await runFixture("lazy_reaper.ts");
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout);
+    assert.equal(report.before, 0);
+    assert.ok(report.first > 0);
+    assert.equal(report.after, report.first);
+    assert.equal(report.started, 1);
+  },
+);
 
 reaperTest("the reaper is a process of its own named ph-reaper, parented by the host", HELPER_HAS_OWN, async () => {
   await spawnHandle("true").wait();
@@ -41,15 +45,19 @@ reaperTest("the reaper is a process of its own named ph-reaper, parented by the 
   assert.equal(reaperInfo().fdTable, EXPECT_FD_TABLE);
 });
 
-test("the library works from a Worker and the main thread at once, with one reaper", async () => {
-  const result = await runFixture("worker_spawn.ts");
-  assert.equal(result.code, 0, result.stderr);
-  const report = JSON.parse(result.stdout);
-  assert.deepEqual(report.main, [6, 7]);
-  assert.deepEqual(report.worker, [3, 4, 5]);
-  assert.equal(report.mainReaper, report.workerReaper);
-  assert.equal(report.reapersStarted, 1);
-});
+nativeTest(
+  "the library works from a Worker and the main thread at once, with one reaper",
+  "no reaper: the runtime's own spawn makes the children",
+  async () => {
+    const result = await runFixture("worker_spawn.ts");
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout);
+    assert.deepEqual(report.main, [6, 7]);
+    assert.deepEqual(report.worker, [3, 4, 5]);
+    assert.equal(report.mainReaper, report.workerReaper);
+    assert.equal(report.reapersStarted, 1);
+  },
+);
 
 reaperTest(
   "a killed reaper: the next spawn starts a new one; the orphan stays reachable and its wait settles",

@@ -8,6 +8,7 @@ import {
   EXPECT_PIDFD,
   fixture,
   isBun,
+  nativeTest,
   openFds,
   procStat,
   readAll,
@@ -28,7 +29,7 @@ function gc(): void {
 }
 
 async function settled(): Promise<Map<number, string>> {
-  spawnHandle("true").waitSync();
+  await spawnHandle("true").wait();
   await sleep(50);
   return openFds();
 }
@@ -85,34 +86,39 @@ test("pid reuse: a reaped child's handle never signals the process that got its 
   assert.equal((await reused.wait()).signal, "SIGKILL");
 });
 
-test("a signal storm at the host during thousands of spawns corrupts nothing", async () => {
-  let received = 0;
-  const onSignal = () => received++;
-  // SIGUSR2, not SIGUSR1: Deno starts its inspector on SIGUSR1 ("Debugger listening on
-  // ws://127.0.0.1:9229"), and under a storm of them `deno test` died with "Deno could not
-  // start: unable to create worker threads", with the library's code of main too.
-  process.on("SIGUSR2", onSignal);
-  process.on("SIGWINCH", onSignal);
-  // killOnParentExit: if the host dies here, the storm must not go on (it signals a dead pid
-  // forever and floods the suite's stderr, seen once when Deno failed to start a thread).
-  const storm = spawnHandle("sh", ["-c", `while :; do kill -USR2 ${process.pid}; kill -WINCH ${process.pid}; done`], {
-    killOnParentExit: true,
-  });
-  try {
-    for (let done = 0; done < STORM_SPAWNS; done += 50) {
-      const batch = Array.from({ length: 50 }, (_, i) => spawnHandle("sh", ["-c", `exit ${(done + i) % 256}`]));
-      const statuses = await Promise.all(batch.map((c) => c.wait()));
-      statuses.forEach((s, i) => assert.equal(s.code, (done + i) % 256));
+nativeTest(
+  "a signal storm at the host during thousands of spawns corrupts nothing",
+  "killOnParentExit is refused on this backend (see tests/runtime_backend.test.ts)",
+  async () => {
+    let received = 0;
+    const onSignal = () => received++;
+    // SIGUSR2, not SIGUSR1: Deno starts its inspector on SIGUSR1 ("Debugger listening on
+    // ws://127.0.0.1:9229"), and under a storm of them `deno test` died with "Deno could not
+    // start: unable to create worker threads", with the library's code of main too.
+    process.on("SIGUSR2", onSignal);
+    process.on("SIGWINCH", onSignal);
+    // killOnParentExit: if the host dies here, the storm must not go on (it signals a dead pid
+    // forever and floods the suite's stderr, seen once when Deno failed to start a thread).
+    const storm = spawnHandle("sh", ["-c", `while :; do kill -USR2 ${process.pid}; kill -WINCH ${process.pid}; done`], {
+      killOnParentExit: true,
+    });
+    try {
+      for (let done = 0; done < STORM_SPAWNS; done += 50) {
+        const batch = Array.from({ length: 50 }, (_, i) => spawnHandle("sh", ["-c", `exit ${(done + i) % 256}`]));
+        const statuses = await Promise.all(batch.map((c) => c.wait()));
+        statuses.forEach((s, i) => assert.equal(s.code, (done + i) % 256));
+      }
+    } finally {
+      storm.sendSignal("KILL");
+      await storm.wait();
+      await sleep(20);
+      process.off("SIGUSR2", onSignal);
+      process.off("SIGWINCH", onSignal);
     }
-  } finally {
-    storm.sendSignal("KILL");
-    await storm.wait();
-    await sleep(20);
-    process.off("SIGUSR2", onSignal);
-    process.off("SIGWINCH", onSignal);
-  }
-  assert.ok(received > 0, "the storm never reached the host");
-}, { timeoutMs: 180_000 });
+    assert.ok(received > 0, "the storm never reached the host");
+  },
+  { timeoutMs: 180_000 },
+);
 
 test("a grandchild that keeps stdout open: the exit resolves, EOF waits for the grandchild", async () => {
   const child = spawnHandle("sh", ["-c", "echo parent; (sleep 0.5; echo grandchild) & exit 0"], { stdout: "piped" });
@@ -265,53 +271,66 @@ test("fuzzed options: thousands of generated inputs give a handle or a typed err
   assert.deepEqual(zombiesOf(reaperInfo().reaperPid), []);
 }, { timeoutMs: 180_000 });
 
-test("EMFILE: with the descriptor table full, spawn fails cleanly and works once descriptors are freed", async () => {
-  const [cmd, args] = runtimeArgv(fixture("emfile.ts"));
-  // The fixture runs with 200 descriptors at most, set by our own rlimits option.
-  const child = spawnHandle(cmd, args, { stdout: "piped", stderr: "piped", rlimits: { nofile: 200 } });
-  const { status, stdout, stderr } = await child.output();
-  assert.equal(status.code, 0, new TextDecoder().decode(stderr));
-  const report = JSON.parse(new TextDecoder().decode(stdout));
-  assert.deepEqual(report.full, { code: "EMFILE", syscall: "pipe" });
-  assert.equal(report.leaked, 0);
-  assert.deepEqual(report.recovered, { ok: true });
-});
+nativeTest(
+  "EMFILE: with the descriptor table full, spawn fails cleanly and works once descriptors are freed",
+  "rlimits is refused on this backend (see tests/runtime_backend.test.ts)",
+  async () => {
+    const [cmd, args] = runtimeArgv(fixture("emfile.ts"));
+    // The fixture runs with 200 descriptors at most, set by our own rlimits option.
+    const child = spawnHandle(cmd, args, { stdout: "piped", stderr: "piped", rlimits: { nofile: 200 } });
+    const { status, stdout, stderr } = await child.output();
+    assert.equal(status.code, 0, new TextDecoder().decode(stderr));
+    const report = JSON.parse(new TextDecoder().decode(stdout));
+    assert.deepEqual(report.full, { code: "EMFILE", syscall: "pipe" });
+    assert.equal(report.leaked, 0);
+    assert.deepEqual(report.recovered, { ok: true });
+  },
+);
 
-test("a first spawn that cannot open its exit listener (EMFILE) is a SpawnError with errno 24; spawns work once descriptors are freed", async () => {
-  const [cmd, args] = runtimeArgv(fixture("listener_emfile.ts"));
-  const child = spawnHandle(cmd, args, { stdout: "piped", stderr: "piped", rlimits: { nofile: 200 } });
-  const { status, stdout, stderr } = await child.output();
-  assert.equal(status.code, 0, new TextDecoder().decode(stderr));
-  const report = JSON.parse(new TextDecoder().decode(stdout));
-  assert.deepEqual(report, {
-    rc: -24,
-    seen: { code: "EMFILE", errno: 24, syscall: "listener" },
-    recovered: { ok: true },
-  });
-});
+nativeTest(
+  "a first spawn that cannot open its exit listener (EMFILE) is a SpawnError with errno 24; spawns work once descriptors are freed",
+  "rlimits is refused on this backend (see tests/runtime_backend.test.ts)",
+  async () => {
+    const [cmd, args] = runtimeArgv(fixture("listener_emfile.ts"));
+    const child = spawnHandle(cmd, args, { stdout: "piped", stderr: "piped", rlimits: { nofile: 200 } });
+    const { status, stdout, stderr } = await child.output();
+    assert.equal(status.code, 0, new TextDecoder().decode(stderr));
+    const report = JSON.parse(new TextDecoder().decode(stdout));
+    assert.deepEqual(report, {
+      rc: -24,
+      seen: { code: "EMFILE", errno: 24, syscall: "listener" },
+      recovered: { ok: true },
+    });
+  },
+);
 
 // Deno and Bun reopen a closed 0, 1 or 2 on /dev/null at startup; the truly closed case is a
 // Zig test (spawn_test.zig). Here: children get valid stdio and spawning leaves 0 and 2 alone.
-test("a host started with stdin and stderr closed: children get valid 0, 1, 2; spawning leaves the host's alone", async () => {
-  const [cmd, args] = runtimeArgv(fixture("closed_stdio.ts"));
-  const child = spawnHandle("sh", ["-c", 'exec 0<&- 2>&-; exec "$@"', "sh", cmd, ...args], { stdout: "piped" });
-  const { status, stdout } = await child.output();
-  assert.equal(status.code, 0);
-  const report = JSON.parse(new TextDecoder().decode(stdout));
-  assert.equal(report.child[0], "/dev/null");
-  assert.match(report.child[1], /^pipe:/);
-  assert.equal(report.child[2], "/dev/null");
-  // Whatever the runtime put at 0 and 2 itself, spawning changed neither.
-  assert.deepEqual(report.during, report.before);
-});
+nativeTest(
+  "a host started with stdin and stderr closed: children get valid 0, 1, 2; spawning leaves the host's alone",
+  "the runtime's own stdio: Bun's pipes are sockets",
+  async () => {
+    const [cmd, args] = runtimeArgv(fixture("closed_stdio.ts"));
+    const child = spawnHandle("sh", ["-c", 'exec 0<&- 2>&-; exec "$@"', "sh", cmd, ...args], { stdout: "piped" });
+    const { status, stdout } = await child.output();
+    assert.equal(status.code, 0);
+    const report = JSON.parse(new TextDecoder().decode(stdout));
+    assert.equal(report.child[0], "/dev/null");
+    assert.match(report.child[1], /^pipe:/);
+    assert.equal(report.child[2], "/dev/null");
+    // Whatever the runtime put at 0 and 2 itself, spawning changed neither.
+    assert.deepEqual(report.during, report.before);
+  },
+);
 
 /** The size of a process's descriptor table (`FDSize` in /proc/<pid>/status). */
 function fdTableSize(pid: number | "self"): number {
   return Number(/FDSize:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]);
 }
 
-test(
+nativeTest(
   "next to 600 live children, a new child copies none of their pidfds: its descriptor table stays small",
+  "the runtime's spawn decides which descriptors a child gets",
   async () => {
     const deadline = String(monotonicNs() + 60_000_000_000n);
     const live = Array.from({ length: 600 }, () => spawnHandle(TINY, ["until", deadline]));

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { reaperInfo, SpawnError, spawnHandle } from "../mod.ts";
-import { openFds, sleep, test, zombiesOf } from "./harness.ts";
+import { nativeTest, openFds, sleep, test, zombiesOf } from "./harness.ts";
 
 const dir = mkdtempSync("/tmp/ph-errors-");
 const notExecutable = `${dir}/not-executable`;
@@ -19,7 +19,7 @@ chmodSync(garbage, 0o755);
  * runtime finish closing what it closes asynchronously (Bun's reader of the wake-up pipe).
  */
 async function settle(): Promise<void> {
-  spawnHandle("true").waitSync();
+  await spawnHandle("true").wait();
   await sleep(30);
 }
 
@@ -51,28 +51,32 @@ async function expectSpawnError(
   assert.deepEqual(zombiesOf(reaperInfo().reaperPid), [], "a failed spawn left a zombie");
 }
 
-test("a missing program: ENOENT at execve, by PATH and by path", async () => {
-  await expectSpawnError(() => spawnHandle("no-such-program-ph"), {
-    code: "ENOENT",
-    errno: 2,
-    syscall: "execve",
-    command: "no-such-program-ph",
-  });
-  await expectSpawnError(() => spawnHandle(`${dir}/missing`), {
-    code: "ENOENT",
-    errno: 2,
-    syscall: "execve",
-    command: `${dir}/missing`,
-  });
-  await expectSpawnError(() => spawnHandle("ls", [], { env: { PATH: "/nonexistent" } }), {
-    code: "ENOENT",
-    errno: 2,
-    syscall: "execve",
-    command: "ls",
-  });
-});
+nativeTest(
+  "a missing program: ENOENT at execve, by PATH and by path",
+  "the runtime's spawn names no failing step",
+  async () => {
+    await expectSpawnError(() => spawnHandle("no-such-program-ph"), {
+      code: "ENOENT",
+      errno: 2,
+      syscall: "execve",
+      command: "no-such-program-ph",
+    });
+    await expectSpawnError(() => spawnHandle(`${dir}/missing`), {
+      code: "ENOENT",
+      errno: 2,
+      syscall: "execve",
+      command: `${dir}/missing`,
+    });
+    await expectSpawnError(() => spawnHandle("ls", [], { env: { PATH: "/nonexistent" } }), {
+      code: "ENOENT",
+      errno: 2,
+      syscall: "execve",
+      command: "ls",
+    });
+  },
+);
 
-test("a file without execute permission: EACCES", async () => {
+nativeTest("a file without execute permission: EACCES", "the runtime's spawn names no failing step", async () => {
   await expectSpawnError(() => spawnHandle(notExecutable), {
     code: "EACCES",
     errno: 13,
@@ -89,44 +93,56 @@ test("a file without execute permission: EACCES", async () => {
   });
 });
 
-test("a bad format: ENOEXEC, and a script without #! is never run through /bin/sh", async () => {
-  await expectSpawnError(() => spawnHandle(garbage), {
-    code: "ENOEXEC",
-    errno: 8,
-    syscall: "execve",
-    command: garbage,
-  });
-  await expectSpawnError(() => spawnHandle(noShebang), {
-    code: "ENOEXEC",
-    errno: 8,
-    syscall: "execve",
-    command: noShebang,
-  });
-});
+nativeTest(
+  "a bad format: ENOEXEC, and a script without #! is never run through /bin/sh",
+  "the runtime's spawn names no failing step",
+  async () => {
+    await expectSpawnError(() => spawnHandle(garbage), {
+      code: "ENOEXEC",
+      errno: 8,
+      syscall: "execve",
+      command: garbage,
+    });
+    await expectSpawnError(() => spawnHandle(noShebang), {
+      code: "ENOEXEC",
+      errno: 8,
+      syscall: "execve",
+      command: noShebang,
+    });
+  },
+);
 
-test("a missing cwd: ENOENT at chdir, naming the directory", async () => {
-  await expectSpawnError(() => spawnHandle("true", [], { cwd: `${dir}/nope` }), {
-    code: "ENOENT",
-    errno: 2,
-    syscall: "chdir",
-    command: "true",
-    path: `${dir}/nope`,
-  });
-  await expectSpawnError(() => spawnHandle("true", [], { cwd: notExecutable }), {
-    code: "ENOTDIR",
-    errno: 20,
-    syscall: "chdir",
-    command: "true",
-    path: notExecutable,
-  });
-});
+nativeTest(
+  "a missing cwd: ENOENT at chdir, naming the directory",
+  "the runtime's spawn names no failing step",
+  async () => {
+    await expectSpawnError(() => spawnHandle("true", [], { cwd: `${dir}/nope` }), {
+      code: "ENOENT",
+      errno: 2,
+      syscall: "chdir",
+      command: "true",
+      path: `${dir}/nope`,
+    });
+    await expectSpawnError(() => spawnHandle("true", [], { cwd: notExecutable }), {
+      code: "ENOTDIR",
+      errno: 20,
+      syscall: "chdir",
+      command: "true",
+      path: notExecutable,
+    });
+  },
+);
 
-test("a failed spawn with piped stdio leaks no pipe end", async () => {
-  await expectSpawnError(
-    () => spawnHandle("no-such-program-ph", [], { stdin: "piped", stdout: "piped", stderr: "piped" }),
-    { code: "ENOENT", errno: 2, syscall: "execve", command: "no-such-program-ph" },
-  );
-});
+nativeTest(
+  "a failed spawn with piped stdio leaks no pipe end",
+  "the runtime's spawn names no failing step",
+  async () => {
+    await expectSpawnError(
+      () => spawnHandle("no-such-program-ph", [], { stdin: "piped", stdout: "piped", stderr: "piped" }),
+      { code: "ENOENT", errno: 2, syscall: "execve", command: "no-such-program-ph" },
+    );
+  },
+);
 
 test("bad arguments throw a TypeError naming the option and the value, before anything is created", async () => {
   const cases: [() => unknown, RegExp][] = [
@@ -173,12 +189,16 @@ test("environment: merged over the host's, undefined removes, clearEnv starts em
   assert.deepEqual(await run({ clearEnv: true, env: { ONLY: "this" } }), ["ONLY=this"]);
 });
 
-test("argv0 and cwd reach the child", async () => {
-  const { readAll } = await import("./harness.ts");
-  const child = spawnHandle("sh", ["-c", 'echo "$0 $(pwd)"'], { argv0: "custom-name", cwd: dir, stdout: "piped" });
-  assert.equal(new TextDecoder().decode(await readAll(child.stdout!)), `custom-name ${dir}\n`);
-  assert.equal((await child.wait()).code, 0);
-});
+nativeTest(
+  "argv0 and cwd reach the child",
+  "argv0 (on Deno) is refused on this backend (see tests/runtime_backend.test.ts)",
+  async () => {
+    const { readAll } = await import("./harness.ts");
+    const child = spawnHandle("sh", ["-c", 'echo "$0 $(pwd)"'], { argv0: "custom-name", cwd: dir, stdout: "piped" });
+    assert.equal(new TextDecoder().decode(await readAll(child.stdout!)), `custom-name ${dir}\n`);
+    assert.equal((await child.wait()).code, 0);
+  },
+);
 
 test("cleanup", () => rmSync(dir, { recursive: true, force: true }));
 

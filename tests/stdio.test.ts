@@ -3,7 +3,7 @@ import { spawn as nodeSpawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { outputSync, SpawnError, spawnHandle } from "../mod.ts";
 import { libc } from "../ffi/libc.ts";
-import { openFds, readAll, sleep, test } from "./harness.ts";
+import { nativeTest, openFds, readAll, sleep, test } from "./harness.ts";
 
 const MB = 1024 * 1024;
 
@@ -79,23 +79,27 @@ test('stdin "null" reads EOF at once; stdio defaults to inherit', async () => {
   await plain.wait();
 });
 
-test("no pipe end leaks into other children: a second child has only 0, 1, 2", async () => {
-  const first = spawnHandle("cat", [], { stdin: "piped", stdout: "piped", stderr: "piped" });
-  const second = spawnHandle("sleep", ["5"], { stdin: "null" });
-  await sleep(100);
-  const fds = [...openFds(second.pid).keys()].sort((a, b) => a - b);
-  assert.deepEqual(fds, [0, 1, 2]);
-  // Closing the first child's stdin gives it EOF at once although the second still runs.
-  await first.stdin!.close();
-  assert.equal((await readAll(first.stdout!)).length, 0);
-  assert.equal((await first.wait()).code, 0);
-  assert.equal(second.waitNonblock().exited, false);
-  second.sendSignal("KILL");
-  await second.wait();
-});
+nativeTest(
+  "no pipe end leaks into other children: a second child has only 0, 1, 2",
+  "the runtime's spawn decides which descriptors a child gets",
+  async () => {
+    const first = spawnHandle("cat", [], { stdin: "piped", stdout: "piped", stderr: "piped" });
+    const second = spawnHandle("sleep", ["5"], { stdin: "null" });
+    await sleep(100);
+    const fds = [...openFds(second.pid).keys()].sort((a, b) => a - b);
+    assert.deepEqual(fds, [0, 1, 2]);
+    // Closing the first child's stdin gives it EOF at once although the second still runs.
+    await first.stdin!.close();
+    assert.equal((await readAll(first.stdout!)).length, 0);
+    assert.equal((await first.wait()).code, 0);
+    assert.equal(second.waitNonblock().exited, false);
+    second.sendSignal("KILL");
+    await second.wait();
+  },
+);
 
 test("the host's pipe ends are closed once the streams finish", async () => {
-  spawnHandle("true").waitSync();
+  await spawnHandle("true").wait();
   // Let Bun's wake-up reader (which holds a dup of the wake pipe) finish closing.
   await sleep(50);
   const before = openFds();
@@ -113,19 +117,23 @@ test("the host's pipe ends are closed once the streams finish", async () => {
   assert.deepEqual([...openFds()].filter(([fd]) => !before.has(fd)), [], "pipe ends leaked");
 });
 
-test('piped stdio are pipes, so the child can reopen them as "/dev/stdin" and "/dev/stdout"', async () => {
-  // Runtimes that use socketpairs (Bun.spawn, node:child_process) fail this with ENXIO.
-  const child = spawnHandle("sh", ["-c", "stat -L -c %F /dev/stdin /dev/stdout; cat /dev/stdin > /dev/stdout"], {
-    stdin: "piped",
-    stdout: "piped",
-  });
-  const writer = child.stdin!.getWriter();
-  await writer.write(new TextEncoder().encode("through /dev/stdin\n"));
-  await writer.close();
-  const text = new TextDecoder().decode(await readAll(child.stdout!));
-  assert.equal(text, "fifo\nfifo\nthrough /dev/stdin\n");
-  assert.equal((await child.wait()).code, 0);
-});
+nativeTest(
+  'piped stdio are pipes, so the child can reopen them as "/dev/stdin" and "/dev/stdout"',
+  "the runtime's own stdio: Bun's pipes are sockets",
+  async () => {
+    // Runtimes that use socketpairs (Bun.spawn, node:child_process) fail this with ENXIO.
+    const child = spawnHandle("sh", ["-c", "stat -L -c %F /dev/stdin /dev/stdout; cat /dev/stdin > /dev/stdout"], {
+      stdin: "piped",
+      stdout: "piped",
+    });
+    const writer = child.stdin!.getWriter();
+    await writer.write(new TextEncoder().encode("through /dev/stdin\n"));
+    await writer.close();
+    const text = new TextDecoder().decode(await readAll(child.stdout!));
+    assert.equal(text, "fifo\nfifo\nthrough /dev/stdin\n");
+    assert.equal((await child.wait()).code, 0);
+  },
+);
 
 const F_GETPIPE_SZ = 1032;
 const LARGE_PIPE = 1 << 20;
@@ -163,51 +171,63 @@ async function feedCat(bytes: number) {
   };
 }
 
-test("pipes that carry little keep the kernel's size; bulk ones grow to 1 MiB", async () => {
-  const small = await feedCat(100);
-  const bulk = await feedCat(256 * 1024);
-  try {
-    const [smallIn, smallOut] = await pipeSizes(small.child.pid, [0, 1]);
-    assert.ok(smallIn < LARGE_PIPE && smallOut < LARGE_PIPE, `small: ${smallIn}, ${smallOut}`);
-    assert.deepEqual(await pipeSizes(bulk.child.pid, [0, 1]), [LARGE_PIPE, LARGE_PIPE]);
-  } finally {
-    await small.finish();
-    await bulk.finish();
-  }
-});
+nativeTest(
+  "pipes that carry little keep the kernel's size; bulk ones grow to 1 MiB",
+  "pipe sizes are the runtime's",
+  async () => {
+    const small = await feedCat(100);
+    const bulk = await feedCat(256 * 1024);
+    try {
+      const [smallIn, smallOut] = await pipeSizes(small.child.pid, [0, 1]);
+      assert.ok(smallIn < LARGE_PIPE && smallOut < LARGE_PIPE, `small: ${smallIn}, ${smallOut}`);
+      assert.deepEqual(await pipeSizes(bulk.child.pid, [0, 1]), [LARGE_PIPE, LARGE_PIPE]);
+    } finally {
+      await small.finish();
+      await bulk.finish();
+    }
+  },
+);
 
-test("at most 16 pipes hold 1 MiB at once, and closed ones give their place back", async () => {
-  // 12 bulk cats: 24 pipes that all carried bulk data, but only 16 may grow (16 MiB, a
-  // quarter of the kernel's default pipe-user-pages-soft).
-  const cats = await Promise.all(Array.from({ length: 12 }, () => feedCat(128 * 1024)));
-  let sizes: number[] = [];
-  try {
-    for (const cat of cats) sizes.push(...await pipeSizes(cat.child.pid, [0, 1]));
-  } finally {
-    for (const cat of cats) await cat.finish();
-  }
-  assert.equal(sizes.filter((s) => s === LARGE_PIPE).length, 16, `sizes: ${sizes}`);
-  // All closed now: a new bulk pipe gets its place.
-  const next = await feedCat(128 * 1024);
-  try {
-    sizes = await pipeSizes(next.child.pid, [0, 1]);
-  } finally {
-    await next.finish();
-  }
-  assert.deepEqual(sizes, [LARGE_PIPE, LARGE_PIPE]);
-});
+nativeTest(
+  "at most 16 pipes hold 1 MiB at once, and closed ones give their place back",
+  "pipe sizes are the runtime's",
+  async () => {
+    // 12 bulk cats: 24 pipes that all carried bulk data, but only 16 may grow (16 MiB, a
+    // quarter of the kernel's default pipe-user-pages-soft).
+    const cats = await Promise.all(Array.from({ length: 12 }, () => feedCat(128 * 1024)));
+    let sizes: number[] = [];
+    try {
+      for (const cat of cats) sizes.push(...await pipeSizes(cat.child.pid, [0, 1]));
+    } finally {
+      for (const cat of cats) await cat.finish();
+    }
+    assert.equal(sizes.filter((s) => s === LARGE_PIPE).length, 16, `sizes: ${sizes}`);
+    // All closed now: a new bulk pipe gets its place.
+    const next = await feedCat(128 * 1024);
+    try {
+      sizes = await pipeSizes(next.child.pid, [0, 1]);
+    } finally {
+      await next.finish();
+    }
+    assert.deepEqual(sizes, [LARGE_PIPE, LARGE_PIPE]);
+  },
+);
 
-test("outputSync grows a bulk pipe too: the child sees 1 MiB after writing 300 kB", () => {
-  // The child's write blocks until the host reads; the first full read grows the pipe.
-  const script = "import fcntl,sys; sys.stdout.buffer.write(bytes(300000)); sys.stdout.flush(); " +
-    "print(fcntl.fcntl(1, 1032))";
-  const out = outputSync("python3", ["-c", script], { stdout: "piped" });
-  assert.equal(out.status.code, 0);
-  assert.equal(out.stdout.length, 300000 + String(LARGE_PIPE).length + 1);
-  assert.equal(new TextDecoder().decode(out.stdout.subarray(300000)), `${LARGE_PIPE}\n`);
-  const small = outputSync("python3", ["-c", "import fcntl; print(fcntl.fcntl(1, 1032))"], { stdout: "piped" });
-  assert.ok(Number(new TextDecoder().decode(small.stdout)) < LARGE_PIPE);
-});
+nativeTest(
+  "outputSync grows a bulk pipe too: the child sees 1 MiB after writing 300 kB",
+  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  () => {
+    // The child's write blocks until the host reads; the first full read grows the pipe.
+    const script = "import fcntl,sys; sys.stdout.buffer.write(bytes(300000)); sys.stdout.flush(); " +
+      "print(fcntl.fcntl(1, 1032))";
+    const out = outputSync("python3", ["-c", script], { stdout: "piped" });
+    assert.equal(out.status.code, 0);
+    assert.equal(out.stdout.length, 300000 + String(LARGE_PIPE).length + 1);
+    assert.equal(new TextDecoder().decode(out.stdout.subarray(300000)), `${LARGE_PIPE}\n`);
+    const small = outputSync("python3", ["-c", "import fcntl; print(fcntl.fcntl(1, 1032))"], { stdout: "piped" });
+    assert.ok(Number(new TextDecoder().decode(small.stdout)) < LARGE_PIPE);
+  },
+);
 
 /** A new FIFO, and a process that opens it (`<` or `>`) after 3 s, so a spawner blocked in the open ends. */
 async function fifoWithValve(direction: "<" | ">"): Promise<{ path: string; valve: ReturnType<typeof nodeSpawn> }> {
@@ -217,41 +237,49 @@ async function fifoWithValve(direction: "<" | ">"): Promise<{ path: string; valv
   return { path, valve };
 }
 
-test("stdin from a FIFO without a writer blocks nobody: the child reads EOF, an earlier child's exit arrives meanwhile", async () => {
-  const { path, valve } = await fifoWithValve(">");
-  try {
-    const start = performance.now();
-    const early = spawnHandle("sleep", ["0.2"]);
-    const child = spawnHandle("sh", ["-c", "grep ^flags: /proc/self/fdinfo/0; cat"], {
-      stdin: { path },
-      stdout: "piped",
-    });
-    const spawnMs = performance.now() - start;
-    assert.equal((await early.wait()).code, 0);
-    const earlyMs = performance.now() - start;
-    const output = await child.text();
-    assert.equal((await child.wait()).code, 0);
-    assert.ok(spawnMs < 1000, `the spawn took ${spawnMs.toFixed(0)} ms`);
-    assert.ok(earlyMs < 1500, `the earlier child's exit arrived after ${earlyMs.toFixed(0)} ms`);
-    // Blocking again once open (O_NONBLOCK was for the open only), and at EOF: cat printed nothing.
-    const flags = parseInt(/^flags:\s+(\d+)\n$/.exec(output)![1], 8);
-    assert.equal(flags & 0o4000, 0, `O_NONBLOCK left set: ${output}`);
-  } finally {
-    valve.kill("SIGKILL");
-  }
-});
+nativeTest(
+  "stdin from a FIFO without a writer blocks nobody: the child reads EOF, an earlier child's exit arrives meanwhile",
+  "a file as stdio is refused on this backend (see tests/runtime_backend.test.ts)",
+  async () => {
+    const { path, valve } = await fifoWithValve(">");
+    try {
+      const start = performance.now();
+      const early = spawnHandle("sleep", ["0.2"]);
+      const child = spawnHandle("sh", ["-c", "grep ^flags: /proc/self/fdinfo/0; cat"], {
+        stdin: { path },
+        stdout: "piped",
+      });
+      const spawnMs = performance.now() - start;
+      assert.equal((await early.wait()).code, 0);
+      const earlyMs = performance.now() - start;
+      const output = await child.text();
+      assert.equal((await child.wait()).code, 0);
+      assert.ok(spawnMs < 1000, `the spawn took ${spawnMs.toFixed(0)} ms`);
+      assert.ok(earlyMs < 1500, `the earlier child's exit arrived after ${earlyMs.toFixed(0)} ms`);
+      // Blocking again once open (O_NONBLOCK was for the open only), and at EOF: cat printed nothing.
+      const flags = parseInt(/^flags:\s+(\d+)\n$/.exec(output)![1], 8);
+      assert.equal(flags & 0o4000, 0, `O_NONBLOCK left set: ${output}`);
+    } finally {
+      valve.kill("SIGKILL");
+    }
+  },
+);
 
-test("stdout to a FIFO without a reader fails at once: SpawnError ENXIO, syscall open, the path", async () => {
-  const { path, valve } = await fifoWithValve("<");
-  try {
-    const start = performance.now();
-    assert.throws(
-      () => spawnHandle("echo", ["x"], { stdout: { path } }),
-      (e: unknown) => e instanceof SpawnError && e.code === "ENXIO" && e.syscall === "open" && e.path === path,
-    );
-    const ms = performance.now() - start;
-    assert.ok(ms < 1000, `the failure took ${ms.toFixed(0)} ms`);
-  } finally {
-    valve.kill("SIGKILL");
-  }
-});
+nativeTest(
+  "stdout to a FIFO without a reader fails at once: SpawnError ENXIO, syscall open, the path",
+  "a file as stdio is refused on this backend (see tests/runtime_backend.test.ts)",
+  async () => {
+    const { path, valve } = await fifoWithValve("<");
+    try {
+      const start = performance.now();
+      assert.throws(
+        () => spawnHandle("echo", ["x"], { stdout: { path } }),
+        (e: unknown) => e instanceof SpawnError && e.code === "ENXIO" && e.syscall === "open" && e.path === path,
+      );
+      const ms = performance.now() - start;
+      assert.ok(ms < 1000, `the failure took ${ms.toFixed(0)} ms`);
+    } finally {
+      valve.kill("SIGKILL");
+    }
+  },
+);

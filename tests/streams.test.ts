@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import process from "node:process";
 import { MaxBufferError, outputSync, runSync, spawnHandle } from "../mod.ts";
-import { collectGarbage, openFds, readAll, runFixture, sleep, test, within } from "./harness.ts";
+import { collectGarbage, nativeTest, openFds, readAll, runFixture, sleep, test, within } from "./harness.ts";
 
 const MiB = 1024 * 1024;
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -62,26 +62,30 @@ test("after return() on lines(), the next lines() or text() starts at the next l
 
 // ---- the stream's own methods (item 21)
 
-test("child.stdout is a ReadableStream with text(), bytes(), arrayBuffer() and json()", async () => {
-  const json = spawnHandle("echo", ['{"a":[1,2]}'], { stdout: "piped" });
-  assert.ok(json.stdout instanceof ReadableStream);
-  assert.deepEqual(await json.stdout.json(), { a: [1, 2] });
-  const both = spawnHandle("sh", ["-c", "printf héllo; printf err >&2; printf three >&3"], {
-    stdout: "piped",
-    stderr: "piped",
-    fds: { 3: "piped" },
-  });
-  const [text, bytes, buffer] = await Promise.all([
-    both.stdout.text(),
-    both.stderr.bytes(),
-    both.fdOutputs[3].arrayBuffer(),
-  ]);
-  assert.deepEqual([text, decode(bytes), decode(new Uint8Array(buffer))], ["héllo", "err", "three"]);
-  assert.ok(bytes instanceof Uint8Array);
-  const response = spawnHandle("printf", ["through Response"], { stdout: "piped" });
-  assert.equal(await new Response(response.stdout).text(), "through Response");
-  await Promise.all([json.wait(), both.wait(), response.wait()]);
-});
+nativeTest(
+  "child.stdout is a ReadableStream with text(), bytes(), arrayBuffer() and json()",
+  "fds is refused on this backend (see tests/runtime_backend.test.ts)",
+  async () => {
+    const json = spawnHandle("echo", ['{"a":[1,2]}'], { stdout: "piped" });
+    assert.ok(json.stdout instanceof ReadableStream);
+    assert.deepEqual(await json.stdout.json(), { a: [1, 2] });
+    const both = spawnHandle("sh", ["-c", "printf héllo; printf err >&2; printf three >&3"], {
+      stdout: "piped",
+      stderr: "piped",
+      fds: { 3: "piped" },
+    });
+    const [text, bytes, buffer] = await Promise.all([
+      both.stdout.text(),
+      both.stderr.bytes(),
+      both.fdOutputs[3].arrayBuffer(),
+    ]);
+    assert.deepEqual([text, decode(bytes), decode(new Uint8Array(buffer))], ["héllo", "err", "three"]);
+    assert.ok(bytes instanceof Uint8Array);
+    const response = spawnHandle("printf", ["through Response"], { stdout: "piped" });
+    assert.equal(await new Response(response.stdout).text(), "through Response");
+    await Promise.all([json.wait(), both.wait(), response.wait()]);
+  },
+);
 
 test("the stream's text() is bounded by maxBuffer: the child is killed, the error keeps the first bytes", async () => {
   const child = spawnHandle("sh", ["-c", "exec yes abc"], { stdout: "piped", maxBuffer: 1000 });
@@ -96,18 +100,22 @@ test("the stream's text() is bounded by maxBuffer: the child is killed, the erro
 
 // ---- draining unread output (item 20)
 
-test("wait() resolves though piped outputs are never read; reads that start later get every byte", async () => {
-  const script = "head -c 4194304 /dev/zero; head -c 3145728 /dev/zero >&2; head -c 2097152 /dev/zero >&3; exit 5";
-  const child = spawnHandle("sh", ["-c", script], { stdout: "piped", stderr: "piped", fds: { 3: "piped" } });
-  try {
-    assert.equal((await within("wait()", child.wait())).code, 5);
-  } finally {
-    child.kill("SIGKILL");
-  }
-  await sleep(100);
-  const sizes = await Promise.all([child.stdout, child.stderr, child.fdOutputs[3]].map(countBytes));
-  assert.deepEqual(sizes, [4 * MiB, 3 * MiB, 2 * MiB]);
-});
+nativeTest(
+  "wait() resolves though piped outputs are never read; reads that start later get every byte",
+  "fds is refused on this backend (see tests/runtime_backend.test.ts)",
+  async () => {
+    const script = "head -c 4194304 /dev/zero; head -c 3145728 /dev/zero >&2; head -c 2097152 /dev/zero >&3; exit 5";
+    const child = spawnHandle("sh", ["-c", script], { stdout: "piped", stderr: "piped", fds: { 3: "piped" } });
+    try {
+      assert.equal((await within("wait()", child.wait())).code, 5);
+    } finally {
+      child.kill("SIGKILL");
+    }
+    await sleep(100);
+    const sizes = await Promise.all([child.stdout, child.stderr, child.fdOutputs[3]].map(countBytes));
+    assert.deepEqual(sizes, [4 * MiB, 3 * MiB, 2 * MiB]);
+  },
+);
 
 test("unread output past maxBuffer: the child is killed, the stream yields maxBuffer bytes, then MaxBufferError", async () => {
   const child = spawnHandle("yes", [], { stdout: "piped", maxBuffer: MiB });
@@ -156,7 +164,7 @@ test("a reader released after wait() was called: the rest is drained, and read l
 // ---- descriptors of streams nobody reads (item 19)
 
 test("50 piped stdouts never read leave no descriptor behind, waited or not", async () => {
-  spawnHandle("true").waitSync();
+  await spawnHandle("true").wait();
   await sleep(50);
   const before = openFds();
   for (let i = 0; i < 50; i++) {
@@ -224,36 +232,40 @@ test("input on spawnHandle; input with stdin is a TypeError and nothing starts",
   assert.equal(existsSync(marker), false);
 });
 
-test("a bad stdin source, input or maxBuffer is a typed error naming the option, and nothing starts", async () => {
-  const marker = `/tmp/ph-bad-stdin-${process.pid}-${Date.now()}`;
-  const locked = new ReadableStream<Uint8Array>();
-  locked.getReader();
-  const used = new Response("x");
-  await used.text();
-  const cases: [object, RegExp, typeof TypeError | typeof RangeError][] = [
-    [{ stdin: locked }, /"stdin".*locked/, TypeError],
-    [{ stdin: used }, /"stdin".*used/, TypeError],
-    [{ input: 42 }, /"input"/, TypeError],
-    [{ maxBuffer: -1 }, /"maxBuffer"/, RangeError],
-    [{ maxBuffer: 1.5 }, /"maxBuffer"/, RangeError],
-  ];
-  for (const [options, message, type] of cases) {
-    assert.throws(
-      () => spawnHandle("touch", [marker], options),
-      (e: unknown) => e instanceof type && message.test(e.message),
-      JSON.stringify(Object.keys(options)),
-    );
-  }
-  // The sync helpers block the thread: bytes they can write, a Blob or a stream they cannot read.
-  for (const stdin of [new Blob(["x"]), new Blob(["x"]).stream()]) {
-    assert.throws(
-      () => runSync("touch", [marker], { stdin }),
-      (e: unknown) => e instanceof TypeError && /"stdin"/.test(e.message),
-    );
-  }
-  assert.equal(existsSync(marker), false);
-  assert.equal(decode(outputSync("cat", [], { stdin: new TextEncoder().encode("sync") }).stdout), "sync");
-});
+nativeTest(
+  "a bad stdin source, input or maxBuffer is a typed error naming the option, and nothing starts",
+  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  async () => {
+    const marker = `/tmp/ph-bad-stdin-${process.pid}-${Date.now()}`;
+    const locked = new ReadableStream<Uint8Array>();
+    locked.getReader();
+    const used = new Response("x");
+    await used.text();
+    const cases: [object, RegExp, typeof TypeError | typeof RangeError][] = [
+      [{ stdin: locked }, /"stdin".*locked/, TypeError],
+      [{ stdin: used }, /"stdin".*used/, TypeError],
+      [{ input: 42 }, /"input"/, TypeError],
+      [{ maxBuffer: -1 }, /"maxBuffer"/, RangeError],
+      [{ maxBuffer: 1.5 }, /"maxBuffer"/, RangeError],
+    ];
+    for (const [options, message, type] of cases) {
+      assert.throws(
+        () => spawnHandle("touch", [marker], options),
+        (e: unknown) => e instanceof type && message.test(e.message),
+        JSON.stringify(Object.keys(options)),
+      );
+    }
+    // The sync helpers block the thread: bytes they can write, a Blob or a stream they cannot read.
+    for (const stdin of [new Blob(["x"]), new Blob(["x"]).stream()]) {
+      assert.throws(
+        () => runSync("touch", [marker], { stdin }),
+        (e: unknown) => e instanceof TypeError && /"stdin"/.test(e.message),
+      );
+    }
+    assert.equal(existsSync(marker), false);
+    assert.equal(decode(outputSync("cat", [], { stdin: new TextEncoder().encode("sync") }).stdout), "sync");
+  },
+);
 
 test("a child that exits without reading stdin: pumping stops, no unhandled rejection, the source is cancelled", async () => {
   const unhandled: unknown[] = [];

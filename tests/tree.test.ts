@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { backendInfo, SpawnError, spawnHandle } from "../mod.ts";
-import { EXPECT_PIDFD, test } from "./harness.ts";
+import { EXPECT_PIDFD, nativeTest } from "./harness.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -79,61 +79,77 @@ async function spawnTree() {
   return { shell, descendants };
 }
 
-test("tree: true kills the child and every descendant, a setsid one included; a plain signal leaves them", async () => {
-  if (!EXPECT_PIDFD) return;
-  // Without tree, the shell dies and its descendants live on.
-  const plain = await spawnTree();
-  assert.equal(backendInfo().tree, "descendants");
-  assert.equal(plain.shell.sendSignal("SIGKILL"), true);
-  assert.equal((await plain.shell.wait()).signal, "SIGKILL");
-  await sleep(100);
-  assert.ok(plain.descendants.some(alive), "a plain SIGKILL left no descendant: the test could not fail");
-  for (const pid of plain.descendants.filter(alive)) process.kill(pid, "SIGKILL");
+nativeTest(
+  "tree: true kills the child and every descendant, a setsid one included; a plain signal leaves them",
+  "tree signals are refused on this backend (see tests/runtime_backend.test.ts)",
+  async () => {
+    if (!EXPECT_PIDFD) return;
+    // Without tree, the shell dies and its descendants live on.
+    const plain = await spawnTree();
+    assert.equal(backendInfo().tree, "descendants");
+    assert.equal(plain.shell.sendSignal("SIGKILL"), true);
+    assert.equal((await plain.shell.wait()).signal, "SIGKILL");
+    await sleep(100);
+    assert.ok(plain.descendants.some(alive), "a plain SIGKILL left no descendant: the test could not fail");
+    for (const pid of plain.descendants.filter(alive)) process.kill(pid, "SIGKILL");
 
-  const { shell, descendants } = await spawnTree();
-  assert.equal(shell.sendSignal("SIGKILL", { tree: true }), true);
-  assert.equal((await shell.wait()).signal, "SIGKILL");
-  assert.deepEqual(await allDead(descendants), [], "descendants still alive after the tree kill");
-});
+    const { shell, descendants } = await spawnTree();
+    assert.equal(shell.sendSignal("SIGKILL", { tree: true }), true);
+    assert.equal((await shell.wait()).signal, "SIGKILL");
+    assert.deepEqual(await allDead(descendants), [], "descendants still alive after the tree kill");
+  },
+);
 
-test("tree: true with SIGTERM: stopped for the walk, continued after, so the signal is handled", async () => {
-  if (!EXPECT_PIDFD) return;
-  const shell = spawnHandle("sh", ["-c", "trap 'echo got TERM; exit 7' TERM; setsid sleep 30 & echo ready; wait"], {
-    stdout: "piped",
-  });
-  const lines = shell.lines();
-  assert.equal((await lines.next()).value, "ready");
-  let descendants: number[] = [];
-  for (let i = 0; i < 100 && descendants.length < 1; i++) {
-    await sleep(10);
-    descendants = descendantsOf(shell.pid);
-  }
-  assert.equal(shell.sendSignal("SIGTERM", { tree: true }), true);
-  assert.equal((await lines.next()).value, "got TERM");
-  assert.equal((await shell.wait()).code, 7);
-  assert.deepEqual(await allDead(descendants), []);
-});
+nativeTest(
+  "tree: true with SIGTERM: stopped for the walk, continued after, so the signal is handled",
+  "tree signals are refused on this backend (see tests/runtime_backend.test.ts)",
+  async () => {
+    if (!EXPECT_PIDFD) return;
+    const shell = spawnHandle("sh", ["-c", "trap 'echo got TERM; exit 7' TERM; setsid sleep 30 & echo ready; wait"], {
+      stdout: "piped",
+    });
+    const lines = shell.lines();
+    assert.equal((await lines.next()).value, "ready");
+    let descendants: number[] = [];
+    for (let i = 0; i < 100 && descendants.length < 1; i++) {
+      await sleep(10);
+      descendants = descendantsOf(shell.pid);
+    }
+    assert.equal(shell.sendSignal("SIGTERM", { tree: true }), true);
+    assert.equal((await lines.next()).value, "got TERM");
+    assert.equal((await shell.wait()).code, 7);
+    assert.deepEqual(await allDead(descendants), []);
+  },
+);
 
-test("tree: false after the exit, and its options are checked", async () => {
-  const child = spawnHandle("true");
-  await child.wait();
-  if (EXPECT_PIDFD) assert.equal(child.sendSignal("SIGTERM", { tree: true }), false);
-  const running = spawnHandle("sleep", ["5"], { pgroup: true });
-  assert.throws(() => running.sendSignal("SIGTERM", { tree: "yes" as unknown as boolean }), TypeError);
-  assert.throws(() => running.sendSignal("SIGTERM", { tree: true, group: true }), TypeError);
-  running.sendSignal("SIGKILL");
-  await running.wait();
-});
+nativeTest(
+  "tree: false after the exit, and its options are checked",
+  "tree signals are refused on this backend (see tests/runtime_backend.test.ts)",
+  async () => {
+    const child = spawnHandle("true");
+    await child.wait();
+    if (EXPECT_PIDFD) assert.equal(child.sendSignal("SIGTERM", { tree: true }), false);
+    const running = spawnHandle("sleep", ["5"], { pgroup: true });
+    assert.throws(() => running.sendSignal("SIGTERM", { tree: "yes" as unknown as boolean }), TypeError);
+    assert.throws(() => running.sendSignal("SIGTERM", { tree: true, group: true }), TypeError);
+    running.sendSignal("SIGKILL");
+    await running.wait();
+  },
+);
 
-test("tree: without pidfds a tree signal is refused with ENOSYS, and the child is left alone", async () => {
-  if (EXPECT_PIDFD) return;
-  const child = spawnHandle("sleep", ["5"]);
-  assert.equal(backendInfo().tree, null);
-  assert.throws(
-    () => child.sendSignal("SIGTERM", { tree: true }),
-    (e: unknown) => e instanceof SpawnError && e.code === "ENOSYS" && e.syscall === "signal_tree",
-  );
-  assert.equal(child.waitNonblock().exited, false);
-  child.sendSignal("SIGKILL");
-  await child.wait();
-});
+nativeTest(
+  "tree: without pidfds a tree signal is refused with ENOSYS, and the child is left alone",
+  "tree signals are refused on this backend (see tests/runtime_backend.test.ts)",
+  async () => {
+    if (EXPECT_PIDFD) return;
+    const child = spawnHandle("sleep", ["5"]);
+    assert.equal(backendInfo().tree, null);
+    assert.throws(
+      () => child.sendSignal("SIGTERM", { tree: true }),
+      (e: unknown) => e instanceof SpawnError && e.code === "ENOSYS" && e.syscall === "signal_tree",
+    );
+    assert.equal(child.waitNonblock().exited, false);
+    child.sendSignal("SIGKILL");
+    await child.wait();
+  },
+);

@@ -1,9 +1,11 @@
 /**
- * Under Windows (run under Wine by scripts/test_windows.sh): the module imports, and spawning
- * fails with a typed LibraryError saying the platform is unsupported, never a dlopen of the
- * Linux library and never an error at import.
+ * Under Windows (run under Wine by scripts/test_windows.sh): the module imports, spawning goes
+ * through the runtime backend, and a native backend forced there fails with a typed
+ * LibraryError saying the platform is unsupported, never a dlopen of the Linux library and
+ * never an error at import.
  */
 import assert from "node:assert/strict";
+import process from "node:process";
 import { windowsTest } from "./spawn.ts";
 
 windowsTest("mod.ts imports under Windows and exports spawnHandle", async () => {
@@ -12,14 +14,27 @@ windowsTest("mod.ts imports under Windows and exports spawnHandle", async () => 
   assert.equal(typeof mod.run, "function");
 });
 
-windowsTest("spawnHandle throws LibraryError ERR_PLATFORM_UNSUPPORTED under Windows, every time", async () => {
+windowsTest("spawnHandle runs through the runtime backend under Windows, loading no library", async () => {
+  const { backendInfo, spawnHandle } = await import("../../mod.ts");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const status = await spawnHandle("cmd.exe", ["/c", "exit", String(attempt + 3)]).wait();
+    assert.equal(status.code, attempt + 3, `attempt ${attempt}`);
+  }
+  assert.equal(backendInfo().backend, "runtime");
+  assert.equal(backendInfo().libraryPath, "");
+});
+
+windowsTest("a native backend forced under Windows throws LibraryError ERR_PLATFORM_UNSUPPORTED", async () => {
   const { spawnHandle } = await import("../../mod.ts");
   const { LibraryError } = await import("../../ffi/mod.ts");
-  for (let attempt = 0; attempt < 2; attempt++) {
+  process.env.PRIVATE_SPAWN_BACKEND = "reaper";
+  try {
     assert.throws(() => spawnHandle("cmd.exe", ["/c", "exit", "0"]), (error: unknown) => {
-      assert.ok(error instanceof LibraryError, `attempt ${attempt}: not a LibraryError: ${String(error)}`);
-      assert.equal(error.code, "ERR_PLATFORM_UNSUPPORTED", `attempt ${attempt}: ${error.message}`);
+      assert.ok(error instanceof LibraryError, `not a LibraryError: ${String(error)}`);
+      assert.equal(error.code, "ERR_PLATFORM_UNSUPPORTED", error.message);
       return true;
     });
+  } finally {
+    delete process.env.PRIVATE_SPAWN_BACKEND;
   }
 });
