@@ -9,6 +9,7 @@
 import process from "node:process";
 import { BACKEND_ENV } from "./loader.ts";
 import type { PipeReader, PipeWriter } from "./native.ts";
+import { isPermissionError, permissionError } from "./permissions.ts";
 import { openRuntimeBun } from "./runtime_bun.ts";
 import { openRuntimeDeno } from "./runtime_deno.ts";
 
@@ -80,11 +81,19 @@ export class RuntimeSpawnError extends Error {
 
 /** Whether the `runtime` backend runs: on Windows by default, elsewhere when forced. */
 export function runtimeBackendSelected(): boolean {
-  if (process.platform === "win32") {
-    const value = process.env[BACKEND_ENV];
-    return value === undefined || value === "" || value === "runtime";
+  const value = backendEnv();
+  if (process.platform === "win32") return value === undefined || value === "" || value === "runtime";
+  return value === "runtime";
+}
+
+/** `PRIVATE_SPAWN_BACKEND`; Deno's refusal (no --allow-env) becomes a `LibraryError` naming the flags. */
+function backendEnv(): string | undefined {
+  try {
+    return process.env[BACKEND_ENV];
+  } catch (error) {
+    if (isPermissionError(error)) throw permissionError(error);
+    throw error;
   }
-  return process.env[BACKEND_ENV] === "runtime";
 }
 
 let spawner: RuntimeSpawner | null = null;
