@@ -80,11 +80,16 @@ export class RuntimeSpawnError extends Error {
 
 /** Whether the `runtime` backend runs: on Windows by default, elsewhere when forced. */
 export function runtimeBackendSelected(): boolean {
-  if (process.platform === "win32") {
-    const value = process.env[BACKEND_ENV];
-    return value === undefined || value === "" || value === "runtime";
+  let value: string | undefined;
+  try {
+    value = process.env[BACKEND_ENV];
+  } catch {
+    // Deno without env access: the default for this OS. Loading the library then reads the
+    // variable again and reports the missing permission as a LibraryError.
+    value = undefined;
   }
-  return process.env[BACKEND_ENV] === "runtime";
+  if (process.platform === "win32") return value === undefined || value === "" || value === "runtime";
+  return value === "runtime";
 }
 
 let spawner: RuntimeSpawner | null = null;

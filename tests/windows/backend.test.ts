@@ -10,8 +10,6 @@ import os from "node:os";
 import { isBun } from "../harness.ts";
 import { CHILD, windowsTest } from "./spawn.ts";
 
-const decoder = new TextDecoder();
-
 windowsTest("backendInfo(): the runtime backend, private, no library loaded", async () => {
   const { backendInfo } = await import("../../mod.ts");
   assert.deepEqual(backendInfo(), {
