@@ -78,8 +78,18 @@ export class RuntimeSpawnError extends Error {
   }
 }
 
-/** Whether the `runtime` backend runs: on Windows by default, elsewhere when forced. */
+let selected: boolean | null = null;
+
+/**
+ * Whether the `runtime` backend runs: on Windows by default, elsewhere when forced. Decided once
+ * per realm, at the first use (as the native library is loaded once, with one backend).
+ */
 export function runtimeBackendSelected(): boolean {
+  selected ??= selectRuntimeBackend();
+  return selected;
+}
+
+function selectRuntimeBackend(): boolean {
   let value: string | undefined;
   try {
     value = process.env[BACKEND_ENV];
