@@ -9,7 +9,6 @@
 import process from "node:process";
 import { BACKEND_ENV } from "./loader.ts";
 import type { PipeReader, PipeWriter } from "./native.ts";
-import { isPermissionError, permissionError } from "./permissions.ts";
 import { openRuntimeBun } from "./runtime_bun.ts";
 import { openRuntimeDeno } from "./runtime_deno.ts";
 
@@ -79,21 +78,28 @@ export class RuntimeSpawnError extends Error {
   }
 }
 
-/** Whether the `runtime` backend runs: on Windows by default, elsewhere when forced. */
+let selected: boolean | null = null;
+
+/**
+ * Whether the `runtime` backend runs: on Windows by default, elsewhere when forced. Decided once
+ * per realm, at the first use (as the native library is loaded once, with one backend).
+ */
 export function runtimeBackendSelected(): boolean {
-  const value = backendEnv();
-  if (process.platform === "win32") return value === undefined || value === "" || value === "runtime";
-  return value === "runtime";
+  selected ??= selectRuntimeBackend();
+  return selected;
 }
 
-/** `PRIVATE_SPAWN_BACKEND`; Deno's refusal (no --allow-env) becomes a `LibraryError` naming the flags. */
-function backendEnv(): string | undefined {
+function selectRuntimeBackend(): boolean {
+  let value: string | undefined;
   try {
-    return process.env[BACKEND_ENV];
-  } catch (error) {
-    if (isPermissionError(error)) throw permissionError(error);
-    throw error;
+    value = process.env[BACKEND_ENV];
+  } catch {
+    // Deno without env access: the default for this OS. Loading the library then reads the
+    // variable again and reports the missing permission as a LibraryError.
+    value = undefined;
   }
+  if (process.platform === "win32") return value === undefined || value === "" || value === "runtime";
+  return value === "runtime";
 }
 
 let spawner: RuntimeSpawner | null = null;
@@ -110,9 +116,6 @@ export function streamReader(stream: ReadableStream<Uint8Array>): PipeReader {
   const reader = stream.getReader();
   let closed = false;
   return {
-    // No descriptor of ours: never handed to another child whole (`OutputPipe.handOverFd`).
-    fd: -1,
-    started: true,
     async read() {
       if (closed) return null;
       const { done, value } = await reader.read();
