@@ -116,6 +116,9 @@ export function streamReader(stream: ReadableStream<Uint8Array>): PipeReader {
   const reader = stream.getReader();
   let closed = false;
   return {
+    // No descriptor of ours: never handed to another child whole (`OutputPipe.handOverFd`).
+    fd: -1,
+    started: true,
     async read() {
       if (closed) return null;
       const { done, value } = await reader.read();
