@@ -16,6 +16,7 @@ windowsTest("backendInfo(): the runtime backend, private, no library loaded", as
     backend: "runtime",
     private: true,
     pollableFd: false,
+    tree: null,
     pid: 0,
     started: 0,
     libraryPath: "",
