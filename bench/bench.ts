@@ -12,7 +12,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import os, { tmpdir } from "node:os";
 import process from "node:process";
 import { isBun } from "../ffi/mod.ts";
-import { monotonicNs, reaperInfo, spawnHandle } from "../mod.ts";
+import { backendInfo, monotonicNs, spawnHandle } from "../mod.ts";
 
 const OUT = process.argv[2] ?? "bench/results/bench.json";
 const QUICK = process.argv.includes("--quick");
@@ -374,13 +374,13 @@ const percentile = (xs: number[], p: number) =>
 
 /**
  * The host side's CPU time so far, in µs: every thread of this process, live or ended
- * (`getrusage(RUSAGE_SELF)`), plus the reaper's (or helper's), which is its own process, for
+ * (`getrusage(RUSAGE_SELF)`), plus the reaper's or the helper's (`backendInfo().pid`), its own process, for
  * spawnHandle. The children's own CPU time is not in it, for any spawner.
  */
 function hostCpuUs(withReaper: boolean): number {
   const usage = process.cpuUsage();
   let us = usage.user + usage.system;
-  const pid = withReaper ? reaperInfo().reaperPid : 0;
+  const pid = withReaper ? backendInfo().pid : 0;
   if (pid > 0) {
     try {
       us += Number(readFileSync(`/proc/${pid}/schedstat`, "utf8").split(" ")[0]) / 1000;

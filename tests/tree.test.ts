@@ -3,37 +3,23 @@
  * held by a pidfd; what plain signals and group signals leave running.
  */
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { backendInfo, SpawnError, spawnHandle } from "../mod.ts";
-import { EXPECT_PIDFD, nativeTest } from "./harness.ts";
+import { EXPECT_PIDFD, nativeTest, procStat } from "./harness.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The state letter of `pid` from /proc ("Z" for a zombie), or null once it is gone. */
-function stateOf(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
-  } catch {
-    return null;
-  }
-}
-
 const alive = (pid: number) => {
-  const state = stateOf(pid);
-  return state !== null && state !== "Z" && state !== "X";
+  const state = procStat(pid)?.state;
+  return state !== undefined && state !== "Z" && state !== "X";
 };
 
 /** Every process whose chain of parents reaches `root`, from /proc. */
 function descendantsOf(root: number): number[] {
   const parent = new Map<number, number>();
   for (const name of readdirSync("/proc")) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid)) continue;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      parent.set(pid, Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
-    } catch { /* gone meanwhile */ }
+    const stat = /^\d+$/.test(name) ? procStat(Number(name)) : null;
+    if (stat !== null) parent.set(Number(name), stat.ppid);
   }
   const found = new Set([root]);
   for (let grew = true; grew;) {
