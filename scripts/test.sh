@@ -17,6 +17,19 @@ count() { # name, passed, failed
   [ "$3" -eq 0 ] || status=1
 }
 
+# Every failure is repeated at the end as "[failed] suite: what", so the last lines of a CI log
+# name it. recap suite log pattern: the log's lines matching pattern, or the log's tail when the
+# suite printed no summary at all (it crashed or hung).
+RECAP="$LOGS/recap"
+: >"$RECAP"
+recap() { # suite, log, extended regex of failure lines ("" = the suite printed no summary)
+  if [ -n "$3" ]; then
+    grep -E "$3" "$2" | head -n 20 | sed "s|^|[failed] $1: |" >>"$RECAP"
+  else
+    tail -n 15 "$2" | sed "s|^|[failed] $1 (no summary; its last lines): |" >>"$RECAP"
+  fi
+}
+
 zig_suite() { # label, command prefix...
   local label=$1
   shift
@@ -29,9 +42,18 @@ zig_suite() { # label, command prefix...
     local zp=${line%%/*} zt=${line#*/}
     zt=${zt%% *}
     count "$label" "$zp" $((zt - zp))
+    [ "$zp" -eq "$zt" ] || recap "$label" "$LOGS/zig.log" 'FAIL|error:'
   else
     count "$label" 0 1
+    recap "$label" "$LOGS/zig.log" ""
   fi
+}
+
+# A suite whose runner exits non-zero though none of its tests failed (an error outside any
+# test, a leak check, a crash after the summary) counts as one failure.
+exited_badly() { # suite, exit status, log
+  count "$1, exit status $2 with no failed test" 0 1
+  tail -n 15 "$3" | sed "s|^|[failed] $1 (exit status $2; its last lines): |" >>"$RECAP"
 }
 
 deno_suite() { # label, command prefix...
@@ -39,14 +61,16 @@ deno_suite() { # label, command prefix...
   shift
   echo "[test] $label"
   NO_COLOR=1 "$@" deno test -A --quiet --v8-flags=--expose-gc tests/ 2>&1 | tee "$LOGS/deno.log"
-  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-  local line
+  local rc=${PIPESTATUS[0]} line
   line=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$LOGS/deno.log" | tail -1)
   if [ -n "$line" ]; then
     count "$label" "$(echo "$line" | grep -Eo '[0-9]+ passed' | cut -d' ' -f1)" \
       "$(echo "$line" | grep -Eo '[0-9]+ failed' | cut -d' ' -f1)"
+    [[ "$line" != FAILED* ]] || recap "$label" "$LOGS/deno.log" '\.\.\. FAILED|=> '
+    [ "$rc" -eq 0 ] || [[ "$line" == FAILED* ]] || exited_badly "$label" "$rc" "$LOGS/deno.log"
   else
     count "$label" 0 1
+    recap "$label" "$LOGS/deno.log" ""
   fi
 }
 
@@ -55,11 +79,17 @@ bun_suite() { # label, command prefix...
   shift
   echo "[test] $label"
   "$@" bun test --timeout 300000 tests/ 2>&1 | tee "$LOGS/bun.log"
-  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-  local bp bf
+  local rc=${PIPESTATUS[0]} bp bf
   bp=$(grep -E '^ *[0-9]+ pass$' "$LOGS/bun.log" | tail -1 | grep -Eo '[0-9]+')
   bf=$(grep -E '^ *[0-9]+ fail$' "$LOGS/bun.log" | tail -1 | grep -Eo '[0-9]+')
-  if [ -n "$bp" ]; then count "$label" "$bp" "${bf:-0}"; else count "$label" 0 1; fi
+  if [ -n "$bp" ]; then
+    count "$label" "$bp" "${bf:-0}"
+    [ "${bf:-0}" -eq 0 ] || recap "$label" "$LOGS/bun.log" '^\(fail\)'
+    [ "$rc" -eq 0 ] || [ "${bf:-0}" -ne 0 ] || exited_badly "$label" "$rc" "$LOGS/bun.log"
+  else
+    count "$label" 0 1
+    recap "$label" "$LOGS/bun.log" ""
+  fi
 }
 
 check() { # name, command...
@@ -70,6 +100,7 @@ check() { # name, command...
   else
     cat "$LOGS/check.log"
     count "$name" 0 1
+    recap "$name" "$LOGS/check.log" ""
   fi
 }
 
@@ -148,6 +179,7 @@ for fault in clone3-enosys clone3-eperm no-pidfd no-close-range no-unshare; do
   zig_suite "zig build test, $fault" env PH_FAULT=$fault "$LAUNCH" $fault
 done
 
+cat "$RECAP"
 rm -rf "$LOGS"
 echo "$passed passed, $failed failed"
 exit $status
