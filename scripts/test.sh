@@ -56,13 +56,29 @@ exited_badly() { # suite, exit status, log
   tail -n 15 "$3" | sed "s|^|[failed] $1 (exit status $2; its last lines): |" >>"$RECAP"
 }
 
+# A runner that dies without printing its summary (the runtime crashed, or could not start a
+# thread under pid pressure) runs once more; the first run's last lines go to the recap as
+# "[rerun]", so a crash is never hidden, and the rerun's own results are what count.
+rerun_if_silent() { # label, log, summary regex, command...
+  local label=$1 log=$2 summary=$3 rc=$4
+  shift 4
+  grep -qE "$summary" "$log" && return "$rc"
+  tail -n 15 "$log" | sed "s|^|[rerun] $label (exit status $rc, no summary; its last lines): |" >>"$RECAP"
+  echo "[test] $label: the runner ended without a summary (exit status $rc); running it once more"
+  "$@" 2>&1 | tee "$log"
+  return "${PIPESTATUS[0]}"
+}
+
 deno_suite() { # label, command prefix...
   local label=$1
   shift
   echo "[test] $label"
   NO_COLOR=1 "$@" deno test -A --quiet --v8-flags=--expose-gc tests/ 2>&1 | tee "$LOGS/deno.log"
-  local rc=${PIPESTATUS[0]} line
-  line=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$LOGS/deno.log" | tail -1)
+  local rc=${PIPESTATUS[0]} line summary='^(ok|FAILED) \| [0-9]+ passed'
+  rerun_if_silent "$label" "$LOGS/deno.log" "$summary" "$rc" \
+    env NO_COLOR=1 "$@" deno test -A --quiet --v8-flags=--expose-gc tests/
+  rc=$?
+  line=$(grep -E "$summary" "$LOGS/deno.log" | tail -1)
   if [ -n "$line" ]; then
     count "$label" "$(echo "$line" | grep -Eo '[0-9]+ passed' | cut -d' ' -f1)" \
       "$(echo "$line" | grep -Eo '[0-9]+ failed' | cut -d' ' -f1)"
@@ -80,6 +96,8 @@ bun_suite() { # label, command prefix...
   echo "[test] $label"
   "$@" bun test --timeout 300000 tests/ 2>&1 | tee "$LOGS/bun.log"
   local rc=${PIPESTATUS[0]} bp bf
+  rerun_if_silent "$label" "$LOGS/bun.log" '^ *[0-9]+ pass$' "$rc" "$@" bun test --timeout 300000 tests/
+  rc=$?
   bp=$(grep -E '^ *[0-9]+ pass$' "$LOGS/bun.log" | tail -1 | grep -Eo '[0-9]+')
   bf=$(grep -E '^ *[0-9]+ fail$' "$LOGS/bun.log" | tail -1 | grep -Eo '[0-9]+')
   if [ -n "$bp" ]; then
