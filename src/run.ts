@@ -168,7 +168,9 @@ export async function run(command: string, args: readonly string[] = [], options
  * ```
  */
 export function popen3(command: string, args: readonly string[] = [], options: SpawnOptions = {}): Popen3 {
-  const handle = spawnHandle(command, args, { ...options, stdin: "piped", stdout: "piped", stderr: "piped" });
+  // With `pty` in `options` the spawn throws (the terminal is stdin, stdout and stderr).
+  const piped = { ...options, stdin: "piped", stdout: "piped", stderr: "piped" } as const;
+  const handle = spawnHandle(command, args, piped as SpawnOptions<"piped", "piped", "piped", false>);
   return { stdin: handle.stdin, stdout: handle.stdout, stderr: handle.stderr, handle };
 }
 
