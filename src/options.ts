@@ -204,7 +204,8 @@ export interface SpawnOptions<
    * process group and "\x04" at the start of a line is end of input (closing `child.stdin`
    * is not); `child.stderr` is null. `resize()` changes the size. Cannot be combined with
    * `stdin`, `stdout`, `stderr` other than "inherit", `input`, `fds` 0 to 2, `pgroup` or
-   * `setsid: false` (TypeError). The `runtime` backend refuses it.
+   * `setsid: false` (TypeError). For `spawnHandle` only (`run()` and the sync helpers
+   * refuse it), and not on the `runtime` backend.
    *
    * @example
    * ```ts

@@ -63,6 +63,9 @@ export interface Popen3 {
 function helperOptions(options: RunOptions | undefined): SpawnOptions {
   if (options === undefined) options = {};
   if (options === null || typeof options !== "object") throw typeError("options", "an object", options);
+  if (options.pty !== undefined && options.pty !== false) {
+    throw valueError("pty", "is not supported by run(), runSync() and outputSync(): use spawnHandle()", options.pty);
+  }
   const defaults: SpawnOptions = { stdout: "piped", stderr: "piped" };
   if (options.input === undefined && options.stdin === undefined) defaults.stdin = "null";
   return { ...defaults, ...options };

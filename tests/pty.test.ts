@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { readFileSync, readlinkSync } from "node:fs";
-import { type ProcessReadableStream, runSync, spawnHandle } from "../mod.ts";
+import { outputSync, type ProcessReadableStream, run, runSync, SpawnError, spawnHandle } from "../mod.ts";
 import { nativeTest, openFds, runFixture, RUNTIME, test, within } from "./harness.ts";
 
 const NOT_RUNTIME = "the runtime backend refuses pty";
@@ -219,10 +219,19 @@ nativeTest("resize() with a size out of range is a RangeError", NOT_RUNTIME, asy
   await child.stdout.text();
 });
 
-nativeTest("the sync helpers refuse pty", NOT_RUNTIME, () => {
+test("run(), runSync() and outputSync() refuse pty with a TypeError naming it", async () => {
   const before = terminalFds();
-  assert.throws(() => runSync("true", [], { pty: true, stdout: "inherit", stderr: "inherit" }), (error: Error) => {
-    return error instanceof TypeError && error.message.includes('"pty"');
+  const named = (error: Error) => error instanceof TypeError && error.message.startsWith('Invalid option "pty"');
+  assert.throws(() => runSync("true", [], { pty: true }), named);
+  assert.throws(() => outputSync("true", [], { pty: { cols: 10 } }), named);
+  await assert.rejects(run("true", [], { pty: true }), named);
+  assert.deepEqual(terminalFds(), before);
+});
+
+nativeTest("a pty spawn that fails leaves no descriptor of its terminal behind", NOT_RUNTIME, () => {
+  const before = terminalFds();
+  assert.throws(() => spawnHandle("no-such-command-here", [], { pty: true }), (error: Error) => {
+    return error instanceof SpawnError && error.code === "ENOENT";
   });
   assert.deepEqual(terminalFds(), before);
 });
