@@ -232,21 +232,22 @@ export class ProcessHandle<
   /** The child's pid. */
   readonly pid: number;
   /**
-   * A stream to the child's stdin when `stdin: "piped"`, else null (also when the library
-   * writes `input` or a `stdin` source itself). `output()` and `text()` refuse to run while
-   * it is open and not being written (the child could wait for it forever).
+   * A stream to the child's stdin when `stdin: "piped"` (with `pty`: to its terminal), else
+   * null (also when the library writes `input` or a `stdin` source itself). `output()` and
+   * `text()` refuse to run while it is open and not being written (the child could wait for
+   * it forever).
    */
   readonly stdin: Stdin;
   /**
-   * The child's stdout when `stdout: "piped"`, else null. Read it, or pipe it elsewhere: a
-   * child whose pipe is full waits. Once `wait()` (or `output()`, `text()`, `lines()`) awaits
-   * the exit, what nobody reads is drained into the stream in the background, up to
-   * `maxBuffer` bytes; past that the child is killed (SIGKILL) and the stream, after yielding
-   * those bytes, errors with `MaxBufferError`. A stream being read is not drained: its reader
-   * sets the pace.
+   * The child's stdout when `stdout: "piped"` (with `pty`: its terminal's output), else null.
+   * Read it, or pipe it elsewhere: a child whose pipe is full waits. Once `wait()` (or
+   * `output()`, `text()`, `lines()`) awaits the exit, what nobody reads is drained into the
+   * stream in the background, up to `maxBuffer` bytes; past that the child is killed
+   * (SIGKILL) and the stream, after yielding those bytes, errors with `MaxBufferError`. A
+   * stream being read is not drained: its reader sets the pace.
    */
   readonly stdout: Stdout;
-  /** The child's stderr when `stderr: "piped"`, else null; drained as `stdout` is. */
+  /** The child's stderr when `stderr: "piped"`, else null (with `pty` too); drained as `stdout` is. */
   readonly stderr: Stderr;
   /** Streams of extra descriptors the child writes (`fds: { 3: "piped" }`); drained as `stdout` is. */
   readonly fdOutputs: Readonly<Record<number, ProcessReadableStream>>;
