@@ -86,6 +86,23 @@ nativeTest("resize() reaches a WINCH trap in the child with the new size", NOT_R
   reader.releaseLock();
 });
 
+nativeTest("an interactive bash has job control on its terminal", NOT_RUNTIME, async () => {
+  const bash = spawnHandle("bash", ["--norc", "--noprofile", "-i"], {
+    pty: { cols: 100, rows: 30 },
+    env: { PS1: "$ " },
+  });
+  const reader = bash.stdout.getReader();
+  let seen = await readUntil(reader, "$ ");
+  await bash.stdin.getWriter().write(encoder.encode("stty size; echo job-$((6*7)); exit 7\n"));
+  seen = await readUntil(reader, "job-42", seen);
+  assert.match(seen, /30 100\r\n/);
+  // Without a controlling terminal bash says "no job control in this shell".
+  assert.doesNotMatch(seen, /job control|terminal process group/);
+  assert.equal((await bash.wait()).code, 7);
+  reader.releaseLock();
+  await bash.stdout.cancel();
+});
+
 nativeTest('writing "\\x03" to stdin ends `sleep 30` with SIGINT', NOT_RUNTIME, async () => {
   const child = spawnHandle("sleep", ["30"], { pty: true });
   const writer = child.stdin.getWriter();
