@@ -29,6 +29,7 @@ export type { ProcessStatus, ResourceUsage } from "./src/status.ts";
 export type {
   ExtraFd,
   FileTarget,
+  PtySize,
   RlimitName,
   RlimitValue,
   SpawnOptions,

@@ -6,7 +6,7 @@
  * @module
  */
 
-export const ABI_VERSION = 12;
+export const ABI_VERSION = 13;
 export const NONE = 4294967295;
 export const SLOTS_MAX = 65536;
 export const LISTENERS_MAX = 64;
@@ -103,6 +103,15 @@ export const Info = {
   fallback_errno: 40,
 } as const;
 
+/** `abi.Pty`: 16 bytes. */
+export const Pty = {
+  size: 16,
+  master_read: 0,
+  master_write: 4,
+  control: 8,
+  slave: 12,
+} as const;
+
 /** `abi.FdKind`. */
 export const FdKind = {
   inherit: 0,
@@ -142,6 +151,7 @@ export const RequestFlag = {
   groups: 32,
   inheritFds: 64,
   hostEnviron: 128,
+  controllingTty: 256,
 } as const;
 
 /** `enum Step`: where a spawn failed, by the system call errors report. */
@@ -169,4 +179,5 @@ export const STEP_NAMES: readonly string[] = [
   "setpriority",
   "sched_setaffinity",
   "unshare",
+  "ioctl",
 ];

@@ -67,6 +67,8 @@ export function openBun(path: string): Native {
     pipeReader: (fd) =>
       lazyPipeReader(fd, () => pipeReader(bun, fd, pipeGrower(calls, fd), (n) => s.ph_close(n)), (n) => s.ph_close(n)),
     pipeWriter: (fd) => pipeWriter(bun, fd, pipeGrower(calls, fd), (n) => s.ph_close(n)),
+    // Bun's tty.ReadStream reads on a thread, and fails with EAGAIN on a non-blocking master.
+    ptyNonblocking: false,
   };
 }
 

@@ -69,6 +69,7 @@ export function openDeno(path: string): Native {
     wakeSource,
     pipeReader: (fd) => lazyPipeReader(fd, () => pipeReader(fd, pipeGrower(calls, fd)), (n) => calls.close(n)),
     pipeWriter: (fd) => pipeWriter(fd, pipeGrower(calls, fd)),
+    ptyNonblocking: true,
   };
 }
 
@@ -126,9 +127,13 @@ function pipeReader(fd: number, sized: (bytes: number) => void): RuntimePipeRead
 /**
  * Reads a `node:net` socket chunk by chunk. The socket reads ahead up to `READ_AHEAD_CHUNKS`
  * chunks and pauses until they are taken; it is destroyed (its descriptor closed) at EOF, on an
- * error or by `close`.
+ * error or by `close`. An error for which `isEnd` is true is the end instead (a terminal's EIO).
  */
-export function socketReader(socket: net.Socket, sized = (_bytes: number) => {}): RuntimePipeReader {
+export function socketReader(
+  socket: net.Socket,
+  sized = (_bytes: number) => {},
+  isEnd = (_error: Error) => false,
+): RuntimePipeReader {
   const chunks: Uint8Array[] = [];
   let ended = false;
   let failure: Error | null = null;
@@ -154,7 +159,7 @@ export function socketReader(socket: net.Socket, sized = (_bytes: number) => {})
     settle();
   });
   socket.on("error", (error) => {
-    failure ??= error;
+    if (!isEnd(error)) failure ??= error;
     ended = true;
     socket.destroy();
     settle();

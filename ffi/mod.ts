@@ -24,6 +24,7 @@ import { runtimeBackendSelected } from "./runtime.ts";
 
 export type { Native, PipeReader, PipeWriter, WakeSource } from "./native.ts";
 export { pipeGrower } from "./native.ts";
+export { type OpenedPty, openPty } from "./tty.ts";
 export { LibraryError } from "./loader.ts";
 export type { LibraryErrorCode } from "./loader.ts";
 

@@ -40,6 +40,10 @@ export interface LibraryCalls {
   pidfdExport(slot: number, generation: number): number;
   close(fd: number): number;
   pipeGrow(fd: number): number;
+  /** Opens a pseudo-terminal of that size into `out` (`abi.Pty`); 0 or -errno. */
+  ptyOpen(cols: number, rows: number, nonblocking: number, out: Uint8Array): number;
+  /** Sets the window size of the terminal `fd`; 0 or -errno. */
+  ptyResize(fd: number, cols: number, rows: number): number;
 }
 
 /** The library's calls bound for the current runtime, plus runtime I/O. */
@@ -61,6 +65,11 @@ export interface Native extends LibraryCalls {
   pipeReader(fd: number): PipeReader;
   /** Writes `fd` (a non-blocking pipe end); owns and closes `fd`. */
   pipeWriter(fd: number): PipeWriter;
+  /**
+   * Whether a pseudo-terminal's master is opened non-blocking: this runtime's `node:tty`
+   * reader polls it (Deno), rather than reading it on a thread (Bun).
+   */
+  readonly ptyNonblocking: boolean;
 }
 
 /**
@@ -155,6 +164,8 @@ export function bindCalls(s: Record<string, Fn>, usize: (n: number) => number | 
     pidfdExport: (slot, gen) => s.ph_pidfd_export(slot, gen),
     close: (fd) => s.ph_close(fd),
     pipeGrow: (fd) => s.ph_pipe_grow(fd),
+    ptyOpen: (cols, rows, nonblocking, out) => s.ph_pty_open(cols, rows, nonblocking, out),
+    ptyResize: (fd, cols, rows) => s.ph_pty_resize(fd, cols, rows),
   };
 }
 

@@ -61,6 +61,10 @@ export const symbols = {
   ph_close: { parameters: ["i32"], result: "i32" },
   /** int32_t ph_pipe_grow(int32_t) */
   ph_pipe_grow: { parameters: ["i32"], result: "i32" },
+  /** int32_t ph_pty_open(uint32_t, uint32_t, uint32_t, struct ph_pty *) */
+  ph_pty_open: { parameters: ["u32", "u32", "u32", "buffer"], result: "i32" },
+  /** int32_t ph_pty_resize(int32_t, uint32_t, uint32_t) */
+  ph_pty_resize: { parameters: ["i32", "u32", "u32"], result: "i32" },
 } as const satisfies Record<string, SymbolSpec>;
 
 /** The symbol table's type. */

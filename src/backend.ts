@@ -145,6 +145,12 @@ const ERRNO_NUMBERS_FALLBACK = 5; // EIO: the runtime gave no errno name.
 /** Spawns a validated plan with the runtime's own spawn; a refused option throws a TypeError. */
 export function spawnRuntime(plan: SpawnPlan): RuntimeSpawned {
   const runtime = loadRuntime();
+  if (plan.pty !== null) {
+    throw unsupportedOption(
+      "pty",
+      "Deno.Command has no pseudo-terminal, and Bun.spawn's terminal is not wired to this backend",
+    );
+  }
   refuseUnsupported(plan, runtime.argv0);
   const [stdin, stdout, stderr] = runtimeStdio(plan);
   const env: Record<string, string> = {};

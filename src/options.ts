@@ -64,6 +64,24 @@ export type StderrOption = Stdio | "stdout";
  */
 export const DEFAULT_MAX_BUFFER = 100 * 1024 * 1024;
 
+/**
+ * The size of a pseudo-terminal (`pty`), in character cells: 1 to 65535 each.
+ *
+ * @example
+ * ```ts
+ * import { type PtySize, spawnHandle } from "@private-spawn/private-spawn";
+ * const size: PtySize = { cols: 120, rows: 40 };
+ * const child = spawnHandle("stty", ["size"], { pty: size });
+ * console.log((await child.stdout.text()).trim()); // "40 120"
+ * ```
+ */
+export interface PtySize {
+  /** Columns (default 80). */
+  cols?: number;
+  /** Rows (default 24). */
+  rows?: number;
+}
+
 /** Resource limits by Ruby's names (`RLIMIT_NOFILE` is `nofile`). */
 export type RlimitName =
   | "as"
@@ -94,6 +112,7 @@ export interface SpawnOptions<
   In extends StdinOption = StdinOption,
   Out extends Stdio = Stdio,
   Err extends StderrOption = StderrOption,
+  Pty extends boolean | PtySize = boolean | PtySize,
 > {
   /** The child's working directory; default: the host's current directory. */
   cwd?: string | URL;
@@ -177,6 +196,25 @@ export interface SpawnOptions<
   forceKillAfter?: number;
   /** Signal the child when the host process exits (`true` means "SIGTERM"); default: keep running. */
   killOnParentExit?: boolean | Signal | number;
+  /**
+   * Run the child on a new pseudo-terminal (`true`: 80 x 24): its stdin, stdout and stderr
+   * are the terminal, and it leads a new session with the terminal as its controlling
+   * terminal. `child.stdout` reads what it writes there (the end comes once no process has
+   * the terminal open); `child.stdin` types into it, so "\x03" is ^C for its foreground
+   * process group and "\x04" at the start of a line is end of input (closing `child.stdin`
+   * is not); `child.stderr` is null. `resize()` changes the size. Cannot be combined with
+   * `stdin`, `stdout`, `stderr` other than "inherit", `input`, `fds` 0 to 2, `pgroup` or
+   * `setsid: false` (TypeError). For `spawnHandle` only (`run()` and the sync helpers
+   * refuse it), and not on the `runtime` backend.
+   *
+   * @example
+   * ```ts
+   * import { spawnHandle } from "@private-spawn/private-spawn";
+   * const child = spawnHandle("sh", ["-c", "test -t 0 && stty size"], { pty: { cols: 120, rows: 40 } });
+   * console.log((await child.stdout.text()).trim()); // "40 120"
+   * ```
+   */
+  pty?: Pty;
 }
 
 /** Option names that were renamed: using the old one throws a TypeError naming the new one. */
@@ -197,6 +235,8 @@ export interface FdPlan {
   pipe?: "stdin" | "stdout" | "stderr" | "output" | "input";
   /** Another child's output pipe given as `stdin`, whose end `fd` is: handed over once spawned. */
   handOver?: OutputPipe;
+  /** The pseudo-terminal's slave (`pty`): `fd` is set when the terminal is opened, at spawn. */
+  ptySlave?: true;
 }
 
 /** A validated spawn: everything the request encoder needs. */
@@ -230,6 +270,8 @@ export interface SpawnPlan {
   killSignal: number;
   /** Milliseconds from `killSignal` to SIGKILL, or null for never. */
   forceKillAfter: number | null;
+  /** The pseudo-terminal's size (`pty`), or null without one. */
+  pty: { cols: number; rows: number } | null;
 }
 
 /** Thrown for an option of the wrong type. */
@@ -305,6 +347,7 @@ export const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
   "killOnParentExit",
   "input",
   "maxBuffer",
+  "pty",
 ]);
 
 /** Linux resource numbers by Ruby's names. */
@@ -387,7 +430,9 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
   const path = inherit || copyAsIs ? host.getEnv("PATH") : merged.PATH;
   const argv0 = o.argv0 === undefined ? cmd : checkString("argv0", o.argv0);
 
-  const actions = planDescriptors(o);
+  const pty = planPty(o);
+  let actions = planDescriptors(o);
+  if (pty !== null) actions = [...PTY_ACTIONS.map((action) => ({ ...action })), ...actions.filter((a) => a.target > 2)];
   const stdinSource = planStdinSource(o);
   const maxBuffer = checkMaxBuffer(o.maxBuffer);
   const inheritFds = o.inheritFds === undefined ? [] : checkIntegerList("inheritFds", o.inheritFds, 3, FD_MAX);
@@ -397,7 +442,7 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
 
   let pgroup: number | null = null;
   if (o.pgroup !== undefined) pgroup = o.pgroup === true ? 0 : checkInteger("pgroup", o.pgroup, 1, FD_MAX);
-  const setsid = checkBoolean("setsid", o.setsid) ?? false;
+  const setsid = (checkBoolean("setsid", o.setsid) ?? false) || pty !== null;
   if (setsid && pgroup !== null) throw valueError("setsid", 'cannot be combined with "pgroup"', o.pgroup);
 
   let killOnExitSignal = 0;
@@ -433,8 +478,62 @@ export function planSpawn(command: unknown, args: unknown, options: unknown, hos
     timeout: checkTimeout("timeout", o.timeout),
     killSignal: o.killSignal === undefined ? 15 : parseKillSignal("killSignal", o.killSignal),
     forceKillAfter: o.forceKillAfter === undefined ? null : checkMilliseconds("forceKillAfter", o.forceKillAfter),
+    pty,
   };
 }
+
+/** The largest terminal size (the kernel keeps 16 bits). */
+const PTY_SIZE_MAX = 0xffff;
+
+/** stdin, stdout and stderr on the pseudo-terminal's slave. */
+const PTY_ACTIONS: readonly FdPlan[] = [0, 1, 2].map((target) => ({
+  target,
+  kind: FdKind.dup,
+  fd: -1,
+  ptySlave: true,
+}));
+
+/** `pty`: its size, or null; every option it cannot be combined with is refused. */
+function planPty(o: SpawnOptions): SpawnPlan["pty"] {
+  if (o.pty === undefined || o.pty === false) return null;
+  let cols = 80;
+  let rows = 24;
+  if (o.pty !== true) {
+    if (o.pty === null || typeof o.pty !== "object" || Array.isArray(o.pty)) {
+      throw typeError("pty", "true or an object like { cols: 80, rows: 24 }", o.pty);
+    }
+    checkKeys("pty", o.pty, PTY_KEYS);
+    if (o.pty.cols !== undefined) cols = checkInteger("pty.cols", o.pty.cols, 1, PTY_SIZE_MAX);
+    if (o.pty.rows !== undefined) rows = checkInteger("pty.rows", o.pty.rows, 1, PTY_SIZE_MAX);
+  }
+  const terminal = '"pty" (the terminal is the child\'s stdin, stdout and stderr)';
+  for (const name of STREAMS) {
+    if (o[name] !== undefined && o[name] !== "inherit") {
+      throw valueError(name, `cannot be combined with ${terminal}`, o[name]);
+    }
+  }
+  if (o.input !== undefined) {
+    throw valueError("input", `cannot be combined with "pty" (write it to child.stdin)`, o.input);
+  }
+  for (const target of ["0", "1", "2"]) {
+    if (o.fds !== undefined && o.fds !== null && Object.hasOwn(o.fds, target)) {
+      throw valueError(
+        `fds.${target}`,
+        `cannot be combined with ${terminal}`,
+        (o.fds as Record<string, unknown>)[target],
+      );
+    }
+  }
+  if (o.setsid === false) {
+    throw valueError("setsid", 'cannot be false with "pty" (the child leads the session of its terminal)', o.setsid);
+  }
+  if (o.pgroup !== undefined) {
+    throw valueError("pgroup", 'cannot be combined with "pty" (the child leads the session of its terminal)', o.pgroup);
+  }
+  return { cols, rows };
+}
+
+const PTY_KEYS: ReadonlySet<string> = new Set(["cols", "rows"]);
 
 /**
  * Throws for a key of `object` not in `known`: a TypeError naming the key (and the new name

@@ -5,7 +5,7 @@
  */
 import { clearTimeout, setTimeout } from "node:timers";
 import { ExitKind, ExitRecord, FdAction, Request, SIGNAL_GROUP, STEP_NAMES } from "../ffi/abi.ts";
-import type { Native } from "../ffi/mod.ts";
+import { type Native, type OpenedPty, openPty } from "../ffi/mod.ts";
 import {
   type BackendChild,
   BackendUnsupportedError,
@@ -19,12 +19,15 @@ import {
   checkMaxBuffer,
   DEFAULT_MAX_BUFFER,
   planSpawn,
+  type PtySize,
+  rangeError,
   type SpawnOptions,
   type SpawnPlan,
   type StderrOption,
   type StdinOption,
   type Stdio,
   typeError,
+  valueError,
 } from "./options.ts";
 import { GENERATION, getRegistry, ListenerError, type Registry, SETTLE } from "./registry.ts";
 import { type EncodedRequest, encodeRequest } from "./request.ts";
@@ -229,21 +232,22 @@ export class ProcessHandle<
   /** The child's pid. */
   readonly pid: number;
   /**
-   * A stream to the child's stdin when `stdin: "piped"`, else null (also when the library
-   * writes `input` or a `stdin` source itself). `output()` and `text()` refuse to run while
-   * it is open and not being written (the child could wait for it forever).
+   * A stream to the child's stdin when `stdin: "piped"` (with `pty`: to its terminal), else
+   * null (also when the library writes `input` or a `stdin` source itself). `output()` and
+   * `text()` refuse to run while it is open and not being written (the child could wait for
+   * it forever).
    */
   readonly stdin: Stdin;
   /**
-   * The child's stdout when `stdout: "piped"`, else null. Read it, or pipe it elsewhere: a
-   * child whose pipe is full waits. Once `wait()` (or `output()`, `text()`, `lines()`) awaits
-   * the exit, what nobody reads is drained into the stream in the background, up to
-   * `maxBuffer` bytes; past that the child is killed (SIGKILL) and the stream, after yielding
-   * those bytes, errors with `MaxBufferError`. A stream being read is not drained: its reader
-   * sets the pace.
+   * The child's stdout when `stdout: "piped"` (with `pty`: its terminal's output), else null.
+   * Read it, or pipe it elsewhere: a child whose pipe is full waits. Once `wait()` (or
+   * `output()`, `text()`, `lines()`) awaits the exit, what nobody reads is drained into the
+   * stream in the background, up to `maxBuffer` bytes; past that the child is killed
+   * (SIGKILL) and the stream, after yielding those bytes, errors with `MaxBufferError`. A
+   * stream being read is not drained: its reader sets the pace.
    */
   readonly stdout: Stdout;
-  /** The child's stderr when `stderr: "piped"`, else null; drained as `stdout` is. */
+  /** The child's stderr when `stderr: "piped"`, else null (with `pty` too); drained as `stdout` is. */
   readonly stderr: Stderr;
   /** Streams of extra descriptors the child writes (`fds: { 3: "piped" }`); drained as `stdout` is. */
   readonly fdOutputs: Readonly<Record<number, ProcessReadableStream>>;
@@ -276,6 +280,8 @@ export class ProcessHandle<
   #owned: OwnedPidfd | null = null;
   /** A group leader's own pidfd, kept past its exit for group signals; closed at disposal. */
   readonly #groupPidfd: OwnedPidfd | null = null;
+  /** A `pty` child's terminal: a master descriptor for `resize`, -1 once closed at the exit; else null. */
+  readonly #terminal: { control: number } | null;
   /** Its group was found empty after its exit: it stays empty, and its number may be reused. */
   #groupEmpty = false;
   #status: ProcessStatus | null = null;
@@ -323,6 +329,7 @@ export class ProcessHandle<
       pidfdFinalizer.register(this, this.#groupPidfd);
     }
     this.#forceKillAfter = init.plan.forceKillAfter;
+    this.#terminal = init.terminal ?? null;
     this.#registry?.add(init.slot, this);
     this.#armLifetime(init.plan);
     this.#updateHold();
@@ -354,6 +361,48 @@ export class ProcessHandle<
   /** @internal Called by the registry with this child's exit record. */
   [SETTLE](view: DataView, offset: number): void {
     this.#settle(view, offset);
+  }
+
+  /**
+   * Sets the size of a `pty` child's terminal (TIOCSWINSZ): its foreground process group gets
+   * SIGWINCH when the size changed. Returns false once the child's exit was observed (the
+   * terminal is let go of then); throws a TypeError on a handle spawned without `pty`, and a
+   * RangeError for a size outside 1 to 65535.
+   *
+   * @example
+   * ```ts
+   * import { spawnHandle } from "@private-spawn/private-spawn";
+   * const child = spawnHandle("sleep", ["1"], { pty: true });
+   * console.log(child.resize(100, 30)); // true
+   * child.sendSignal("SIGKILL");
+   * await child.wait();
+   * console.log(child.resize(100, 30)); // false
+   * ```
+   */
+  resize(cols: number, rows: number): boolean {
+    const terminal = this.#terminal;
+    if (terminal === null) {
+      const error = new TypeError(
+        `Cannot resize pid ${this.pid}: it was spawned without a terminal (the "pty" option)`,
+      );
+      (error as TypeError & { code: string }).code = "ERR_NOT_A_TERMINAL";
+      throw error;
+    }
+    for (const [name, value] of [["cols", cols], ["rows", rows]] as const) {
+      if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 0xffff) {
+        throw rangeError(name, "must be an integer from 1 to 65535", value);
+      }
+    }
+    if (terminal.control < 0) return false;
+    return this.#native.ptyResize(terminal.control, cols, rows) === 0;
+  }
+
+  /** Lets go of the terminal's control descriptor (at the exit, or at disposal). */
+  #closeTerminal(): void {
+    const terminal = this.#terminal;
+    if (terminal === null || terminal.control < 0) return;
+    this.#native.close(terminal.control);
+    terminal.control = -1;
   }
 
   /** Whether `timeout` ran out and `killSignal` was sent. */
@@ -786,6 +835,7 @@ export class ProcessHandle<
   /** What every exit does first: release the group, end the pipes, run the hooks, stop the timers. */
   #exiting(): void {
     this.#releaseEmptyGroup();
+    this.#closeTerminal();
     for (const pipe of this.#outputs) pipe.childExited();
     const hooks = this.#exitHooks;
     this.#exitHooks = null;
@@ -895,6 +945,8 @@ interface HandleInit {
   outputs: OutputPipe[];
   fdOutputs: Record<number, ProcessReadableStream>;
   fdInputs: Record<number, WritableStream<Uint8Array>>;
+  /** The pseudo-terminal's control descriptor (`pty`), which the handle owns; else null. */
+  terminal?: { control: number } | null;
 }
 
 /**
@@ -915,14 +967,20 @@ export function spawnHandle<
   const In extends StdinOption = "inherit",
   const Out extends Stdio = "inherit",
   const Err extends StderrOption = "inherit",
->(command: string, args?: readonly string[], options?: SpawnOptions<In, Out, Err>): SpawnedHandle<In, Out, Err> {
+  const Pty extends boolean | PtySize = false,
+>(
+  command: string,
+  args?: readonly string[],
+  options?: SpawnOptions<In, Out, Err, Pty>,
+): SpawnedHandle<In, Out, Err, Pty> {
   const plan = planSpawn(command, args, options, hostEnvironment());
-  return spawnPlanned(plan, { streams: true, ref: true }).handle as SpawnedHandle<In, Out, Err>;
+  return spawnPlanned(plan, { streams: true, ref: true }).handle as SpawnedHandle<In, Out, Err, Pty>;
 }
 
 /**
  * The handle `spawnHandle` returns for options whose `stdin`, `stdout` and `stderr` have the
- * types `In`, `Out` and `Err`: each piped one typed as a stream, each other one as null.
+ * types `In`, `Out` and `Err`: each piped one typed as a stream, each other one as null. With
+ * `pty` (`Pty` true or a size) stdin and stdout are the terminal's streams and stderr is null.
  *
  * @example
  * ```ts
@@ -931,11 +989,19 @@ export function spawnHandle<
  * console.log((await child.stdout.text()).length > 0); // true
  * ```
  */
-export type SpawnedHandle<In extends StdinOption, Out extends Stdio, Err extends StderrOption> = ProcessHandle<
-  PipedStream<In, WritableStream<Uint8Array>>,
-  PipedStream<Out, ProcessReadableStream>,
-  PipedStream<Err, ProcessReadableStream>
->;
+export type SpawnedHandle<
+  In extends StdinOption,
+  Out extends Stdio,
+  Err extends StderrOption,
+  Pty extends boolean | PtySize = false,
+> = 0 extends (1 & Pty) ? ProcessHandle
+  : [Pty] extends [false] ? ProcessHandle<
+      PipedStream<In, WritableStream<Uint8Array>>,
+      PipedStream<Out, ProcessReadableStream>,
+      PipedStream<Err, ProcessReadableStream>
+    >
+  : [Pty] extends [true | PtySize] ? ProcessHandle<WritableStream<Uint8Array>, ProcessReadableStream, null>
+  : ProcessHandle;
 
 /** Host ends of the pipes of a spawn, by the child's descriptor number. */
 export type RawPipes = Map<number, number>;
@@ -956,9 +1022,19 @@ export function spawnPlanned(
     native.ignoredSignals(out);
     ignoreMask = new DataView(out.buffer).getBigUint64(0, true);
   }
-  const request = encodeRequest(plan, registry.listener, ignoreMask);
+  const terminal = plan.pty === null ? null : openTerminal(plan, native, how.streams);
+  const planned = terminal === null ? plan : {
+    ...plan,
+    actions: plan.actions.map((action) => action.ptySlave ? { ...action, fd: terminal.slave } : action),
+  };
+  const request = encodeRequest(planned, registry.listener, ignoreMask);
   const rc = native.spawn(request.bytes, request.length);
-  if (rc < 0) throw spawnError(plan, request, -rc);
+  // The child has its own copies of the slave by now (or failed): the host keeps none.
+  if (terminal !== null) native.close(terminal.slave);
+  if (rc < 0) {
+    if (terminal !== null) closeTerminal(terminal, native);
+    throw spawnError(plan, request, -rc);
+  }
   for (const action of plan.actions) action.handOver?.handOver();
   const view = request.view;
   const pipes: RawPipes = new Map();
@@ -979,6 +1055,12 @@ export function spawnPlanned(
     fdInputs: {} as Record<number, WritableStream<Uint8Array>>,
   };
   let stopPump: (() => void) | null = null;
+  if (terminal !== null) {
+    streams.stdout = new OutputPipe("stdout", terminal.reader, plan.maxBuffer, owner);
+    streams.outputs.push(streams.stdout);
+    // No stdinState: closing a terminal's writer is no end of input, so nothing waits on it.
+    streams.stdin = stdinStream(terminal.writer, { closed: false });
+  }
   if (how.streams) {
     const output = (name: string, fd: number) => {
       const pipe = new OutputPipe(name, native.pipeReader(fd), plan.maxBuffer, owner);
@@ -1009,9 +1091,12 @@ export function spawnPlanned(
     slot: view.getUint32(Request.slot, true),
     generation: view.getUint32(Request.generation, true),
     ref: how.ref,
+    terminal: terminal === null ? null : { control: terminal.control },
     ...streams,
   });
   handle = created;
+  // The terminal's writer and control descriptor go at the exit; the reader at the end of its stream.
+  if (terminal !== null) created[AT_EXIT](() => terminal.writer.close());
   // Pumping stops at the exit: it must not keep the event loop alive for a grandchild.
   if (stopPump !== null) created[AT_EXIT](stopPump);
   return { handle: created, pipes };
@@ -1067,6 +1152,25 @@ function spawnPlannedRuntime(
   handle = created;
   if (stopPump !== null) created[AT_EXIT](stopPump);
   return { handle: created, pipes: new Map() };
+}
+
+/** The pseudo-terminal of a `pty` spawn; a failure to open it is the spawn's `SpawnError`. */
+function openTerminal(plan: SpawnPlan, native: Native, streams: boolean): OpenedPty {
+  if (!streams) {
+    throw valueError("pty", "is not supported by runSync() and outputSync() (use spawnHandle())", plan.pty);
+  }
+  const opened = openPty(native, plan.pty!.cols, plan.pty!.rows);
+  if (typeof opened === "number") {
+    throw new SpawnError({ errno: -opened, syscall: "posix_openpt", command: plan.command, args: plan.args });
+  }
+  return opened;
+}
+
+/** Closes every host descriptor of a terminal no child got. */
+function closeTerminal(terminal: OpenedPty, native: Native): void {
+  terminal.reader.close();
+  terminal.writer.close();
+  native.close(terminal.control);
 }
 
 /** SIGKILL to a child that may be gone, or whose handle may be disposed. */

@@ -63,6 +63,9 @@ export interface Popen3 {
 function helperOptions(options: RunOptions | undefined): SpawnOptions {
   if (options === undefined) options = {};
   if (options === null || typeof options !== "object") throw typeError("options", "an object", options);
+  if (options.pty !== undefined && options.pty !== false) {
+    throw valueError("pty", "is not supported by run(), runSync() and outputSync(): use spawnHandle()", options.pty);
+  }
   const defaults: SpawnOptions = { stdout: "piped", stderr: "piped" };
   if (options.input === undefined && options.stdin === undefined) defaults.stdin = "null";
   return { ...defaults, ...options };
@@ -168,7 +171,9 @@ export async function run(command: string, args: readonly string[] = [], options
  * ```
  */
 export function popen3(command: string, args: readonly string[] = [], options: SpawnOptions = {}): Popen3 {
-  const handle = spawnHandle(command, args, { ...options, stdin: "piped", stdout: "piped", stderr: "piped" });
+  // With `pty` in `options` the spawn throws (the terminal is stdin, stdout and stderr).
+  const piped = { ...options, stdin: "piped", stdout: "piped", stderr: "piped" } as const;
+  const handle = spawnHandle(command, args, piped as SpawnOptions<"piped", "piped", "piped", false>);
   return { stdin: handle.stdin, stdout: handle.stdout, stderr: handle.stderr, handle };
 }
 

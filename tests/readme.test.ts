@@ -65,7 +65,9 @@ test("the README has runnable examples, each followed by its output", () => {
 function notOnRuntime(code: string): string | null {
   if (!RUNTIME) return null;
   if (/\w+Sync\(/.test(code)) return "no sync helpers and no waitSync() on this backend";
-  for (const option of ["killOnParentExit", "pgroup", "setsid", "rlimits", "umask", "uid", "inheritFds", "fds"]) {
+  for (
+    const option of ["killOnParentExit", "pgroup", "setsid", "rlimits", "umask", "uid", "inheritFds", "fds", "pty"]
+  ) {
     if (new RegExp(`\\b${option}:`).test(code)) return `${option} is refused on this backend`;
   }
   if (/\btree: true\b/.test(code)) return "tree signals are refused on this backend";

@@ -6,7 +6,7 @@ const std = @import("std");
 
 /// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
 /// TypeScript loader refuses a library whose version differs.
-pub const abi_version: u32 = 12;
+pub const abi_version: u32 = 13;
 
 pub const slots_max: u32 = 1 << 16;
 pub const listeners_max: u32 = 64;
@@ -61,6 +61,9 @@ pub const flag_inherit_fds: u32 = 1 << 6;
 /// The child gets the host's environment as it is at spawn time: `*environ_addr`, libc's
 /// `environ`, read when the request is served (envc must be 0).
 pub const flag_host_environ: u32 = 1 << 7;
+/// The child's stdin (a pty's slave) becomes its controlling terminal (TIOCSCTTY), once its
+/// descriptors are in place; needs `flag_setsid`.
+pub const flag_controlling_tty: u32 = 1 << 8;
 
 /// Where a spawn failed; `STEP_NAMES` in the generated `ffi/abi.ts`.
 pub const Step = enum(u32) {
@@ -88,6 +91,8 @@ pub const Step = enum(u32) {
     affinity = 21,
     /// The child's own descriptor table (`close_range` with `CLOSE_RANGE_UNSHARE`, or `unshare`).
     unshare = 22,
+    /// TIOCSCTTY on the child's stdin (`flag_controlling_tty`).
+    controlling_tty = 23,
 };
 
 /// The name errors report for each step: the system call that failed.
@@ -100,6 +105,7 @@ pub fn step_syscall(step: Step) []const u8 {
         .pdeathsig => "prctl",
         .priority => "setpriority",
         .affinity => "sched_setaffinity",
+        .controlling_tty => "ioctl",
         else => @tagName(step),
     };
 }
@@ -170,6 +176,16 @@ pub const RlimitEntry = extern struct {
 
 pub const rlimits_max: u32 = 16;
 
+/// What `ph_pty_open` makes: three descriptors of one master (each owner closes its own) and
+/// the slave, which the caller closes once the child has it.
+pub const Pty = extern struct {
+    master_read: i32,
+    master_write: i32,
+    /// For `ph_pty_resize`.
+    control: i32,
+    slave: i32,
+};
+
 /// `ph_signal` flags.
 pub const signal_group: u32 = 1;
 
@@ -236,6 +252,7 @@ comptime {
     std.debug.assert(@sizeOf(RlimitEntry) == 24);
     std.debug.assert(@sizeOf(ExitRecord) == 48);
     std.debug.assert(@sizeOf(Info) == 44);
+    std.debug.assert(@sizeOf(Pty) == 16);
     std.debug.assert(@offsetOf(Request, "ignore_mask") == 96);
     std.debug.assert(@offsetOf(Request, "environ_addr") == 104);
     std.debug.assert(@offsetOf(Request, "pid") == 112);

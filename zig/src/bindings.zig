@@ -50,7 +50,7 @@ fn write_abi(w: *Writer) !void {
     inline for (.{ "abi_version", "none", "slots_max", "listeners_max", "fd_actions_max", "rlimits_max", "signal_group" }) |name| {
         try w.print("export const {s} = {d};\n", .{ comptime upper(name), @field(abi, name) });
     }
-    inline for (.{ "Request", "FdAction", "RlimitEntry", "ExitRecord", "Info" }) |name| {
+    inline for (.{ "Request", "FdAction", "RlimitEntry", "ExitRecord", "Info", "Pty" }) |name| {
         try write_struct(w, name, @field(abi, name));
     }
     inline for (.{ "FdKind", "ExitKind", "Backend" }) |name| {

@@ -5,6 +5,7 @@ const std = @import("std");
 const abi = @import("abi.zig");
 const linux = @import("library.zig");
 const sys = @import("sys/linux.zig");
+const pty = @import("common/pty.zig");
 const testing = std.testing;
 
 /// Builds a request buffer the way `src/request.ts` does, for `listener`.
@@ -529,4 +530,72 @@ test "a FIFO without a reader fails at once with ENXIO in the open step; without
     try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
     try testing.expectEqual(@as(i32, 7), record.value);
     try testing.expect(drain_listener() >= 1);
+}
+
+test "a pty child: a session leader whose stdin, stdout and stderr are its terminal, of the size asked" {
+    try open_listener();
+    var terminal: abi.Pty = undefined;
+    try testing.expectEqual(@as(i32, 0), pty.open(120, 40, false, &terminal));
+    defer for ([_]i32{ terminal.master_read, terminal.master_write, terminal.control }) |fd| {
+        _ = sys.close(fd);
+    };
+    var actions: [3]abi.FdAction = undefined;
+    for (&actions, 0..) |*a, target| {
+        a.* = action(@intCast(target), .dup);
+        a.fd = terminal.slave;
+    }
+    var buffer: [4096]u8 align(8) = undefined;
+    const script = "test -t 0 && test -t 1 && test -t 2 && stty size && ps -o sid= -o tpgid= -p $$";
+    const request = build(&buffer, &.{ "sh", "-c", script }, &actions);
+    request.flags = abi.flag_setsid | abi.flag_controlling_tty;
+    const rc = linux.spawn(request, request.buffer_len);
+    _ = sys.close(terminal.slave);
+    try testing.expectEqual(@as(i32, 0), rc);
+    var record: abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
+    try testing.expect(drain_listener() >= 1);
+    try testing.expectEqual(abi.ExitKind.exited, record.kind);
+    try testing.expectEqual(@as(i32, 0), record.value);
+
+    // Everything the child wrote is there; then EIO, as every slave is closed.
+    var out: [256]u8 = undefined;
+    var length: usize = 0;
+    while (length < out.len) {
+        const n = sys.read(terminal.master_read, out[length..].ptr, out.len - length);
+        if (sys.errno(n) == sys.E.IO) break;
+        try testing.expectEqual(@as(i32, 0), sys.errno(n));
+        if (n == 0) break;
+        length += n;
+    }
+    var lines = std.mem.tokenizeAny(u8, out[0..length], "\r\n");
+    try testing.expectEqualStrings("40 120", lines.next().?);
+    // The session's id and the terminal's foreground group are both the child's pid.
+    var ids = std.mem.tokenizeScalar(u8, lines.next().?, ' ');
+    try testing.expectEqual(record.pid, try std.fmt.parseInt(i32, ids.next().?, 10));
+    try testing.expectEqual(record.pid, try std.fmt.parseInt(i32, ids.next().?, 10));
+}
+
+test "a controlling terminal without setsid is refused as a malformed request" {
+    try open_listener();
+    var buffer: [4096]u8 align(8) = undefined;
+    const request = build(&buffer, &.{"true"}, &.{});
+    request.flags = abi.flag_controlling_tty;
+    try testing.expectEqual(@as(i32, -sys.E.INVAL), linux.spawn(request, request.buffer_len));
+    try testing.expectEqual(abi.Step.request, request.err_step);
+}
+
+test "pty sizes outside 1..65535 are refused; resize reaches the terminal" {
+    var terminal: abi.Pty = undefined;
+    try testing.expectEqual(@as(i32, -sys.E.INVAL), pty.open(0, 24, false, &terminal));
+    try testing.expectEqual(@as(i32, -sys.E.INVAL), pty.open(80, 65536, false, &terminal));
+    try testing.expectEqual(@as(i32, 0), pty.open(80, 24, true, &terminal));
+    defer for ([_]i32{ terminal.master_read, terminal.master_write, terminal.control, terminal.slave }) |fd| {
+        _ = sys.close(fd);
+    };
+    try testing.expectEqual(@as(i32, 0), pty.resize(terminal.control, 100, 30));
+    var size: [4]u16 = undefined;
+    const TIOCGWINSZ: u32 = 0x5413;
+    try testing.expectEqual(@as(i32, 0), sys.errno(sys.ioctl(terminal.slave, TIOCGWINSZ, @intFromPtr(&size))));
+    try testing.expectEqual([2]u16{ 30, 100 }, size[0..2].*);
+    try testing.expectEqual(@as(i32, -sys.E.BADF), pty.resize(-1, 100, 30));
 }

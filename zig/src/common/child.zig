@@ -7,6 +7,7 @@ const sys = @import("../sys/os.zig").sys;
 
 const assert = std.debug.assert;
 
+const pty = @import("pty.zig");
 const state_zig = @import("state.zig");
 const ChildPlan = state_zig.ChildPlan;
 const g = &state_zig.g;
@@ -61,6 +62,9 @@ pub fn child_main(arg: usize) callconv(.c) u8 {
     if (plan.shares_fd_table) child_own_fd_table(plan);
     child_fds(plan);
     child_copies(plan);
+    // The session has no terminal yet (setsid above): stdin, a pty's slave, becomes it, and
+    // the child's group its foreground group.
+    if (request.flags & abi.flag_controlling_tty != 0) check(plan, .controlling_tty, sys.ioctl(0, pty.TIOCSCTTY, 0));
 
     if (request.flags & abi.flag_umask != 0) _ = sys.umask(request.umask);
     if (request.cwd_off != abi.none) check(plan, .chdir, sys.chdir(cstr(plan.base, request.cwd_off)));

@@ -159,6 +159,8 @@ pub fn prepare_plan(request: *abi.Request, len: usize, plan: *ChildPlan) ?i32 {
     if (request.flags & abi.flag_groups != 0 and !in_bounds(len, request.groups_off, @as(usize, request.groups_count) * 4)) return sys.E.INVAL;
     if (request.rlimits_count > 0 and !in_bounds(len, request.rlimits_off, @as(usize, request.rlimits_count) * @sizeOf(abi.RlimitEntry))) return sys.E.INVAL;
     if (request.flags & abi.flag_inherit_fds != 0 and !in_bounds(len, request.inherit_fds_off, @as(usize, request.inherit_fds_count) * 4)) return sys.E.INVAL;
+    // A controlling terminal is taken by a session leader only.
+    if (request.flags & abi.flag_controlling_tty != 0 and request.flags & abi.flag_setsid == 0) return sys.E.INVAL;
 
     const pointers: [*]?[*:0]const u8 = @ptrCast(@alignCast(base + request.pointers_off));
     const strings = base[request.strings_off..][0..request.strings_len];
