@@ -35,6 +35,34 @@ export interface RuntimeExit {
   signal: string | null;
 }
 
+/** How the sync helpers run a child to its end on the runtime (`RuntimeSpawner.spawnSync`). */
+export interface RuntimeSyncOptions {
+  /** The bytes for a piped stdin, or null for none (an empty stdin). */
+  input: Uint8Array | null;
+  /** Milliseconds until `killSignal`, or null for none. */
+  timeoutMs: number | null;
+  /** The signal a timeout or an overflow sends, by name ("SIGTERM"). */
+  killSignal: string;
+  /** Bytes kept per piped output; past it the child gets `killSignal` where the runtime can send one. */
+  maxBuffer: number;
+}
+
+/** A child run to its end by `RuntimeSpawner.spawnSync`. */
+export interface RuntimeSyncResult {
+  /** The child's pid, or 0 where the runtime does not say (Deno's `outputSync`). */
+  pid: number;
+  exit: RuntimeExit;
+  /** What was read (at most `maxBuffer` bytes each); empty unless piped. */
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  /** The timeout's signal reached the running child. */
+  timedOut: boolean;
+  /** The piped output that grew past `maxBuffer` first, or null. */
+  overflowed: "stdout" | "stderr" | null;
+  /** Whether the overflow stopped the child (false: the runtime ran it to its end first). */
+  overflowKilled: boolean;
+}
+
 /** A child the runtime spawned. */
 export interface RuntimeChild {
   readonly pid: number;
@@ -66,6 +94,13 @@ export interface RuntimeSpawner {
   readonly hostEnviron: bigint;
   /** Spawns; a refusal throws a `RuntimeSpawnError`. */
   spawn(request: RuntimeSpawnRequest): RuntimeChild;
+  /**
+   * What `spawnSync` can honour: Bun's `spawnSync` feeds stdin and stops a child at a timeout;
+   * Deno's `outputSync` does neither.
+   */
+  readonly sync: { readonly input: boolean; readonly timeout: boolean };
+  /** Runs a child to its end, blocking the thread; a refusal throws a `RuntimeSpawnError`. */
+  spawnSync(request: RuntimeSpawnRequest, options: RuntimeSyncOptions): RuntimeSyncResult;
 }
 
 /** Thrown by `RuntimeSpawner.spawn` when the runtime refused the spawn. */
@@ -109,6 +144,17 @@ export function loadRuntime(): RuntimeSpawner {
   const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
   spawner ??= isBun ? openRuntimeBun(process.platform === "win32") : openRuntimeDeno(process.platform === "win32");
   return spawner;
+}
+
+/** Which piped output went past `maxBuffer` first (stdout when both did), and both cut to it. */
+export function capOutputs(
+  stdout: Uint8Array,
+  stderr: Uint8Array,
+  maxBuffer: number,
+): { stdout: Uint8Array; stderr: Uint8Array; overflowed: "stdout" | "stderr" | null } {
+  const overflowed = stdout.length > maxBuffer ? "stdout" : stderr.length > maxBuffer ? "stderr" : null;
+  const cap = (bytes: Uint8Array) => bytes.length > maxBuffer ? bytes.subarray(0, maxBuffer) : bytes;
+  return { stdout: cap(stdout), stderr: cap(stderr), overflowed };
 }
 
 /** Reads a ReadableStream as a `PipeReader`. */

@@ -5,7 +5,17 @@
  */
 import process from "node:process";
 import type { PipeWriter } from "./native.ts";
-import { pipeError, type RuntimeChild, type RuntimeSpawner, RuntimeSpawnError, streamReader } from "./runtime.ts";
+import {
+  capOutputs,
+  pipeError,
+  type RuntimeChild,
+  type RuntimeSpawner,
+  RuntimeSpawnError,
+  type RuntimeSpawnRequest,
+  type RuntimeSyncOptions,
+  type RuntimeSyncResult,
+  streamReader,
+} from "./runtime.ts";
 
 interface FileSink {
   write(bytes: Uint8Array): number | Promise<number>;
@@ -24,8 +34,18 @@ interface Subprocess {
   ref(): void;
   unref(): void;
 }
+interface SyncSubprocess {
+  readonly exitCode: number | null;
+  /** Undefined (not null) when no signal ended the child. */
+  readonly signalCode?: string | null;
+  readonly stdout: Uint8Array | null;
+  readonly stderr: Uint8Array | null;
+  readonly exitedDueToTimeout?: boolean;
+  readonly pid?: number;
+}
 interface BunApi {
   spawn(options: Record<string, unknown>): Subprocess;
+  spawnSync(options: Record<string, unknown>): SyncSubprocess;
 }
 const bun = (): BunApi => (globalThis as unknown as { Bun: BunApi }).Bun;
 
@@ -68,6 +88,50 @@ export function openRuntimeBun(isPrivate: boolean): RuntimeSpawner {
       };
       return wrapped;
     },
+    sync: { input: true, timeout: true },
+    spawnSync: spawnSyncBun,
+  };
+}
+
+/**
+ * `Bun.spawnSync`: it feeds stdin, and at a timeout or past `maxBuffer` sends `killSignal`.
+ * Its `exitedDueToTimeout` is also true for a child that had exited while a grandchild held its
+ * pipes, so only a child ended by that signal timed out. Past `maxBuffer` it stops the child
+ * in most runs but not all (seen in Bun 1.4.5 inside `bun test`): then the child ran to its end
+ * and the output is cut here.
+ */
+function spawnSyncBun(request: RuntimeSpawnRequest, options: RuntimeSyncOptions): RuntimeSyncResult {
+  let result: SyncSubprocess;
+  const stdin = request.stdin === "piped" && options.input !== null ? options.input : STDIO[request.stdin];
+  try {
+    result = bun().spawnSync({
+      cmd: [request.command, ...request.args],
+      argv0: request.argv0 ?? undefined,
+      cwd: request.cwd ?? undefined,
+      env: request.env,
+      stdin: stdin === "pipe" ? "ignore" : stdin,
+      stdout: STDIO[request.stdout],
+      stderr: STDIO[request.stderr],
+      timeout: options.timeoutMs ?? undefined,
+      killSignal: options.killSignal,
+      maxBuffer: Number.isFinite(options.maxBuffer) ? options.maxBuffer : undefined,
+    });
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    throw new RuntimeSpawnError(typeof code === "string" ? code : null, error);
+  }
+  const capped = capOutputs(result.stdout ?? new Uint8Array(0), result.stderr ?? new Uint8Array(0), options.maxBuffer);
+  const signal = result.signalCode ?? null;
+  // exitedDueToTimeout is set for a timeout, and for an overflow only sometimes.
+  const signalled = signal === options.killSignal;
+  return {
+    pid: result.pid ?? 0,
+    exit: { code: signal === null ? result.exitCode : null, signal },
+    stdout: new Uint8Array(capped.stdout),
+    stderr: new Uint8Array(capped.stderr),
+    timedOut: signalled && result.exitedDueToTimeout === true && capped.overflowed === null,
+    overflowed: capped.overflowed,
+    overflowKilled: signalled && capped.overflowed !== null,
   };
 }
 

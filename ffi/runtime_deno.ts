@@ -4,7 +4,17 @@
  * @module
  */
 import type { PipeWriter } from "./native.ts";
-import { pipeError, type RuntimeChild, type RuntimeSpawner, RuntimeSpawnError, streamReader } from "./runtime.ts";
+import {
+  capOutputs,
+  pipeError,
+  type RuntimeChild,
+  type RuntimeSpawner,
+  RuntimeSpawnError,
+  type RuntimeSpawnRequest,
+  type RuntimeSyncOptions,
+  type RuntimeSyncResult,
+  streamReader,
+} from "./runtime.ts";
 
 interface DenoChild {
   readonly pid: number;
@@ -16,8 +26,14 @@ interface DenoChild {
   ref(): void;
   unref(): void;
 }
+interface DenoOutput {
+  readonly code: number;
+  readonly signal: string | null;
+  readonly stdout: Uint8Array;
+  readonly stderr: Uint8Array;
+}
 interface DenoApi {
-  Command: new (command: string, options: Record<string, unknown>) => { spawn(): DenoChild };
+  Command: new (command: string, options: Record<string, unknown>) => { spawn(): DenoChild; outputSync(): DenoOutput };
   env: { toObject(): Record<string, string>; get(name: string): string | undefined };
 }
 const deno = (): DenoApi => (globalThis as unknown as { Deno: DenoApi }).Deno;
@@ -69,9 +85,7 @@ export function openRuntimeDeno(isPrivate: boolean): RuntimeSpawner {
           stderr: request.stderr,
         }).spawn();
       } catch (error) {
-        const name = (error as Error)?.name ?? "";
-        const code = (error as { code?: string }).code ?? osErrorCode(error, isPrivate) ?? ERROR_CODES[name] ?? null;
-        throw new RuntimeSpawnError(code, error);
+        throw spawnError(error, isPrivate);
       }
       const wrapped: RuntimeChild = {
         pid: child.pid,
@@ -88,6 +102,51 @@ export function openRuntimeDeno(isPrivate: boolean): RuntimeSpawner {
       };
       return wrapped;
     },
+    sync: { input: false, timeout: false },
+    spawnSync: (request, options) => spawnSyncDeno(request, options, isPrivate),
+  };
+}
+
+/** Deno's refusal of a spawn as a `RuntimeSpawnError` with the errno's name where known. */
+function spawnError(error: unknown, windows: boolean): RuntimeSpawnError {
+  const name = (error as Error)?.name ?? "";
+  const code = (error as { code?: string }).code ?? osErrorCode(error, windows) ?? ERROR_CODES[name] ?? null;
+  return new RuntimeSpawnError(code, error);
+}
+
+/**
+ * `Deno.Command.outputSync()`: no stdin to feed and no way to stop the child, so the caller
+ * refuses `input` and `timeout`, and `maxBuffer` can only cut what was read once it ended.
+ */
+function spawnSyncDeno(request: RuntimeSpawnRequest, options: RuntimeSyncOptions, windows: boolean): RuntimeSyncResult {
+  let output: DenoOutput;
+  try {
+    output = new (deno().Command)(request.command, {
+      args: [...request.args],
+      cwd: request.cwd ?? undefined,
+      env: request.env,
+      clearEnv: true,
+      // An empty piped stdin is end of input at once, as /dev/null is.
+      stdin: request.stdin === "piped" ? "null" : request.stdin,
+      stdout: request.stdout,
+      stderr: request.stderr,
+    }).outputSync();
+  } catch (error) {
+    throw spawnError(error, windows);
+  }
+  const capped = capOutputs(
+    request.stdout === "piped" ? output.stdout : new Uint8Array(0),
+    request.stderr === "piped" ? output.stderr : new Uint8Array(0),
+    options.maxBuffer,
+  );
+  return {
+    pid: 0,
+    exit: { code: output.signal === null ? output.code : null, signal: output.signal },
+    stdout: capped.stdout,
+    stderr: capped.stderr,
+    timedOut: false,
+    overflowed: capped.overflowed,
+    overflowKilled: false,
   };
 }
 

@@ -13,8 +13,12 @@ import {
   loadRuntime,
   runtimeBackendSelected,
   type RuntimeChild,
+  type RuntimeExit,
+  type RuntimeSpawner,
   RuntimeSpawnError,
+  type RuntimeSpawnRequest,
   type RuntimeStdio,
+  type RuntimeSyncResult,
 } from "../ffi/runtime.ts";
 import { errnoNumber, SpawnError } from "./errors.ts";
 import type { HostEnvironment, SpawnPlan } from "./options.ts";
@@ -25,8 +29,8 @@ import type { ProcessStatus } from "./status.ts";
 export type BackendName = "reaper" | "helper" | "pdfork" | "runtime";
 
 /**
- * Thrown for an operation a backend cannot do at all (`waitSync` and the sync helpers on the
- * `runtime` backend): it names the operation and the backend.
+ * Thrown for an operation a backend cannot do at all (`waitSync` on the `runtime` backend):
+ * it names the operation and the backend.
  */
 export class BackendUnsupportedError extends Error {
   /** Always "ERR_BACKEND_UNSUPPORTED". */
@@ -142,9 +146,8 @@ export interface RuntimeSpawned {
 
 const ERRNO_NUMBERS_FALLBACK = 5; // EIO: the runtime gave no errno name.
 
-/** Spawns a validated plan with the runtime's own spawn; a refused option throws a TypeError. */
-export function spawnRuntime(plan: SpawnPlan): RuntimeSpawned {
-  const runtime = loadRuntime();
+/** The plan as the runtime takes it; every option it cannot honour throws a TypeError. */
+function runtimeRequest(plan: SpawnPlan, runtime: RuntimeSpawner): RuntimeSpawnRequest {
   if (plan.pty !== null) {
     throw unsupportedOption(
       "pty",
@@ -158,47 +161,107 @@ export function spawnRuntime(plan: SpawnPlan): RuntimeSpawned {
     const at = entry.indexOf("=");
     env[entry.slice(0, at)] = entry.slice(at + 1);
   }
-  let raw: RuntimeChild;
+  return {
+    command: plan.command,
+    args: plan.args,
+    argv0: plan.argv[0] === plan.command ? null : plan.argv[0],
+    cwd: plan.cwd,
+    env,
+    stdin,
+    stdout,
+    stderr,
+  };
+}
+
+/** The runtime's refusal of a spawn as a SpawnError; anything else is rethrown as it is. */
+function runtimeSpawnError(plan: SpawnPlan, error: unknown): unknown {
+  if (!(error instanceof RuntimeSpawnError)) return error;
+  const errno = error.code === null ? ERRNO_NUMBERS_FALLBACK : errnoNumber(error.code) ?? ERRNO_NUMBERS_FALLBACK;
+  // The runtimes do not say which step failed: a working directory that cannot be entered
+  // is the chdir, anything else the program's exec.
+  const chdir = plan.cwd !== null && !isDirectory(plan.cwd);
+  const spawnError = new SpawnError({
+    errno: chdir ? errnoNumber("ENOENT")! : errno,
+    syscall: chdir ? "chdir" : "execve",
+    command: plan.command,
+    args: plan.args,
+    path: chdir ? plan.cwd! : plan.command,
+    searchPath: chdir ? undefined : plan.searchPath ?? undefined,
+  });
+  (spawnError as { cause?: unknown }).cause = error.cause;
+  return spawnError;
+}
+
+/** What `outputSync` gets from a child the runtime ran to its end. */
+export interface RuntimeSyncOutput {
+  /** Its pid is 0 where the runtime does not report one (Deno's `outputSync`). */
+  status: ProcessStatus;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  timedOut: boolean;
+  overflowed: "stdout" | "stderr" | null;
+  overflowKilled: boolean;
+}
+
+/**
+ * Runs a validated plan to its end with the runtime's own sync spawn (`Bun.spawnSync`,
+ * `Deno.Command.outputSync`), blocking the thread. What that runtime cannot do there
+ * (`input` and `timeout` on Deno, `forceKillAfter` on both) is a TypeError naming it.
+ */
+export function outputSyncRuntime(plan: SpawnPlan, input: Uint8Array | null): RuntimeSyncOutput {
+  const runtime = loadRuntime();
+  const request = runtimeRequest(plan, runtime);
+  const name = runtime.runtime === "deno" ? "Deno.Command's outputSync()" : "Bun.spawnSync";
+  if (input !== null && input.length > 0 && !runtime.sync.input) {
+    throw unsupportedOption("input", `${name} cannot feed a child's stdin (use run() or output())`);
+  }
+  if (plan.timeout !== null && !runtime.sync.timeout) {
+    throw unsupportedOption("timeout", `${name} cannot stop a child (use run() or output())`);
+  }
+  if (plan.timeout !== null && plan.forceKillAfter !== null) {
+    throw unsupportedOption("forceKillAfter", `${name} sends one signal only (use run(), or killSignal: "SIGKILL")`);
+  }
+  let result: RuntimeSyncResult;
   try {
-    raw = runtime.spawn({
-      command: plan.command,
-      args: plan.args,
-      argv0: plan.argv[0] === plan.command ? null : plan.argv[0],
-      cwd: plan.cwd,
-      env,
-      stdin,
-      stdout,
-      stderr,
+    result = runtime.spawnSync(request, {
+      input,
+      timeoutMs: plan.timeout,
+      killSignal: signalName(plan.killSignal),
+      maxBuffer: plan.maxBuffer,
     });
   } catch (error) {
-    if (!(error instanceof RuntimeSpawnError)) throw error;
-    const errno = error.code === null ? ERRNO_NUMBERS_FALLBACK : errnoNumber(error.code) ?? ERRNO_NUMBERS_FALLBACK;
-    // The runtimes do not say which step failed: a working directory that cannot be entered
-    // is the chdir, anything else the program's exec.
-    const chdir = plan.cwd !== null && !isDirectory(plan.cwd);
-    const spawnError = new SpawnError({
-      errno: chdir ? errnoNumber("ENOENT")! : errno,
-      syscall: chdir ? "chdir" : "execve",
-      command: plan.command,
-      args: plan.args,
-      path: chdir ? plan.cwd! : plan.command,
-      searchPath: chdir ? undefined : plan.searchPath ?? undefined,
-    });
-    (spawnError as { cause?: unknown }).cause = error.cause;
-    throw spawnError;
+    throw runtimeSpawnError(plan, error);
+  }
+  return { ...result, status: runtimeStatus(result.pid, result.exit) };
+}
+
+/** A runtime child's exit as a frozen status (no rusage: neither runtime reports it everywhere). */
+function runtimeStatus(pid: number, exit: RuntimeExit): ProcessStatus {
+  return Object.freeze({
+    pid,
+    exited: true,
+    code: exit.code,
+    signal: exit.signal as ProcessStatus["signal"],
+    coreDumped: false,
+    success: exit.code === 0,
+    rusage: null,
+  });
+}
+
+/** Spawns a validated plan with the runtime's own spawn; a refused option throws a TypeError. */
+export function spawnRuntime(plan: SpawnPlan): RuntimeSpawned {
+  const runtime = loadRuntime();
+  const request = runtimeRequest(plan, runtime);
+  let raw: RuntimeChild;
+  try {
+    raw = runtime.spawn(request);
+  } catch (error) {
+    throw runtimeSpawnError(plan, error);
   }
   let status: ProcessStatus | null = null;
   const callbacks: ((status: ProcessStatus) => void)[] = [];
   raw.exited.then((exit) => {
-    status = Object.freeze({
-      pid: raw.pid,
-      exited: true,
-      code: exit.code,
-      signal: exit.signal as ProcessStatus["signal"],
-      coreDumped: false,
-      success: exit.code === 0,
-      rusage: null,
-    });
+    status = runtimeStatus(raw.pid, exit);
     for (const callback of callbacks.splice(0)) callback(status);
   });
   const child: BackendChild = {

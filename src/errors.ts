@@ -305,7 +305,8 @@ export class MaxBufferError extends RangeError {
   readonly status: import("./status.ts").ProcessStatus | null;
   /** The error for `stream` growing past `maxBuffer` bytes, with what was read and the status. */
   constructor(stream: string, maxBuffer: number, read: MaxBufferRead = {}) {
-    super(`The child's ${stream} exceeded maxBuffer (${maxBuffer} bytes); the child was killed`);
+    const fate = read.killed === false ? "the runtime ran the child to its end first" : "the child was killed";
+    super(`The child's ${stream} exceeded maxBuffer (${maxBuffer} bytes); ${fate}`);
     this.name = "MaxBufferError";
     this.stream = stream;
     this.maxBuffer = maxBuffer;
@@ -332,4 +333,9 @@ export interface MaxBufferRead {
   stderr?: Uint8Array;
   /** How the child ended (default: null). */
   status?: import("./status.ts").ProcessStatus | null;
+  /**
+   * Whether the overflow stopped the child (default: true). False where the runtime ran it to
+   * its end before the output could be measured (Deno's `outputSync` on the runtime backend).
+   */
+  killed?: boolean;
 }

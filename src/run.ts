@@ -16,7 +16,7 @@ import {
 } from "./options.ts";
 import { type ProcessHandle, type ProcessOutput, spawnHandle, spawnPlanned, WAIT_SYNC_FOR } from "./process_handle.ts";
 import { type Native, pipeGrower } from "../ffi/mod.ts";
-import { BackendUnsupportedError, hostEnvironment, usesRuntimeBackend } from "./backend.ts";
+import { hostEnvironment, outputSyncRuntime, usesRuntimeBackend } from "./backend.ts";
 import { getNative } from "./registry.ts";
 import type { ProcessStatus } from "./status.ts";
 import { concatBytes, KILL_EOF_GRACE_MS, outputPipeOf, OutputReading, type ProcessReadableStream } from "./streams.ts";
@@ -191,7 +191,10 @@ const STOP_RECHECK_MS = 50;
  * unless `timeout` runs out or `maxBuffer` kills: then it returns `KILL_EOF_GRACE_MS` after
  * the child's exit with what was read, even if a grandchild holds the pipes. `timedOut` is
  * true only if `killSignal` reached a running child. An AbortSignal (`signal`) is refused
- * with a TypeError: the thread is blocked, so nothing could abort.
+ * with a TypeError: the thread is blocked, so nothing could abort. On the `runtime` backend it
+ * is the runtime's own sync spawn: `Bun.spawnSync` (its timeout and `maxBuffer` send
+ * `killSignal` once) or `Deno.Command`'s `outputSync()`, which can neither feed `input` nor
+ * stop the child (both are a TypeError there; `maxBuffer` cuts what was read once it ended).
  *
  * @example
  * ```ts
@@ -222,13 +225,7 @@ export function outputSync(
       input,
     );
   }
-  if (usesRuntimeBackend()) {
-    throw new BackendUnsupportedError(
-      "outputSync() and runSync()",
-      "runtime",
-      "neither runtime can block the thread while it reads a child it spawned; use run() or output()",
-    );
-  }
+  if (usesRuntimeBackend()) return outputSyncOnRuntime(plan, input);
   const maxBuffer = plan.maxBuffer;
   const { handle, pipes } = spawnPlanned(plan, { streams: false, ref: false });
   const native = getNative();
@@ -285,6 +282,21 @@ export function outputSync(
   const [stdout, stderr] = [joined(stdoutFd), joined(stderrFd)];
   if (overflow !== null) throw new MaxBufferError(overflow, maxBuffer, { stdout, stderr, status });
   return { status, stdout, stderr, timedOut: state.timedOut };
+}
+
+/** `outputSync` on the runtime backend: the runtime's own sync spawn, the same result and errors. */
+function outputSyncOnRuntime(plan: SpawnPlan, input: Uint8Array | null): ProcessOutput & { timedOut: boolean } {
+  const result = outputSyncRuntime(plan, input);
+  const { status, stdout, stderr } = result;
+  if (result.overflowed !== null) {
+    throw new MaxBufferError(result.overflowed, plan.maxBuffer, {
+      stdout,
+      stderr,
+      status,
+      killed: result.overflowKilled,
+    });
+  }
+  return { status, stdout, stderr, timedOut: result.timedOut };
 }
 
 /** What the sync helpers track while they pump and wait. */

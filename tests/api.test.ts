@@ -45,7 +45,7 @@ async function timedAsync<T>(fn: () => Promise<T>): Promise<[T, number]> {
 
 nativeTest(
   "timeout sends killSignal, forceKillAfter escalates; 0 and Infinity mean no timeout",
-  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  "on the runtime backend the sync helpers are the runtime's own (tests/runtime_backend.test.ts)",
   async () => {
     const child = spawnHandle("sleep", ["5"], { timeout: 100 });
     assert.equal((await child.wait()).signal, "SIGTERM");
@@ -77,7 +77,7 @@ test("the old names timeoutMs and forceKillAfterMs throw a TypeError naming the 
 
 nativeTest(
   '"pipe" is accepted wherever "piped" is',
-  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  "on the runtime backend the sync helpers are the runtime's own (tests/runtime_backend.test.ts)",
   async () => {
     const child = spawnHandle("sh", ["-c", "cat; echo err >&2; echo three >&3"], {
       stdin: "pipe",
@@ -258,7 +258,7 @@ nativeTest(
 
 nativeTest(
   "runSync: no timedOut for a child that exited at once while a grandchild holds the pipe",
-  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  "on the runtime backend the sync helpers are the runtime's own (tests/runtime_backend.test.ts)",
   async () => {
     const [result, ms] = timed(() => runSync("sh", ["-c", "sleep 3 & echo hi"], { timeout: 500 }));
     assert.deepEqual([result.timedOut, result.code, result.stdout], [false, 0, "hi\n"]);
@@ -271,7 +271,7 @@ nativeTest(
 
 nativeTest(
   "sync helpers honour timeout and forceKillAfter when nothing is piped",
-  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  "on the runtime backend the sync helpers are the runtime's own (tests/runtime_backend.test.ts)",
   () => {
     const quiet = { stdout: "null", stderr: "null" } as const;
     const [result, ms] = timed(() => outputSync("sleep", ["3"], { ...quiet, timeout: 100 }));
@@ -291,7 +291,7 @@ nativeTest(
 
 nativeTest(
   "a timeout bounds the helpers though a grandchild holds the pipe; what was read is kept",
-  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  "on the runtime backend the sync helpers are the runtime's own (tests/runtime_backend.test.ts)",
   async () => {
     for (
       const [script, timedOut] of [["printf A; sleep 3 & exit 0", false], [
@@ -312,7 +312,7 @@ nativeTest(
 
 nativeTest(
   "without a timeout or a kill the helpers read to EOF, as Node's execFile does",
-  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  "on the runtime backend the sync helpers are the runtime's own (tests/runtime_backend.test.ts)",
   async () => {
     const script = "printf A; (sleep 1; printf B) & exit 0";
     const [out, ms] = timed(() => outputSync("sh", ["-c", script]));
@@ -326,7 +326,7 @@ nativeTest(
 
 nativeTest(
   "maxBuffer: a grandchild holding the pipe does not keep the helpers waiting",
-  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  "on the runtime backend the sync helpers are the runtime's own (tests/runtime_backend.test.ts)",
   async () => {
     const script = "sleep 3 & head -c 5000 /dev/zero; sleep 3";
     const [, ms] = timed(() =>
@@ -347,7 +347,7 @@ nativeTest(
 
 nativeTest(
   "maxBuffer: Infinity means no limit",
-  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  "on the runtime backend the sync helpers are the runtime's own (tests/runtime_backend.test.ts)",
   async () => {
     const args = ["-c", "200000", "/dev/zero"];
     assert.equal((await run("head", args, { maxBuffer: Infinity })).stdout.length, 200_000);
@@ -430,7 +430,7 @@ test("input together with stdin is a TypeError, for run() too, and nothing start
 
 nativeTest(
   "MaxBufferError from output() and outputSync() keeps the first maxBuffer bytes and the status",
-  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  "on the runtime backend the sync helpers are the runtime's own (tests/runtime_backend.test.ts)",
   async () => {
     const script = "printf err >&2; exec yes abc";
     const check = (e: unknown) => {
@@ -448,7 +448,7 @@ nativeTest(
 
 nativeTest(
   "run() and runSync() reject with a ProcessError holding the output read before maxBuffer",
-  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  "on the runtime backend the sync helpers are the runtime's own (tests/runtime_backend.test.ts)",
   async () => {
     const script = "printf err >&2; exec yes abc";
     const check = (e: unknown) => {

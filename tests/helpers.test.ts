@@ -79,7 +79,7 @@ test("popen3(): the Open3 shape", async () => {
 
 nativeTest(
   "runSync and outputSync block the thread and never run the event loop",
-  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  "on the runtime backend the sync helpers are the runtime's own (tests/runtime_backend.test.ts)",
   () => {
     let timerRan = false;
     const timer = setTimeout(() => (timerRan = true), 0);

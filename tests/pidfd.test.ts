@@ -181,7 +181,7 @@ test("wait() from many callers resolves the same status object", async () => {
 
 nativeTest(
   "waitSync blocks until exit; waitNonblock reports running then exited",
-  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  "on the runtime backend the sync helpers are the runtime's own (tests/runtime_backend.test.ts)",
   async () => {
     const child = spawnHandle("sh", ["-c", "sleep 0.2; exit 4"]);
     const running = child.waitNonblock();

@@ -159,7 +159,7 @@ runtimeTest("a command that does not exist: SpawnError ENOENT, nothing left behi
   });
 });
 
-runtimeTest("waitSync(), runSync() and outputSync() throw BackendUnsupportedError naming the backend", async () => {
+runtimeTest("waitSync() throws BackendUnsupportedError naming the backend", async () => {
   const child = spawnHandle("sleep", ["30"]);
   assert.throws(() => child.waitSync(), (error: unknown) => {
     assert.ok(error instanceof BackendUnsupportedError);
@@ -170,9 +170,71 @@ runtimeTest("waitSync(), runSync() and outputSync() throw BackendUnsupportedErro
   });
   child.kill("SIGKILL");
   await child.wait();
-  for (const sync of [() => runSync("true"), () => outputSync("true")]) {
-    assert.throws(sync, (error: unknown) => error instanceof BackendUnsupportedError && error.backend === "runtime");
-  }
+});
+
+runtimeTest("runSync() and outputSync(): output, exit codes, signals, env, cwd and a missing program", () => {
+  const out = outputSync("sh", ["-c", 'printf "$V:"; pwd; echo err >&2; exit 3'], { env: { V: "v1" }, cwd: dir });
+  assert.equal(decoder.decode(out.stdout), `v1:${dir}\n`);
+  assert.equal(decoder.decode(out.stderr), "err\n");
+  assert.equal(out.status.code, 3);
+  assert.equal(out.status.signal, null);
+  assert.equal(out.timedOut, false);
+  assert.equal(out.status.pid === 0, !isBun, "Bun reports the pid, Deno's outputSync does not");
+  const killed = outputSync("sh", ["-c", "kill -9 $$"]);
+  assert.deepEqual([killed.status.code, killed.status.signal, killed.status.success], [null, "SIGKILL", false]);
+  assert.equal(runSync("echo", ["hi"]).stdout, "hi\n");
+  assert.throws(
+    () => runSync("sh", ["-c", "exit 4"]),
+    (e: unknown) => e instanceof ProcessError && e.status.code === 4,
+  );
+  assert.throws(() => runSync("ph-no-such-command"), (e: unknown) => e instanceof SpawnError && e.code === "ENOENT");
+});
+
+runtimeTest(
+  `sync input and timeout: ${isBun ? "Bun.spawnSync honours both" : "Deno's outputSync refuses both"}`,
+  () => {
+    const marker = `${dir}/sync-spawned`;
+    if (!isBun) {
+      for (const [name, options] of [["input", { input: "x" }], ["timeout", { timeout: 100 }]] as const) {
+        assert.throws(() => runSync("touch", [marker], options), (error: unknown) => {
+          assert.ok(error instanceof TypeError);
+          assert.equal((error as TypeError & { code: string }).code, "ERR_BACKEND_OPTION");
+          assert.ok(error.message.includes(`"${name}"`) && error.message.includes("outputSync()"), error.message);
+          return true;
+        });
+      }
+      assert.equal(existsSync(marker), false);
+      // An empty input is no input: nothing to feed.
+      assert.equal(runSync("cat", [], { input: "" }).stdout, "");
+      return;
+    }
+    assert.equal(runSync("cat", [], { input: "fed\n" }).stdout, "fed\n");
+    const start = performance.now();
+    const slow = outputSync("sleep", ["5"], { timeout: 200, killSignal: "SIGINT" });
+    assert.ok(performance.now() - start < 3000);
+    assert.deepEqual([slow.timedOut, slow.status.signal], [true, "SIGINT"]);
+    // A child that exited at once while a grandchild held the pipe did not time out.
+    const quick = outputSync("sh", ["-c", "sleep 2 & echo hi"], { timeout: 300 });
+    assert.deepEqual([quick.timedOut, quick.status.code, decoder.decode(quick.stdout)], [false, 0, "hi\n"]);
+    assert.throws(() => runSync("sleep", ["1"], { timeout: 100, forceKillAfter: 100 }), TypeError);
+  },
+);
+
+runtimeTest("sync maxBuffer: MaxBufferError with the first bytes and the status", () => {
+  // Deno's outputSync runs the child to its end; Bun.spawnSync sends killSignal at the overflow
+  // (in most runs: when it does not, the child ran to its end, and the error says which).
+  assert.throws(() => outputSync("sh", ["-c", "head -c 200000 /dev/zero; sleep 1"], { maxBuffer: 1000 }), (error) => {
+    assert.ok(error instanceof MaxBufferError);
+    assert.equal(error.stream, "stdout");
+    assert.equal(error.stdout.length, 1000);
+    assert.equal(error.stderr.length, 0);
+    const killed = error.status?.signal === "SIGTERM";
+    if (!isBun) assert.equal(killed, false);
+    if (!killed) assert.equal(error.status?.code, 0);
+    assert.match(error.message, killed ? /was killed/ : /ran the child to its end/);
+    return true;
+  });
+  assert.equal(outputSync("head", ["-c", "200000", "/dev/zero"], { maxBuffer: Infinity }).stdout.length, 200_000);
 });
 
 const REFUSED: [string, Record<string, unknown>][] = [

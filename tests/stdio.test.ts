@@ -215,7 +215,7 @@ nativeTest(
 
 nativeTest(
   "outputSync grows a bulk pipe too: the child sees 1 MiB after writing 300 kB",
-  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  "on the runtime backend the sync helpers are the runtime's own (tests/runtime_backend.test.ts)",
   () => {
     // The child's write blocks until the host reads; the first full read grows the pipe.
     const script = "import fcntl,sys; sys.stdout.buffer.write(bytes(300000)); sys.stdout.flush(); " +

@@ -234,7 +234,7 @@ test("input on spawnHandle; input with stdin is a TypeError and nothing starts",
 
 nativeTest(
   "a bad stdin source, input or maxBuffer is a typed error naming the option, and nothing starts",
-  "no sync helpers and no waitSync(): neither runtime blocks the thread for a child",
+  "on the runtime backend the sync helpers are the runtime's own (tests/runtime_backend.test.ts)",
   async () => {
     const marker = `/tmp/ph-bad-stdin-${process.pid}-${Date.now()}`;
     const locked = new ReadableStream<Uint8Array>();

@@ -110,6 +110,22 @@ windowsTest("an option the backend cannot honour is a TypeError naming it and th
   }
 });
 
+windowsTest("runSync() and outputSync(): the runtime's own sync spawn, its limits refused by name", async () => {
+  const { outputSync, ProcessError, runSync } = await import("../../mod.ts");
+  const out = outputSync(CHILD, ["bytes", "70000"]);
+  assert.deepEqual([out.status.code, out.stdout.length, out.timedOut], [0, 70000, false]);
+  assert.equal(runSync(CHILD, ["env", "PH_WINE_GIVEN"], { env: { PH_WINE_GIVEN: "sync" } }).stdout.trim(), "sync");
+  assert.throws(() => runSync(CHILD, ["exit", "3"]), (e: unknown) => e instanceof ProcessError && e.status.code === 3);
+  if (isBun) {
+    assert.equal(runSync(CHILD, ["echo"], { input: "fed" }).stdout, "fed");
+    const slow = outputSync(CHILD, ["sleep", "5000"], { timeout: 200 });
+    assert.equal(slow.timedOut, true);
+  } else {
+    assert.throws(() => runSync(CHILD, ["echo"], { input: "fed" }), /"input" is not supported by the "runtime"/);
+    assert.throws(() => runSync(CHILD, ["sleep", "10"], { timeout: 100 }), /"timeout" is not supported/);
+  }
+});
+
 windowsTest("a missing program is a SpawnError ENOENT; waitSync() is a BackendUnsupportedError", async () => {
   const { BackendUnsupportedError, SpawnError, spawnHandle } = await import("../../mod.ts");
   assert.throws(() => spawnHandle("C:\\ph-no-such-program.exe"), (error: unknown) => {
