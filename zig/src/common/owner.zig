@@ -635,8 +635,8 @@ fn fell_back(plan: *ChildPlan, rc: usize, pidfd: i32) bool {
     const clone3_refused = e == sys.E.NOSYS or e == sys.E.PERM;
     if (plan.cgroup_fd >= 0 and e != 0 and !clone3_refused) {
         // CLONE_INTO_CGROUP refused: EINVAL or E2BIG before Linux 5.7, EBUSY where the
-        // cgroup cannot take processes (controllers enabled below it), EOPNOTSUPP (a threaded
-        // cgroup), EACCES. Children go without cgroups from now on.
+        // cgroup cannot take processes (controllers enabled in it), EACCES without write
+        // access to the cgroup.procs above it. Children go without cgroups from now on.
         cgroup.disable(.into_cgroup, e);
         plan.cgroup_fd = -1;
         return true;
