@@ -6,7 +6,7 @@
  * @module
  */
 
-export const ABI_VERSION = 13;
+export const ABI_VERSION = 14;
 export const NONE = 4294967295;
 export const SLOTS_MAX = 65536;
 export const LISTENERS_MAX = 64;
@@ -87,9 +87,9 @@ export const ExitRecord = {
   max_rss_kib: 40,
 } as const;
 
-/** `abi.Info`: 44 bytes. */
+/** `abi.Info`: 56 bytes. */
 export const Info = {
-  size: 44,
+  size: 56,
   abi_version: 0,
   slots_max: 4,
   reaper_pid: 8,
@@ -101,6 +101,9 @@ export const Info = {
   poll_window_us: 32,
   backend: 36,
   fallback_errno: 40,
+  tree: 44,
+  cgroup_step: 48,
+  cgroup_errno: 52,
 } as const;
 
 /** `abi.Pty`: 16 bytes. */
@@ -141,6 +144,24 @@ export const Backend = {
   helper: 2,
 } as const;
 
+/** `abi.TreeMode`. */
+export const TreeMode = {
+  none: 0,
+  descendants: 1,
+  cgroup: 2,
+} as const;
+
+/** `abi.CgroupStep`. */
+export const CgroupStep = {
+  none: 0,
+  mount: 1,
+  hostCgroup: 2,
+  mkdir: 3,
+  clone3: 4,
+  intoCgroup: 5,
+  pidfd: 6,
+} as const;
+
 /** Request flags (`flag_*`). */
 export const RequestFlag = {
   setsid: 1,
@@ -152,6 +173,7 @@ export const RequestFlag = {
   inheritFds: 64,
   hostEnviron: 128,
   controllingTty: 256,
+  cgroup: 512,
 } as const;
 
 /** `enum Step`: where a spawn failed, by the system call errors report. */

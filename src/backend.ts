@@ -125,6 +125,7 @@ function refuseUnsupported(plan: SpawnPlan, argv0: boolean): void {
       "the runtimes have no way to signal a child when the host dies (no PR_SET_PDEATHSIG, no job object)",
     );
   }
+  if (plan.cgroup) throw unsupportedOption("cgroup", "the runtimes cannot start a child in a cgroup of its own");
   if (!argv0 && plan.argv[0] !== plan.command) {
     throw unsupportedOption("argv0", "Deno.Command cannot set argv[0] (Bun.spawn can)");
   }

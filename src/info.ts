@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { Info } from "../ffi/abi.ts";
+import { CgroupStep, Info, TreeMode } from "../ffi/abi.ts";
 import { loadRuntime } from "../ffi/runtime.ts";
 import { usesRuntimeBackend } from "./backend.ts";
 import { getNative } from "./registry.ts";
@@ -103,11 +103,20 @@ export interface BackendInfo {
   /** The reaper's or the helper's pid; 0 before the first spawn, and always 0 for `runtime`. */
   pid: number;
   /**
-   * What `sendSignal(sig, { tree: true })` reaches: "descendants", the child and every process
-   * whose chain of parents leads to it (through `setsid` too, not past a parent that exited);
-   * null without pidfds (or before the first spawn), where a tree signal throws, and on the runtime backend.
+   * What `sendSignal(sig, { tree: true })` and `killOnParentExit` reach. "cgroup": a child
+   * spawned with `cgroup` (the default with `killOnParentExit`) runs in a cgroup v2 of its
+   * own, and every process in it is reached, double-forked ones included (SIGKILL through
+   * `cgroup.kill`); other children as "descendants". "descendants": the child and every
+   * process whose chain of parents leads to it (through `setsid` too, not past a parent that
+   * exited). null without pidfds (or before the first spawn), where a tree signal throws, and
+   * on the runtime backend.
    */
-  tree: "descendants" | null;
+  tree: "cgroup" | "descendants" | null;
+  /**
+   * Why `tree` is not "cgroup" although pidfds work, e.g. "no cgroup2 mount", "mkdir: EACCES"
+   * (the host's cgroup is not writable), "clone3: ENOSYS" (no `CLONE_INTO_CGROUP` without it).
+   */
+  treeFallbackReason?: string;
   /** Why the reaper is not used although it was not forced off (e.g. "clone: EINVAL"). */
   fallbackReason?: string;
   /** How many reapers or helpers this process has started (more than 1 after one died). */
@@ -118,7 +127,30 @@ export interface BackendInfo {
   runtime: string;
 }
 
-const ERRNO_NAMES: Record<number, string> = { 1: "EPERM", 22: "EINVAL", 38: "ENOSYS" };
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM",
+  2: "ENOENT",
+  7: "E2BIG",
+  13: "EACCES",
+  16: "EBUSY",
+  22: "EINVAL",
+  24: "EMFILE",
+  30: "EROFS",
+  36: "ENAMETOOLONG",
+  38: "ENOSYS",
+  95: "EOPNOTSUPP",
+};
+
+const CGROUP_STEPS: Record<number, string> = {
+  [CgroupStep.mount]: "no cgroup2 mount",
+  [CgroupStep.hostCgroup]: "the host's cgroup v2 path is unknown",
+  [CgroupStep.mkdir]: "mkdir",
+  [CgroupStep.clone3]: "clone3",
+  [CgroupStep.intoCgroup]: "clone3 CLONE_INTO_CGROUP",
+  [CgroupStep.pidfd]: "no pidfds",
+};
+
+const errnoName = (errno: number) => ERRNO_NAMES[errno] ?? `errno ${errno}`;
 
 /**
  * Which backend keeps this process's children private, and what it guarantees.
@@ -155,16 +187,27 @@ export function backendInfo(): BackendInfo {
     backend: view.getUint32(Info.backend, true) === 2 ? "helper" : "reaper",
     private: true,
     pollableFd: view.getUint32(Info.pidfd, true) === 1,
-    tree: view.getUint32(Info.pidfd, true) === 1 ? "descendants" : null,
+    tree: treeName(view.getUint32(Info.tree, true)),
     pid: view.getInt32(Info.reaper_pid, true),
     started: view.getUint32(Info.reapers_started, true),
     libraryPath: native.libraryPath,
     runtime: native.runtime,
   };
-  if (fallback !== 0) {
-    info.fallbackReason = `the reaper's clone failed: ${ERRNO_NAMES[fallback] ?? `errno ${fallback}`}`;
+  if (fallback !== 0) info.fallbackReason = `the reaper's clone failed: ${errnoName(fallback)}`;
+  const step = view.getUint32(Info.cgroup_step, true);
+  if (info.tree === "descendants" && step !== CgroupStep.none) {
+    const errno = view.getInt32(Info.cgroup_errno, true);
+    const what = CGROUP_STEPS[step] ?? `step ${step}`;
+    info.treeFallbackReason = step === CgroupStep.mount || step === CgroupStep.hostCgroup
+      ? what
+      : `${what}: ${errnoName(errno)}`;
   }
   return info;
+}
+
+function treeName(mode: number): BackendInfo["tree"] {
+  if (mode === TreeMode.cgroup) return "cgroup";
+  return mode === TreeMode.descendants ? "descendants" : null;
 }
 
 /** `Info.fd_table`: 1 only the needed descriptors; 2 and 3 the whole table (in the child, at clone). */

@@ -106,6 +106,7 @@ export function encodeRequest(plan: SpawnPlan, listener: number, ignoreMask: big
   if (plan.inheritFds.length > 0) flags |= RequestFlag.inheritFds;
   if (plan.hostEnviron !== 0n) flags |= RequestFlag.hostEnviron;
   if (plan.pty !== null) flags |= RequestFlag.controllingTty;
+  if (plan.cgroup) flags |= RequestFlag.cgroup;
 
   const length = at;
   const u32 = (field: number, value: number) => view.setUint32(field, value, true);

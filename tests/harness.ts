@@ -3,7 +3,7 @@
  * `bun:test` under Bun; the helpers observe processes through /proc.
  */
 import { spawn as nodeSpawn } from "node:child_process";
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { isBun } from "../ffi/mod.ts";
@@ -110,6 +110,75 @@ export function procStat(pid: number): { state: string; ppid: number } | null {
     return { state: fields[0], ppid: Number(fields[1]) };
   } catch {
     return null;
+  }
+}
+
+/**
+ * The library's cgroup directory for the host `pid` (`<host's cgroup v2>/private-spawn-<pid>`,
+ * in the cgroup2 mount found in /proc/self/mountinfo), with the same directory as
+ * /proc/<pid>/cgroup names it; null without a cgroup2 mount.
+ */
+export function cgroupDir(pid: number = process.pid): { path: string; relative: string } | null {
+  let own: string | undefined;
+  try {
+    own = readFileSync(`/proc/${pid}/cgroup`, "utf8").split("\n").find((l) => l.startsWith("0::"))?.slice(3);
+  } catch {
+    return null;
+  }
+  if (own === undefined) return null;
+  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+    const [before, after] = line.split(" - ");
+    if (after?.split(" ")[0] !== "cgroup2") continue;
+    const [, , , root, mountPoint] = before.split(" ");
+    if (root !== "/" && own !== root && !own.startsWith(`${root}/`)) continue;
+    const inside = root === "/" ? own : own.slice(root.length);
+    const trim = (p: string) => (p === "/" ? "" : p);
+    return {
+      path: `${trim(mountPoint)}${trim(inside)}/private-spawn-${pid}`,
+      relative: `${trim(own)}/private-spawn-${pid}`,
+    };
+  }
+  return null;
+}
+
+/** The child cgroups ("<n>-<signal>") in the library's directory of host `pid`. */
+export function childCgroups(pid: number = process.pid): string[] {
+  const dir = cgroupDir(pid);
+  if (dir === null) return [];
+  try {
+    return readdirSync(dir.path).filter((name) => /^\d+-\d+$/.test(name));
+  } catch {
+    return [];
+  }
+}
+
+/** The cgroup v2 path of `pid` (the "0::" line of /proc/<pid>/cgroup), or null. */
+export function cgroupOf(pid: number): string | null {
+  try {
+    return readFileSync(`/proc/${pid}/cgroup`, "utf8").split("\n").find((l) => l.startsWith("0::"))?.slice(3) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether this run expects cgroup mode (`backendInfo().tree === "cgroup"`): a cgroup2 mount,
+ * clone3 and pidfds (the seccomp faults take them away), and a native backend.
+ */
+export const EXPECT_CGROUP: boolean = process.platform === "linux" && BACKEND !== "runtime" &&
+  EXPECT_PIDFD && FAULT !== "clone3-enosys" && FAULT !== "clone3-eperm" && hostCgroupWritable();
+
+/** Whether a directory can be made under the host's cgroup (access(2) says no to root here). */
+function hostCgroupWritable(): boolean {
+  const dir = cgroupDir();
+  if (dir === null) return false;
+  const probe = `${dir.path}-probe`;
+  try {
+    mkdirSync(probe);
+    rmdirSync(probe);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -6,7 +6,7 @@ const std = @import("std");
 
 /// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
 /// TypeScript loader refuses a library whose version differs.
-pub const abi_version: u32 = 13;
+pub const abi_version: u32 = 14;
 
 pub const slots_max: u32 = 1 << 16;
 pub const listeners_max: u32 = 64;
@@ -64,6 +64,10 @@ pub const flag_host_environ: u32 = 1 << 7;
 /// The child's stdin (a pty's slave) becomes its controlling terminal (TIOCSCTTY), once its
 /// descriptors are in place; needs `flag_setsid`.
 pub const flag_controlling_tty: u32 = 1 << 8;
+/// The child starts in a cgroup of its own (cgroup v2, clone3 `CLONE_INTO_CGROUP`), so its
+/// whole tree, double-forked processes included, can be signalled and killed; ignored where
+/// cgroups are unavailable (`Info.cgroup_step` says why).
+pub const flag_cgroup: u32 = 1 << 9;
 
 /// Where a spawn failed; `STEP_NAMES` in the generated `ffi/abi.ts`.
 pub const Step = enum(u32) {
@@ -214,6 +218,37 @@ pub const ExitKind = enum(i32) {
     _,
 };
 
+/// How `ph_signal_tree` finds a child's tree (`Info.tree`).
+pub const TreeMode = enum(u32) {
+    /// No tree signals: no pidfds, or nothing spawned yet.
+    none = 0,
+    /// The child and every process whose chain of parents leads to it, from /proc.
+    descendants = 1,
+    /// For a child spawned with `flag_cgroup`: every process in its cgroup; others as
+    /// `descendants`.
+    cgroup = 2,
+    _,
+};
+
+/// Why children get no cgroup of their own (`Info.cgroup_step`, with `Info.cgroup_errno`).
+pub const CgroupStep = enum(u32) {
+    /// Cgroups are used (or not tried yet).
+    none = 0,
+    /// No cgroup2 file system in /proc/self/mountinfo.
+    mount = 1,
+    /// The host's cgroup (the "0::" line of /proc/<pid>/cgroup) is missing or outside the mount.
+    host_cgroup = 2,
+    /// The library's directory could not be made or opened.
+    mkdir = 3,
+    /// clone3 is refused (ENOSYS, EPERM), so `CLONE_INTO_CGROUP` is not available.
+    clone3 = 4,
+    /// clone3 refused `CLONE_INTO_CGROUP` (before Linux 5.7, or the cgroup cannot take processes).
+    into_cgroup = 5,
+    /// No pidfds: a tree signal could not hold the cgroup's members.
+    pidfd = 6,
+    _,
+};
+
 /// Which backend owns the children (`ph_init`, `Info.backend`).
 pub const Backend = enum(u32) {
     /// `ph_init`: the reaper, or the helper when the reaper cannot be created.
@@ -244,6 +279,11 @@ pub const Info = extern struct {
     backend: Backend,
     /// The errno that made the reaper fail to start, so the helper runs instead; 0 if none.
     fallback_errno: i32,
+    /// What a tree signal reaches (`TreeMode`).
+    tree: TreeMode,
+    /// Why children get no cgroup (`CgroupStep`, `none` when they do), with its errno.
+    cgroup_step: CgroupStep,
+    cgroup_errno: i32,
 };
 
 comptime {
@@ -251,7 +291,7 @@ comptime {
     std.debug.assert(@sizeOf(Request) == 144);
     std.debug.assert(@sizeOf(RlimitEntry) == 24);
     std.debug.assert(@sizeOf(ExitRecord) == 48);
-    std.debug.assert(@sizeOf(Info) == 44);
+    std.debug.assert(@sizeOf(Info) == 56);
     std.debug.assert(@sizeOf(Pty) == 16);
     std.debug.assert(@offsetOf(Request, "ignore_mask") == 96);
     std.debug.assert(@offsetOf(Request, "environ_addr") == 104);

@@ -53,7 +53,7 @@ fn write_abi(w: *Writer) !void {
     inline for (.{ "Request", "FdAction", "RlimitEntry", "ExitRecord", "Info", "Pty" }) |name| {
         try write_struct(w, name, @field(abi, name));
     }
-    inline for (.{ "FdKind", "ExitKind", "Backend" }) |name| {
+    inline for (.{ "FdKind", "ExitKind", "Backend", "TreeMode", "CgroupStep" }) |name| {
         try write_enum(w, name, @field(abi, name));
     }
     try w.writeAll("\n/** Request flags (`flag_*`). */\nexport const RequestFlag = {\n");

@@ -234,7 +234,23 @@ pub fn get_info(out: *abi.Info) void {
         .poll_window_us = @atomicLoad(u32, &g.poll_window_us, .monotonic),
         .backend = choice.active,
         .fallback_errno = choice.fallback_errno,
+        .tree = .none,
+        .cgroup_step = .none,
+        .cgroup_errno = 0,
     };
+    if (g.pidfd_mode != .available or g.init_pid != sys.getpid()) return;
+    out.tree = .descendants;
+    if (comptime builtin.os.tag != .linux) return;
+    const cgroup = @import("common/cgroup.zig");
+    const shared = cgroup.shared();
+    switch (@atomicLoad(u32, &shared.state, .acquire)) {
+        cgroup.State.active => out.tree = .cgroup,
+        cgroup.State.unavailable => {
+            out.cgroup_step = shared.step;
+            out.cgroup_errno = shared.errno;
+        },
+        else => {},
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

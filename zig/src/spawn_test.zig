@@ -599,3 +599,57 @@ test "pty sizes outside 1..65535 are refused; resize reaches the terminal" {
     try testing.expectEqual([2]u16{ 30, 100 }, size[0..2].*);
     try testing.expectEqual(@as(i32, -sys.E.BADF), pty.resize(-1, 100, 30));
 }
+
+/// The pids listed in `<dir>/cgroup.procs` (0 when the cgroup is gone).
+fn cgroup_members(dir: []const u8) !usize {
+    const cgroup = @import("common/cgroup.zig");
+    var path_buffer: [1200]u8 = undefined;
+    const path = try std.fmt.bufPrintZ(&path_buffer, "{s}/cgroup.procs", .{dir});
+    var content: [4096]u8 = undefined;
+    const text = cgroup.read_small(path.ptr, &content) orelse return 0;
+    return std.mem.count(u8, text, "\n");
+}
+
+test "flag_cgroup: the child runs in a cgroup of its own; a tree SIGKILL takes a double-forked descendant too" {
+    const cgroup = @import("common/cgroup.zig");
+    try open_listener();
+    var buffer: [4096]u8 align(8) = undefined;
+    const request = build(&buffer, &.{ "sh", "-c", "(sleep 30 &); exec sleep 30" }, &.{});
+    request.flags |= abi.flag_cgroup;
+    try testing.expectEqual(@as(i32, 0), linux.spawn(request, request.buffer_len));
+    var info: abi.Info = undefined;
+    linux.get_info(&info);
+    if (info.tree != .cgroup) {
+        // No cgroup v2, no clone3 or no pidfds here (PH_FAULT): the descendants walk's tests cover it.
+        _ = linux.signal(request.slot, request.generation, sys.SIG.KILL, 0);
+        var gone: abi.ExitRecord = undefined;
+        _ = linux.wait_sync(request.slot, request.generation, &gone, 10_000);
+        _ = drain_listener();
+        return error.SkipZigTest;
+    }
+    var proc_buffer: [64]u8 = undefined;
+    const proc_path = try std.fmt.bufPrintZ(&proc_buffer, "/proc/{d}/cgroup", .{request.pid});
+    var content: [4096]u8 = undefined;
+    const line = cgroup.cgroup_line(cgroup.read_small(proc_path.ptr, &content).?).?;
+    var name_buffer: [24]u8 = undefined;
+    const number = @import("common/state.zig").g.slots[request.slot].cgroup;
+    const name = cgroup.name(&name_buffer, number, 0);
+    const relative: [*:0]const u8 = @ptrCast(&cgroup.shared().relative);
+    try testing.expect(std.mem.startsWith(u8, line, std.mem.span(relative)));
+    try testing.expect(std.mem.endsWith(u8, line, name));
+    var dir_buffer: [1100]u8 = undefined;
+    const base: [*:0]const u8 = @ptrCast(&cgroup.shared().path);
+    const dir = try std.fmt.bufPrint(&dir_buffer, "{s}/{s}", .{ std.mem.span(base), name });
+    // The child and the sleep its subshell left behind (its parent exited: not a descendant).
+    var tries: u32 = 0;
+    while (tries < 200 and try cgroup_members(dir) < 2) : (tries += 1) std.Thread.sleep(10 * std.time.ns_per_ms);
+    try testing.expectEqual(@as(usize, 2), try cgroup_members(dir));
+    try testing.expect(linux.signal_tree(request.slot, request.generation, sys.SIG.KILL) > 0);
+    var record: abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
+    try testing.expectEqual(abi.ExitKind.killed, record.kind);
+    _ = drain_listener();
+    tries = 0;
+    while (tries < 200 and try cgroup_members(dir) > 0) : (tries += 1) std.Thread.sleep(10 * std.time.ns_per_ms);
+    try testing.expectEqual(@as(usize, 0), try cgroup_members(dir));
+}

@@ -360,8 +360,8 @@ pub fn signal(index: u32, generation: u32, sig: i32, flags: u32) i32 {
 }
 var group_flag_missing: u32 = 0;
 
-/// Sends `sig` to a running child and every descendant of it (`tree.zig`): the count of
-/// processes signalled, or -errno (-ESRCH once the child has exited; -ENOSYS without pidfds,
+/// Sends `sig` to a running child and every descendant of it (`tree.zig`), or every process
+/// in its cgroup when it has one (`cgroup.zig`): the count of processes signalled, or -errno (-ESRCH once the child has exited; -ENOSYS without pidfds,
 /// which the walk needs to hold each member safely).
 pub fn signal_tree(index: u32, generation: u32, sig: i32) i32 {
     // The walk reads /proc and holds members by pidfds: Linux only.
@@ -374,11 +374,17 @@ pub fn signal_tree(index: u32, generation: u32, sig: i32) i32 {
     const running = @atomicLoad(u32, &slot.state, .acquire) == SlotState.running;
     const opened = if (running) sys.pidfd_open(slot.pid) else 0;
     const pid = slot.pid;
+    // The owner releases the child's cgroup only after it is reaped, and never reuses it
+    // once `tree_signal` is set: the walk below cannot reach another child's processes.
+    const cgroup_number = slot.cgroup;
+    const kill_signal = slot.kill_on_exit_signal;
+    if (running and cgroup_number != 0) @atomicStore(u32, &slot.tree_signal, 1, .release);
     unlock(signal_lock());
     if (!running) return -sys.E.SRCH;
     if (sys.errno(opened) != 0) return -sys.errno(opened);
     const pidfd = sys.int(opened);
     defer _ = sys.close(pidfd);
+    if (cgroup_number != 0) return tree.signal_cgroup(pid, pidfd, sig, cgroup_number, kill_signal);
     return tree.signal(pid, pidfd, sig);
 }
 

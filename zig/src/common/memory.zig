@@ -91,7 +91,7 @@ fn reset_after_fork() void {
         // next use maps a new one.
         _ = sys.munmap(@intFromPtr(g.region), region_len);
     }
-    inline for (.{ g.request_efd, g.host_pidfd, g.signal_fd, g.epoll_fd, g.region_fd, g.helper_sock }) |fd| {
+    inline for (.{ g.request_efd, g.host_pidfd, g.signal_fd, g.epoll_fd, g.region_fd, g.helper_sock, g.cgroup_base_fd }) |fd| {
         if (fd >= 0) _ = sys.close(fd);
     }
     const private_ready = g.private_ready;

@@ -8,6 +8,7 @@ const sys = @import("../sys/os.zig").sys;
 const assert = std.debug.assert;
 const spin = @import("spin.zig");
 const tree = @import("tree.zig");
+const cgroup = @import("cgroup.zig");
 
 const serve_zig = @import("../backend/helper/serve.zig");
 const helper_serve = serve_zig.helper_serve;
@@ -45,6 +46,8 @@ const event_host: u64 = 2;
 const event_orphan: u64 = 16;
 /// Event data of a running child's pidfd: this plus its slot index.
 const event_child: u64 = event_orphan + abi.slots_max;
+/// Event data of a lingering cgroup's `cgroup.events`: this plus its index (cgroup.zig).
+const event_cgroup: u64 = event_child + abi.slots_max;
 /// An orphan that exited but whose new parent has not reaped it after this long is reported
 /// lost (some inits never reap, e.g. this project's CI machine's PID 1).
 /// Measured and chosen in docs/decisions/0007-reaper-liveness.md.
@@ -152,6 +155,9 @@ fn owner_setup() i32 {
     if (sys.errno(rc) == 0) rc = sys.epoll_add(g.epoll_fd, g.request_efd, sys.EPOLLIN, event_request);
     if (sys.errno(rc) == 0 and g.host_pidfd >= 0) rc = sys.epoll_add(g.epoll_fd, g.host_pidfd, sys.EPOLLIN, event_host);
     if (sys.errno(rc) == 0) watch_orphans();
+    // Cgroups for the children that ask for one; without them, children go without.
+    released_count = 0;
+    cgroup.setup(g.host_pid);
     return sys.errno(rc);
 }
 
@@ -164,6 +170,8 @@ fn owner_loop() noreturn {
     while (true) {
         var timeout_ms: i32 = if (in_helper or g.host_pidfd >= 0) -1 else parent_poll_ms;
         if (orphans_exited > 0) timeout_ms = orphan_retry_ms;
+        const trim_ms = cgroup.trim_timeout_ms();
+        if (trim_ms >= 0 and (timeout_ms < 0 or trim_ms < timeout_ms)) timeout_ms = trim_ms;
         // Right after work, poll instead of sleeping: a spawned child often exits, or the
         // next request comes, within microseconds, and a sleep costs a cross-CPU wake-up.
         const now_ns = sys.clock_monotonic_ns();
@@ -173,6 +181,7 @@ fn owner_loop() noreturn {
                 // Nothing else is pending: now reap the children whose exits went out.
                 if (published_unclean()) {
                     clean_up_published();
+                    remove_released_cgroups();
                 } else if (!spin.worthwhile(children_running) or spin.yield_gave_cpu_away()) {
                     busy_until_ns = window_over;
                 }
@@ -190,7 +199,7 @@ fn owner_loop() noreturn {
         }
         // A burst: more than one exit at once. Then every status goes out before any reap.
         var exits: u32 = 0;
-        for (events[0..@intCast(rc)]) |event| exits += @intFromBool(event.data >= event_child);
+        for (events[0..@intCast(rc)]) |event| exits += @intFromBool(event.data >= event_child and event.data < event_cgroup);
         const burst = exits > 1 or unreaped_count > 0;
         for (events[0..@intCast(rc)]) |event| {
             switch (event.data) {
@@ -201,7 +210,9 @@ fn owner_loop() noreturn {
                     reap_all();
                 },
                 event_host => host_exited(),
-                else => if (event.data >= event_child) {
+                else => if (event.data >= event_cgroup) {
+                    cgroup_changed(@intCast(event.data - event_cgroup));
+                } else if (event.data >= event_child) {
                     child_exited(@intCast(event.data - event_child), burst);
                 } else {
                     assert(event.data >= event_orphan);
@@ -210,6 +221,7 @@ fn owner_loop() noreturn {
             }
         }
         if (orphans_exited > 0) retry_orphans();
+        if (rc == 0) cgroup.trim_pool();
         if (!in_helper and g.host_pidfd < 0 and sys.getppid() != g.host_pid) host_exited();
     }
 }
@@ -287,7 +299,8 @@ pub fn host_exited() noreturn {
     while (index < g.next_unused) : (index += 1) {
         const slot = &g.slots[index];
         if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) continue;
-        if (slot.kill_on_exit_signal == 0) continue;
+        // A child in a cgroup of its own is killed with its cgroup, below.
+        if (slot.kill_on_exit_signal == 0 or slot.cgroup != 0) continue;
         const pidfd = owner_pidfd(index).*;
         if (pidfd < 0) {
             _ = sys.kill(slot.pid, slot.kill_on_exit_signal);
@@ -301,6 +314,7 @@ pub fn host_exited() noreturn {
         }
     }
     if (count > 0) tree.signal_after_host(roots[0..count]);
+    cgroup.host_exited();
     sys.exit_group(0);
 }
 
@@ -329,6 +343,16 @@ fn record_exit(info: *const sys.SigInfo, usage: *const sys.Rusage, close_later: 
     const slot = &g.slots[index];
     assert(slot.pid == info.pid);
     if (slot.watched == 0) unwatched -= 1;
+    if (slot.cgroup != 0) {
+        // Released once the child is reaped (`remove_released_cgroups`).
+        if (released_count == released.len) remove_released_cgroups();
+        released[released_count] = .{
+            .use = .{ .number = slot.cgroup, .kill_signal = slot.kill_on_exit_signal, .kept = slot_kept[index] },
+            .reuse = @atomicLoad(u32, &slot.tree_signal, .acquire) == 0,
+        };
+        released_count += 1;
+        slot.cgroup = 0;
+    }
     slot.kind = switch (info.code) {
         sys.CLD.EXITED => .exited,
         sys.CLD.KILLED => .killed,
@@ -420,6 +444,42 @@ fn child_exited(index: u32, defer_reap: bool) void {
     if (pending & reap_waiter != 0) _ = sys.futex_wake(&slot.reap_pending, std.math.maxInt(i32));
     // A drain stopped at the record: wake its reader again.
     if (pending & reap_wake_reader != 0 and l.in_use) wake_reader(slot.listener);
+    // After the host's wake-up: an rmdir costs tens of microseconds (decision 0012).
+    remove_released_cgroups();
+}
+
+/// The cgroups of reaped children, to release once nothing is pending (owner only).
+const Released = struct { use: cgroup.Use, reuse: bool };
+var released: [4096]Released = undefined;
+var released_count: usize = 0;
+/// Which of `cgroup.zig`'s kept cgroups each running child is in (owner only).
+var slot_kept: [abi.slots_max]u8 = undefined;
+
+/// Releases the cgroups of reaped children: back to the pool, or removed; one that a
+/// descendant keeps populated is watched through its `cgroup.events` until it empties
+/// (`cgroup_changed`). Zombies are in no cgroup, so the reaped child's exit is enough.
+fn remove_released_cgroups() void {
+    // Through a slice: no copy of the array on the owner's stack in a Debug build.
+    const list: []const Released = &released;
+    for (list[0..released_count]) |entry| {
+        const index = cgroup.release(entry.use, entry.reuse) orelse continue;
+        const fd = cgroup.lingering_fd(index);
+        if (sys.errno(sys.epoll_add(g.epoll_fd, fd, sys.EPOLLPRI, event_cgroup + index)) != 0) {
+            // Not watched: the host's exit removes it if it can.
+            cgroup.forget(index);
+            continue;
+        }
+        // It may have emptied before it was watched.
+        cgroup_changed(index);
+    }
+    released_count = 0;
+}
+
+/// A lingering cgroup's `cgroup.events` changed: remove it once it is empty.
+fn cgroup_changed(index: u32) void {
+    if (!cgroup.lingering_changed(index)) return;
+    _ = sys.epoll_del(g.epoll_fd, cgroup.lingering_fd(index));
+    cgroup.forget(index);
 }
 
 /// Children whose exit was published but who are still zombies, and the pidfds of published
@@ -432,7 +492,7 @@ var unclosed: [abi.slots_max]i32 = undefined;
 var unclosed_count: usize = 0;
 
 fn published_unclean() bool {
-    return unreaped_count > 0 or unclosed_count > 0;
+    return unreaped_count > 0 or unclosed_count > 0 or released_count > 0;
 }
 
 /// Reaps the zombies whose exits went out already (ECHILD for one that `reap_all` took) and
@@ -483,16 +543,37 @@ pub fn leads_group(request: *const abi.Request) i32 {
 
 pub fn spawn_child(plan: *ChildPlan) void {
     const request = plan.request;
+    assert(request.slot < abi.slots_max);
     plan.reaper_pid = sys.getpid();
+    const slot = &g.slots[request.slot];
+    slot.cgroup = 0;
+    slot.tree_signal = 0;
+    // A cgroup of its own only through clone3 (CLONE_INTO_CGROUP).
+    const wants_cgroup = request.flags & abi.flag_cgroup != 0 and g.clone_mode != .legacy;
+    var use: cgroup.Use = if (wants_cgroup) cgroup.acquire(request.kill_on_exit_signal) else .{};
+    plan.cgroup_fd = use.dir_fd;
     var pidfd: i32 = -1;
     var rc: usize = 0;
-    // Each retry remembers a fallback (clone3, CLONE_PIDFD, CLONE_FILES), so at most three.
+    // Each retry remembers a fallback (CLONE_INTO_CGROUP, clone3, CLONE_PIDFD, CLONE_FILES),
+    // so at most four.
     var attempts: u32 = 0;
-    while (attempts < 4) : (attempts += 1) {
+    while (attempts < 5) : (attempts += 1) {
         rc = clone_child(plan, &pidfd);
         if (!fell_back(plan, rc, pidfd)) break;
     }
-    assert(attempts < 4);
+    assert(attempts < 5);
+    const in_cgroup = plan.cgroup_fd >= 0;
+    plan.cgroup_fd = -1;
+    cgroup.after_clone(&use);
+    const failed = sys.errno(rc) != 0 or plan.err_errno != 0;
+    if (failed or !in_cgroup) {
+        // Unused, or the child failed: it has exited (CLONE_VFORK) or is about to (a
+        // zombie is in no cgroup), so the cgroup is empty, or will be once it is reaped.
+        if (failed and in_cgroup and sys.errno(rc) == 0) collect_failed_child(sys.int(rc), pidfd);
+        // Pooled, unless cgroups were given up on in this spawn (the clone refused them).
+        _ = cgroup.release(use, cgroup.active());
+        use = .{};
+    }
     if (sys.errno(rc) != 0) {
         request.err_errno = sys.errno(rc);
         request.err_step = .clone;
@@ -500,12 +581,14 @@ pub fn spawn_child(plan: *ChildPlan) void {
     }
     const pid = sys.int(rc);
     if (plan.err_errno != 0) {
-        collect_failed_child(pid, pidfd);
+        if (!in_cgroup) collect_failed_child(pid, pidfd);
         request.err_errno = plan.err_errno;
         request.err_step = plan.err_step;
         request.err_index = plan.err_index;
         return;
     }
+    slot.cgroup = use.number;
+    slot_kept[request.slot] = use.kept;
     if (plan.shares_fd_table) g.fd_table_mode = plan.fd_table;
     request.pid = pid;
     // CLONE_PIDFD takes the lowest free descriptor: lift it to the pidfd floor (or at least
@@ -529,23 +612,40 @@ fn clone_child(plan: *ChildPlan, pidfd: *i32) usize {
     if (g.clone_mode == .legacy) {
         return sys.clone(child_main, g.child_stack, @intCast(flags | sys.SIG.CHLD), @intFromPtr(plan), pidfd);
     }
-    const args = sys.CloneArgs{
+    var args = sys.CloneArgs{
         .flags = flags,
         .pidfd = @intFromPtr(pidfd),
         .exit_signal = sys.SIG.CHLD,
         .stack = g.child_stack - child_stack_len,
         .stack_size = child_stack_len,
     };
-    return sys.clone3(&args, @sizeOf(sys.CloneArgs), child_main, @intFromPtr(plan));
+    var size: usize = sys.clone_args_size_v0;
+    if (plan.cgroup_fd >= 0) {
+        args.flags |= sys.CLONE.INTO_CGROUP;
+        args.cgroup = @intCast(plan.cgroup_fd);
+        size = sys.clone_args_size_v2;
+    }
+    return sys.clone3(&args, size, child_main, @intFromPtr(plan));
 }
 
 /// After a clone: true if it failed for want of something this kernel (or a seccomp filter)
 /// refuses, which is now remembered, so clone again without it.
 fn fell_back(plan: *ChildPlan, rc: usize, pidfd: i32) bool {
     const e = sys.errno(rc);
-    if (g.clone_mode != .legacy and (e == sys.E.NOSYS or e == sys.E.PERM)) {
-        // Old kernel, or a seccomp profile that refuses clone3: use clone.
+    const clone3_refused = e == sys.E.NOSYS or e == sys.E.PERM;
+    if (plan.cgroup_fd >= 0 and e != 0 and !clone3_refused) {
+        // CLONE_INTO_CGROUP refused: EINVAL or E2BIG before Linux 5.7, EBUSY where the
+        // cgroup cannot take processes (controllers enabled in it), EACCES without write
+        // access to the cgroup.procs above it. Children go without cgroups from now on.
+        cgroup.disable(.into_cgroup, e);
+        plan.cgroup_fd = -1;
+        return true;
+    }
+    if (g.clone_mode != .legacy and clone3_refused) {
+        // Old kernel, or a seccomp profile that refuses clone3: use clone, without cgroups.
         g.clone_mode = .legacy;
+        cgroup.disable(.clone3, e);
+        plan.cgroup_fd = -1;
         return true;
     }
     if (g.clone_mode != .legacy and e == 0) g.clone_mode = .clone3;
@@ -553,6 +653,7 @@ fn fell_back(plan: *ChildPlan, rc: usize, pidfd: i32) bool {
     if (e == sys.E.INVAL and wanted_pidfd) {
         // Kernel without CLONE_PIDFD: the reaper still hides children and signals by pid.
         g.pidfd_mode = .missing;
+        cgroup.disable(.pidfd, e);
         return true;
     }
     if (e != 0) return false;

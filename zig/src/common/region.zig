@@ -43,7 +43,32 @@ pub const Slot = extern struct {
     /// Non-zero (`reap_set`, and the waiters' bits) from a lone exit's publish until the
     /// reaper has reaped the child and closed its pidfd; its record is not delivered before.
     reap_pending: u32,
+    /// The child's own cgroup (`cgroup.zig`): its number under the library's directory, or
+    /// 0 for none. Written by the owner before the slot runs.
+    cgroup: u32,
+    /// Set by a host thread that signals the child's cgroup (under `signal_lock`, while the
+    /// child runs); the owner then never hands that cgroup to another child.
+    tree_signal: u32,
 };
+
+/// The cgroup state both sides read (`cgroup.zig`): the owner sets it up, the host reads it
+/// for tree signals and `ph_info`.
+pub const CgroupShared = extern struct {
+    /// 0 not set up yet, 1 in use, 2 unavailable (`step`, `errno` say why).
+    state: u32,
+    step: abi.CgroupStep,
+    errno: i32,
+    /// 1 when the kernel has `cgroup.kill` (Linux 5.14+).
+    has_kill: u32,
+    /// The last child cgroup's number (owner only).
+    next: u32,
+    reserved: u32,
+    /// The library's directory, NUL-terminated: an absolute path in the cgroup2 mount.
+    path: [cgroup_path_max]u8,
+    /// The same directory as /proc/<pid>/cgroup names it ("0::" + this), NUL-terminated.
+    relative: [cgroup_path_max]u8,
+};
+pub const cgroup_path_max = 1024;
 
 const Listener = extern struct {
     in_use: bool = false,
@@ -68,6 +93,7 @@ pub const Region = extern struct {
     /// Until this monotonic time nobody spins (`spin.zig`).
     contended_until_ns: u64,
     listeners: [abi.listeners_max]Listener,
+    cgroup: CgroupShared,
 };
 const page_len = 4096;
 pub const region_slots_off = std.mem.alignForward(usize, @sizeOf(Region), page_len);

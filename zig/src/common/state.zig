@@ -66,6 +66,8 @@ pub const ChildPlan = struct {
     shares_fd_table: bool = false,
     /// Set by the child: how it got its own table (a FdTable value).
     fd_table: FdTable = .unknown,
+    /// Set by the owner: a descriptor of the child's own cgroup to clone it into, or -1.
+    cgroup_fd: i32 = -1,
     /// Set by the reaper when it starts serving the request.
     taken: u32 = 0,
     /// The host's working directory at spawn time, for a child of the helper (which has its
@@ -140,6 +142,8 @@ const State = struct {
     /// The helper backend: the host's end of the socket, and the helper's pid.
     helper_sock: i32 = -1,
     helper_pid: i32 = 0,
+    /// The owner's descriptor of the library's cgroup directory (`cgroup.zig`), or -1.
+    cgroup_base_fd: i32 = -1,
     free_stack: [*]u32 = undefined,
     free_top: u32 = 0,
     next_unused: u32 = 0,

@@ -2,7 +2,8 @@
 //! process whose chain of parents reaches it, found in /proc, including those that left its
 //! process group or session (`setsid`). A process whose parent chain was cut (it double-forked
 //! and its parent exited, so init or a subreaper adopted it) is no longer a descendant: this
-//! mode cannot find it (`backendInfo().tree` is "descendants").
+//! mode cannot find it. A child in a cgroup of its own (cgroup.zig) is walked by its cgroup
+//! instead, which holds such processes too (below, `signal_cgroup`).
 //!
 //! Race-free against pid reuse: each member is held by a pidfd opened after it was found, and
 //! kept only if, read again through /proc after that, its parent is still in the tree. Members
@@ -11,6 +12,8 @@
 
 const std = @import("std");
 const sys = @import("../sys/linux.zig");
+const cgroup = @import("cgroup.zig");
+const cgroup_path_max = @import("region.zig").cgroup_path_max;
 
 const assert = std.debug.assert;
 
@@ -68,6 +71,12 @@ pub fn signal_after_host(roots: []const Member) void {
 fn walk(roots: usize) i32 {
     var count = roots;
     const outcome = collect(&count);
+    return finish(roots, count, outcome);
+}
+
+/// Signals and continues `members[0..count]`, closes the pidfds past the roots; the count
+/// delivered, or `outcome` when the collection failed.
+fn finish(roots: usize, count: usize, outcome: i32) i32 {
     var delivered: i32 = 0;
     for (members[0..count]) |member| {
         if (sys.errno(sys.pidfd_send_signal(member.pidfd, member.sig, 0)) == 0) delivered += 1;
@@ -180,4 +189,157 @@ fn parent_of(pid: i32) ?i32 {
     var fields = std.mem.tokenizeScalar(u8, stat[close_paren + 1 .. n], ' ');
     _ = fields.next() orelse return null; // state
     return std.fmt.parseInt(i32, fields.next() orelse return null, 10) catch null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cgroup mode (cgroup.zig): the members are the processes in the child's cgroup, listed by
+// `cgroup.procs`; each is held by a pidfd opened after it was listed and kept only if, read
+// again through /proc/<pid>/cgroup after that, it is still in the cgroup.
+
+/// `signal` for a child in a cgroup of its own (`number`, named with `kill_signal`): every
+/// process in it. SIGKILL goes through `cgroup.kill` where the kernel has it (Linux 5.14+):
+/// the kernel kills them all, forks in flight included. `root_pidfd` -1: no root to hold
+/// (the owner at the host's exit). -ESRCH when nothing was signalled.
+pub fn signal_cgroup(root_pid: i32, root_pidfd: i32, sig: i32, number: u32, kill_signal: i32) i32 {
+    while (@cmpxchgWeak(u32, &tree_lock, 0, 1, .acquire, .monotonic) != null) _ = sys.sched_yield();
+    defer @atomicStore(u32, &tree_lock, 0, .release);
+    return signal_cgroup_locked(root_pid, root_pidfd, sig, number, kill_signal);
+}
+
+/// `signal_cgroup` for the owner once the host is gone: a walk the host died in is void.
+pub fn signal_cgroup_after_host(sig: i32, number: u32, kill_signal: i32) void {
+    @atomicStore(u32, &tree_lock, 1, .release);
+    defer @atomicStore(u32, &tree_lock, 0, .release);
+    _ = signal_cgroup_locked(0, -1, sig, number, kill_signal);
+}
+
+const CgroupPaths = struct {
+    /// The cgroup's directory (absolute), NUL-terminated.
+    dir: [cgroup_path_max + 32]u8 = undefined,
+    dir_len: usize = 0,
+    /// As /proc/<pid>/cgroup names it.
+    relative: [cgroup_path_max + 32]u8 = undefined,
+    relative_len: usize = 0,
+};
+
+fn cgroup_paths(number: u32, kill_signal: i32, out: *CgroupPaths) void {
+    const shared = cgroup.shared();
+    var name_buffer: [24]u8 = undefined;
+    const child_name = cgroup.name(&name_buffer, number, kill_signal);
+    const base: [*:0]const u8 = @ptrCast(&shared.path);
+    const relative: [*:0]const u8 = @ptrCast(&shared.relative);
+    // Both fit: the shared paths are shorter than `cgroup_path_max`, the name than 24.
+    out.dir_len = (std.fmt.bufPrintZ(&out.dir, "{s}/{s}", .{ std.mem.span(base), child_name }) catch unreachable).len;
+    out.relative_len = (std.fmt.bufPrint(&out.relative, "{s}/{s}", .{ std.mem.span(relative), child_name }) catch unreachable).len;
+}
+
+fn signal_cgroup_locked(root_pid: i32, root_pidfd: i32, sig: i32, number: u32, kill_signal: i32) i32 {
+    assert(number > 0);
+    var paths = CgroupPaths{};
+    cgroup_paths(number, kill_signal, &paths);
+    var roots: usize = 0;
+    if (root_pidfd >= 0) {
+        // The child itself, even if it moved itself to another cgroup.
+        const stop = if (sig == sys.SIG.KILL) sig else sys.SIG.STOP;
+        if (sys.errno(sys.pidfd_send_signal(root_pidfd, stop, 0)) == 0) {
+            members[0] = .{ .pid = root_pid, .pidfd = root_pidfd, .sig = sig };
+            roots = 1;
+        }
+    }
+    if (sig == sys.SIG.KILL and cgroup.shared().has_kill == 1) {
+        const killed = write_file(paths.dir[0..paths.dir_len], "/cgroup.kill", "1");
+        if (killed == 0) return 1;
+        if (roots == 1) return 1;
+        return if (killed == -sys.E.NOENT) -sys.E.SRCH else killed;
+    }
+    var count = roots;
+    const outcome = collect_cgroup(&paths, &count, sig);
+    if (count == 0) return if (outcome < 0) outcome else -sys.E.SRCH;
+    return finish(roots, count, outcome);
+}
+
+/// Writes `value` to `dir ++ file`: 0 or -errno.
+fn write_file(dir: []const u8, file: []const u8, value: []const u8) i32 {
+    var path_buffer: [cgroup_path_max + 64]u8 = undefined;
+    const path = std.fmt.bufPrintZ(&path_buffer, "{s}{s}", .{ dir, file }) catch return -sys.E.NAMETOOLONG;
+    const opened = sys.openat(path.ptr, sys.O.WRONLY | sys.O.CLOEXEC, 0);
+    if (sys.errno(opened) != 0) return -sys.errno(opened);
+    const fd = sys.int(opened);
+    defer _ = sys.close(fd);
+    const rc = sys.write(fd, value.ptr, value.len);
+    return -sys.errno(rc);
+}
+
+/// Reads `cgroup.procs` until a pass adds no member; every member added is held and stopped.
+fn collect_cgroup(paths: *const CgroupPaths, count: *usize, sig: i32) i32 {
+    var scans: u32 = 0;
+    while (scans < scans_max) : (scans += 1) {
+        const found = list_procs(paths);
+        if (found < 0) return @intCast(found);
+        var added: i32 = 0;
+        for (pairs[0..@intCast(found)]) |pair| {
+            if (member_index(pair.pid, count.*) != null) continue;
+            if (count.* == members_max) return -sys.E.TOOBIG;
+            const held = hold_in_cgroup(pair.pid, paths, sig) orelse continue;
+            members[count.*] = held;
+            count.* += 1;
+            added += 1;
+        }
+        if (added == 0) return 0;
+    }
+    return -sys.E.AGAIN;
+}
+
+/// The pids in the cgroup's `cgroup.procs`, into `pairs`: the count, or -errno (-ESRCH when
+/// the cgroup is gone).
+fn list_procs(paths: *const CgroupPaths) isize {
+    var path_buffer: [cgroup_path_max + 64]u8 = undefined;
+    const path = std.fmt.bufPrintZ(&path_buffer, "{s}/cgroup.procs", .{paths.dir[0..paths.dir_len]}) catch unreachable;
+    const opened = sys.openat(path.ptr, sys.O.RDONLY | sys.O.CLOEXEC, 0);
+    if (sys.errno(opened) == sys.E.NOENT) return -@as(isize, sys.E.SRCH);
+    if (sys.errno(opened) != 0) return -@as(isize, sys.errno(opened));
+    const fd = sys.int(opened);
+    defer _ = sys.close(fd);
+    var buffer: [4096]u8 = undefined;
+    var found: usize = 0;
+    var pid: i32 = 0;
+    while (found < processes_max) {
+        const n = sys.read(fd, &buffer, buffer.len);
+        if (sys.errno(n) != 0) return -@as(isize, sys.errno(n));
+        if (n == 0) break;
+        // One pid a line; a number may span two reads.
+        for (buffer[0..n]) |c| {
+            if (c >= '0' and c <= '9') {
+                pid = pid *% 10 +% (c - '0');
+            } else if (c == '\n' and pid > 0 and found < processes_max) {
+                pairs[found] = .{ .pid = pid, .ppid = 0 };
+                found += 1;
+                pid = 0;
+            }
+        }
+    }
+    return @intCast(found);
+}
+
+/// A pidfd of `pid`, stopped, if it is still in the cgroup once held; else null.
+fn hold_in_cgroup(pid: i32, paths: *const CgroupPaths, sig: i32) ?Member {
+    const opened = sys.pidfd_open(pid);
+    if (sys.errno(opened) != 0) return null; // Gone meanwhile.
+    const pidfd = sys.int(opened);
+    // A pid reused before the pidfd was opened names a process outside the cgroup, unless
+    // it truly is in it (then it is a member all the same).
+    if (!in_cgroup(pid, paths) or sys.errno(sys.pidfd_send_signal(pidfd, sys.SIG.STOP, 0)) != 0) {
+        _ = sys.close(pidfd);
+        return null;
+    }
+    return .{ .pid = pid, .pidfd = pidfd, .sig = sig };
+}
+
+fn in_cgroup(pid: i32, paths: *const CgroupPaths) bool {
+    var path_buffer: [32]u8 = undefined;
+    const path = std.fmt.bufPrintZ(&path_buffer, "/proc/{d}/cgroup", .{pid}) catch unreachable;
+    var content: [4096]u8 = undefined;
+    const text = cgroup.read_small(path.ptr, &content) orelse return false;
+    const line = cgroup.cgroup_line(text) orelse return false;
+    return std.mem.eql(u8, line, paths.relative[0..paths.relative_len]);
 }

@@ -56,6 +56,11 @@ pub const E = struct {
     pub const PIPE = 32;
     pub const STALE = 116;
     pub const TIMEDOUT = 110;
+    pub const EXIST = 17;
+    pub const NOTEMPTY = 39;
+    pub const OPNOTSUPP = 95;
+    pub const ROFS = 30;
+    pub const NOSPC = 28;
 };
 
 pub const O = struct {
@@ -83,6 +88,8 @@ pub const CLONE = struct {
     pub const PIDFD = 0x1000;
     pub const VFORK = 0x4000;
     pub const SYSVSEM = 0x40000;
+    /// clone3 only (Linux 5.7+): the child starts in the cgroup `CloneArgs.cgroup` names.
+    pub const INTO_CGROUP = 0x200000000;
 };
 
 pub const SIG = struct {
@@ -170,10 +177,19 @@ pub const CloneArgs = extern struct {
     stack: u64 = 0,
     stack_size: u64 = 0,
     tls: u64 = 0,
+    set_tid: u64 = 0,
+    set_tid_size: u64 = 0,
+    /// A descriptor of a cgroup v2 directory, with `CLONE.INTO_CGROUP`.
+    cgroup: u64 = 0,
 };
 
+/// The size clone3 is given: the first version's (Linux 5.3) unless `cgroup` is used, so an
+/// older kernel does not see fields it does not know.
+pub const clone_args_size_v0 = 64;
+pub const clone_args_size_v2 = 88;
+
 comptime {
-    std.debug.assert(@sizeOf(CloneArgs) == 64);
+    std.debug.assert(@sizeOf(CloneArgs) == clone_args_size_v2);
 }
 
 pub fn read(fd: i32, buf: [*]u8, len: usize) usize {
@@ -185,6 +201,22 @@ pub fn write(fd: i32, buf: [*]const u8, len: usize) usize {
 pub fn close(fd: i32) usize {
     return sc1(.close, u(fd));
 }
+/// `openat` relative to a directory descriptor.
+pub fn openat_in(dir: i32, path: [*:0]const u8, flags: u32, mode: u32) usize {
+    return sc4(.openat, u(dir), @intFromPtr(path), flags, mode);
+}
+pub fn mkdirat(dir: i32, path: [*:0]const u8, mode: u32) usize {
+    return sc3(.mkdirat, u(dir), @intFromPtr(path), mode);
+}
+pub const AT_REMOVEDIR = 0x200;
+pub const AT_FDCWD: i32 = -100;
+pub fn unlinkat(dir: i32, path: [*:0]const u8, flags: u32) usize {
+    return sc3(.unlinkat, u(dir), @intFromPtr(path), flags);
+}
+pub fn pread(fd: i32, buf: [*]u8, len: usize, offset: u64) usize {
+    return sc4(.pread64, u(fd), @intFromPtr(buf), len, offset);
+}
+pub const EPOLLPRI = 2;
 pub fn openat(path: [*:0]const u8, flags: u32, mode: u32) usize {
     const at_fdcwd: i32 = -100;
     return sc4(.openat, u(at_fdcwd), @intFromPtr(path), flags, mode);
