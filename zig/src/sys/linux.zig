@@ -152,9 +152,12 @@ pub const Rusage = extern struct {
 pub const Rlimit = extern struct { cur: u64, max: u64 };
 pub const rlimit_count = 16;
 
+/// `struct epoll_event`: packed (12 bytes, data at 4) on x86_64 only; elsewhere, aarch64
+/// included, `data` is naturally aligned (16 bytes, data at 8).
+const epoll_packed = builtin.cpu.arch == .x86_64;
 pub const EpollEvent = extern struct {
-    events: u32 align(if (builtin.cpu.arch == .x86_64) 4 else 8),
-    data: u64 align(4),
+    events: u32,
+    data: u64 align(if (epoll_packed) 4 else 8),
 };
 
 pub const EPOLLIN = 1;
@@ -164,7 +167,8 @@ pub const EPOLLONESHOT = 1 << 30;
 comptime {
     std.debug.assert(@sizeOf(SigInfo) == 128);
     std.debug.assert(@sizeOf(Rusage) == 144);
-    if (builtin.cpu.arch == .x86_64) std.debug.assert(@sizeOf(EpollEvent) == 12);
+    std.debug.assert(@offsetOf(EpollEvent, "data") == if (epoll_packed) 4 else 8);
+    std.debug.assert(@sizeOf(EpollEvent) == if (epoll_packed) 12 else 16);
 }
 
 /// `struct clone_args` of clone3(2), the first 64 bytes (CLONE_ARGS_SIZE_VER0).
