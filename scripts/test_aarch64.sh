@@ -2,8 +2,9 @@
 # The Linux aarch64 builds of Bun and Deno, at the pinned versions, running the test suite under
 # qemu-user (Debian's qemu-user-static, with libc6-arm64-cross as the guest's /lib): the embedded
 # aarch64 library and helper, not aarch64 hardware. qemu-user refuses the reaper's clone
-# (CLONE_VM without CLONE_THREAD: EINVAL), so the library falls back to the helper backend;
-# tests/harness.ts detects the emulation (QEMU) and expects that.
+# (CLONE_VM without CLONE_THREAD: EINVAL), where the library is to fall back to the helper
+# backend; tests/harness.ts detects the emulation (QEMU) and expects that. What holds there and
+# what does not: tests/README.md, "qemu-user".
 # Installs whatever is missing (apt packages on the host as root, the npm packages under
 # .tools/aarch64/, the binfmt_misc entry for aarch64 programs), and says nothing about steps it
 # finds done. Ends with one line "N passed, N failed"; a runtime that cannot start counts as a
@@ -35,7 +36,8 @@ BUN_EXCLUDED=()
 DENO_FILES=(tests/backend.test.ts)
 # The guest's environment: its libc, and the tests' helpers (built below for the host: the
 # children are host programs, run natively by the kernel).
-RUN_ENV=(QEMU_LD_PREFIX="$SYSROOT" NO_COLOR=1 DENO_NO_UPDATE_CHECK=1)
+# The stress counts are scripts/test.sh's for its fault runs: emulated code is several times slower.
+RUN_ENV=(QEMU_LD_PREFIX="$SYSROOT" NO_COLOR=1 DENO_NO_UPDATE_CHECK=1 PH_CYCLES=1000 PH_BURST=2000 PH_STORM=500)
 passed=0
 failed=0
 status=0
@@ -177,7 +179,7 @@ run_bun() {
     [ -n "$skip" ] || files+=("./$file")
   done
   echo "[test] $label"
-  (cd "$TREE" && timeout 900 env "${RUN_ENV[@]}" "$QEMU" -L "$SYSROOT" "$BUN_ARM" test --timeout 120000 "${files[@]}") \
+  (cd "$TREE" && timeout 600 env "${RUN_ENV[@]}" "$QEMU" -L "$SYSROOT" "$BUN_ARM" test --timeout 120000 "${files[@]}") \
     2>&1 | tee "$LOGS/bun.log"
   summarize "$label" "$LOGS/bun.log" "${PIPESTATUS[0]}"
 }
@@ -185,7 +187,7 @@ run_bun() {
 run_deno() {
   local label="deno $DENO_VERSION (linux-aarch64) test under qemu-user $(qemu_version)"
   echo "[test] $label"
-  (cd "$TREE" && timeout 600 env "${RUN_ENV[@]}" DENO_DIR="$AT/deno_dir" "$QEMU" -L "$SYSROOT" "$DENO_ARM" \
+  (cd "$TREE" && timeout 300 env "${RUN_ENV[@]}" DENO_DIR="$AT/deno_dir" "$QEMU" -L "$SYSROOT" "$DENO_ARM" \
     test -A --no-check --quiet --v8-flags=--expose-gc "${DENO_FILES[@]}") 2>&1 | tee "$LOGS/deno.log"
   summarize "$label" "$LOGS/deno.log" "${PIPESTATUS[0]}"
 }
