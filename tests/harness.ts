@@ -30,6 +30,14 @@ function emulated(): boolean {
   return built !== undefined && kernel !== "" && kernel !== built;
 }
 
+/**
+ * What a runtime started with a cleared environment (`clearEnv`) needs to start at all: under
+ * qemu-user, `QEMU_LD_PREFIX` (where the emulated runtime's libc is); elsewhere nothing.
+ */
+export const RUNTIME_ENV: Record<string, string> = QEMU && process.env.QEMU_LD_PREFIX
+  ? { QEMU_LD_PREFIX: process.env.QEMU_LD_PREFIX }
+  : {};
+
 /** A fault forced by tests/fault/seccomp_launcher.c. */
 export type Fault = "" | "clone3-enosys" | "clone3-eperm" | "no-pidfd" | "no-close-range" | "no-unshare" | "no-reaper";
 /** The fault forced for this run, if any. */
