@@ -179,17 +179,23 @@ run_bun() {
     [ -n "$skip" ] || files+=("./$file")
   done
   echo "[test] $label"
+  local started=$SECONDS
   (cd "$TREE" && timeout 600 env "${RUN_ENV[@]}" "$QEMU" -L "$SYSROOT" "$BUN_ARM" test --timeout 120000 "${files[@]}") \
     2>&1 | tee "$LOGS/bun.log"
-  summarize "$label" "$LOGS/bun.log" "${PIPESTATUS[0]}"
+  local rc=${PIPESTATUS[0]}
+  log "bun ran for $((SECONDS - started)) s"
+  summarize "$label" "$LOGS/bun.log" "$rc"
 }
 
 run_deno() {
   local label="deno $DENO_VERSION (linux-aarch64) test under qemu-user $(qemu_version)"
   echo "[test] $label"
+  local started=$SECONDS
   (cd "$TREE" && timeout 300 env "${RUN_ENV[@]}" DENO_DIR="$AT/deno_dir" "$QEMU" -L "$SYSROOT" "$DENO_ARM" \
     test -A --no-check --quiet --v8-flags=--expose-gc "${DENO_FILES[@]}") 2>&1 | tee "$LOGS/deno.log"
-  summarize "$label" "$LOGS/deno.log" "${PIPESTATUS[0]}"
+  local rc=${PIPESTATUS[0]}
+  log "deno ran for $((SECONDS - started)) s"
+  summarize "$label" "$LOGS/deno.log" "$rc"
 }
 
 # One run at a time per .tools: the npm packages and the binfmt entry are shared.
