@@ -3,7 +3,19 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import process from "node:process";
 import { backendInfo, ReaperDiedError, reaperInfo, spawnHandle } from "../mod.ts";
-import { BACKEND, EXPECT_PIDFD, FAULT, nativeTest, procStat, runFixture, runtimeArgv, sleep, test } from "./harness.ts";
+import {
+  BACKEND,
+  EXPECT_FALLBACK,
+  EXPECT_PIDFD,
+  FAULT,
+  nativeTest,
+  procStat,
+  QEMU,
+  runFixture,
+  runtimeArgv,
+  sleep,
+  test,
+} from "./harness.ts";
 
 /** The backend this run expects. */
 const EXPECTED = BACKEND;
@@ -34,9 +46,23 @@ nativeTest(
     assert.ok(info.pid > 0);
     assert.equal(info.pid, reaperInfo().reaperPid);
     assert.equal(readFileSync(`/proc/${info.pid}/comm`, "utf8").trim(), HELPER ? "ph-helper" : "ph-reaper");
-    assert.equal(info.fallbackReason !== undefined, FAULT === "no-reaper");
+    assert.equal(info.fallbackReason !== undefined, EXPECT_FALLBACK);
   },
 );
+
+test("under qemu-user the reaper's clone is refused (EINVAL): the helper runs instead and says why", async () => {
+  const status = await spawnHandle("sh", ["-c", "exit 7"]).wait();
+  assert.equal(status.code, 7);
+  const info = backendInfo();
+  assert.equal(info.backend, "helper");
+  assert.match(info.fallbackReason ?? "", /EINVAL/);
+  // The library loaded is the embedded aarch64 build, not a local (x86_64) one.
+  assert.match(info.libraryPath, /libprivate_spawn-[0-9a-f]{16}\.so$/);
+  // Forced, the reaper is not replaced: the spawn fails and says where.
+  const forced = await runFixture("backend_info.ts", [], { PRIVATE_SPAWN_BACKEND: "reaper" });
+  assert.equal(forced.code, 0, forced.stderr);
+  assert.deepEqual(JSON.parse(forced.stdout).error, { code: "EINVAL", syscall: "reaper" });
+}, { ignore: !QEMU || process.env.PRIVATE_SPAWN_BACKEND !== undefined });
 
 test("the reaper refused (clone EINVAL, as under qemu-user): the helper runs instead and says why", () => {
   const result = underNoReaper("");
@@ -49,7 +75,11 @@ test("the reaper refused (clone EINVAL, as under qemu-user): the helper runs ins
   const forced = underNoReaper("reaper");
   assert.equal(forced.status, 0, forced.stderr);
   assert.deepEqual(JSON.parse(forced.stdout).error, { code: "EINVAL", syscall: "reaper" });
-}, { ignore: !existsSync(LAUNCHER) || FAULT !== "" });
+}, {
+  ignore: !existsSync(LAUNCHER) || FAULT !== "",
+  notUnderQemu:
+    "qemu-user refuses that clone itself (the test above); the launcher's filter would apply to qemu's own calls",
+});
 
 /** Runs the backend_info fixture with the reaper's clone refused, and `backend` forced (or not: ""). */
 function underNoReaper(backend: string): { status: number | null; stdout: string; stderr: string } {

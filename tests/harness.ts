@@ -10,19 +10,51 @@ import { isBun } from "../ffi/mod.ts";
 
 export { isBun };
 export const runtime = isBun ? "bun" : "deno";
+/**
+ * Whether this runtime runs under a user-mode emulator such as qemu-user (scripts/test_aarch64.sh):
+ * the kernel's own machine, `/proc/sys/kernel/arch` (Linux 6.1+; qemu-user passes it through,
+ * while it answers `uname` with the emulated machine), is not the one the runtime was built for.
+ * False where that file is missing.
+ */
+export const QEMU: boolean = emulated();
+
+function emulated(): boolean {
+  const machines: Record<string, string> = { arm64: "aarch64", x64: "x86_64" };
+  let kernel: string;
+  try {
+    kernel = readFileSync("/proc/sys/kernel/arch", "utf8").trim();
+  } catch {
+    return false;
+  }
+  const built = machines[process.arch];
+  return built !== undefined && kernel !== "" && kernel !== built;
+}
+
+/**
+ * What a runtime started with a cleared environment (`clearEnv`) needs to start at all: under
+ * qemu-user, `QEMU_LD_PREFIX` (where the emulated runtime's libc is); elsewhere nothing.
+ */
+export const RUNTIME_ENV: Record<string, string> = QEMU && process.env.QEMU_LD_PREFIX
+  ? { QEMU_LD_PREFIX: process.env.QEMU_LD_PREFIX }
+  : {};
+
 /** A fault forced by tests/fault/seccomp_launcher.c. */
 export type Fault = "" | "clone3-enosys" | "clone3-eperm" | "no-pidfd" | "no-close-range" | "no-unshare" | "no-reaper";
 /** The fault forced for this run, if any. */
 export const FAULT: Fault = (process.env.PH_FAULT ?? "") as Fault;
 /**
  * The backend this run uses (`backendInfo().backend`): forced by `PRIVATE_SPAWN_BACKEND`, or
- * the helper where the reaper is refused (the no-reaper fault).
+ * the helper where the reaper is refused (the no-reaper fault, and qemu-user, which refuses
+ * `clone(CLONE_VM)` without `CLONE_THREAD` with EINVAL).
  */
 export const BACKEND: "reaper" | "helper" | "runtime" = process.env.PRIVATE_SPAWN_BACKEND === "runtime"
   ? "runtime"
-  : process.env.PRIVATE_SPAWN_BACKEND === "helper" || FAULT === "no-reaper"
+  : process.env.PRIVATE_SPAWN_BACKEND === "helper" || FAULT === "no-reaper" || QEMU
   ? "helper"
   : "reaper";
+/** Whether the reaper was refused and the helper runs instead, so `backendInfo().fallbackReason` is set. */
+export const EXPECT_FALLBACK: boolean = BACKEND === "helper" && !process.env.PRIVATE_SPAWN_BACKEND &&
+  (FAULT === "no-reaper" || QEMU);
 /** Whether the `runtime` backend runs (`PRIVATE_SPAWN_BACKEND=runtime`): no library, no privacy on POSIX. */
 export const RUNTIME: boolean = BACKEND === "runtime";
 /** Whether children are expected to be held by pidfds in this run. */
@@ -38,11 +70,22 @@ type TestFn = () => void | Promise<void>;
 // deno-lint-ignore no-explicit-any
 const bunTest: any = isBun ? (await import(["bun", "test"].join(":"))).test : null;
 
-/**
- * Registers a test; `timeoutMs` bounds it under Bun (Deno has no per-test timeout); with
- * `ignore: true` it is reported as skipped (Bun) or ignored (Deno) without running.
- */
-export function test(name: string, fn: TestFn, options: { timeoutMs?: number; ignore?: boolean } = {}): void {
+/** How a test is registered (every `*Test()` of this file passes them on to `test()`). */
+export interface TestOptions {
+  /** Bounds the test under Bun (Deno has no per-test timeout). */
+  timeoutMs?: number;
+  /** Reported as skipped (Bun) or ignored (Deno) without running. */
+  ignore?: boolean;
+  /** Why it cannot hold under qemu-user (`QEMU`): there it is skipped, with the reason in its name. */
+  notUnderQemu?: string;
+}
+
+/** Registers a test (see `TestOptions`). */
+export function test(name: string, fn: TestFn, options: TestOptions = {}): void {
+  if (QEMU && options.notUnderQemu !== undefined) {
+    name = `${name} [skipped under qemu-user: ${options.notUnderQemu}]`;
+    options = { ...options, ignore: true };
+  }
   if (isBun) {
     (options.ignore ? bunTest.skip : bunTest)(name, fn, options.timeoutMs ?? 60_000);
   } else {
@@ -58,7 +101,7 @@ export function reaperTest(
   name: string,
   whyNotHelper: string,
   fn: TestFn,
-  options: { timeoutMs?: number; ignore?: boolean } = {},
+  options: TestOptions = {},
 ): void {
   if (BACKEND === "runtime") {
     test(`${name} [skipped under the runtime backend: a test of the reaper]`, fn, { ...options, ignore: true });
@@ -77,7 +120,7 @@ export function nativeTest(
   name: string,
   whyNotRuntime: string,
   fn: TestFn,
-  options: { timeoutMs?: number; ignore?: boolean } = {},
+  options: TestOptions = {},
 ): void {
   if (RUNTIME) test(`${name} [skipped under the runtime backend: ${whyNotRuntime}]`, fn, { ...options, ignore: true });
   else test(name, fn, options);

@@ -5,7 +5,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { LibraryError, run } from "../mod.ts";
 import { resolveLibraryPath } from "../ffi/loader.ts";
-import { fixture, isBun, nativeTest, runFixture, test } from "./harness.ts";
+import { fixture, isBun, nativeTest, runFixture, RUNTIME_ENV, test } from "./harness.ts";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
 
@@ -92,7 +92,12 @@ if (isBun) {
   });
 } else {
   // The library's own run(): Deno's node:child_process grants a spawned `deno run` every permission.
-  const env = { PATH: process.env.PATH!, HOME: process.env.HOME!, DENO_DIR: process.env.DENO_DIR ?? "" };
+  const env = {
+    PATH: process.env.PATH!,
+    HOME: process.env.HOME!,
+    DENO_DIR: process.env.DENO_DIR ?? "",
+    ...RUNTIME_ENV,
+  };
   const denoRun = (flags: string[]) =>
     run(process.execPath, ["run", "--no-prompt", ...flags, fixture("first_use.ts")], { clearEnv: true, env }).catch((
       e,
@@ -150,7 +155,7 @@ test("a cache directory owned by another user is refused under the runtime's usu
     chownSync(`${dir}/cache`, 65534, 65534);
     const script = `${dir}/pkg/tests/fixtures/first_use.ts`;
     const flags = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env"];
-    const env = { PATH: process.env.PATH!, HOME: `${dir}/home`, PRIVATE_SPAWN_CACHE: `${dir}/cache` };
+    const env = { PATH: process.env.PATH!, HOME: `${dir}/home`, PRIVATE_SPAWN_CACHE: `${dir}/cache`, ...RUNTIME_ENV };
     const argv = isBun ? [script] : ["run", "--no-prompt", ...flags, script];
     const result = await run(process.execPath, argv, {
       clearEnv: true,

@@ -4,7 +4,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncat
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { run } from "../mod.ts";
-import { isBun, runtimeArgv, test } from "./harness.ts";
+import { isBun, RUNTIME_ENV, runtimeArgv, test } from "./harness.ts";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
 const sha256 = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
@@ -76,7 +76,13 @@ function consumerRun(dir: string, extraDenoFlags: string[] = []) {
     script,
   ]];
   // No zig on PATH, no library override, a fresh home for the cache.
-  const env = { PATH: "/usr/bin:/bin", HOME: `${dir}/home`, DENO_DIR: `${dir}/deno_dir`, DENO_NO_UPDATE_CHECK: "1" };
+  const env = {
+    PATH: "/usr/bin:/bin",
+    HOME: `${dir}/home`,
+    DENO_DIR: `${dir}/deno_dir`,
+    DENO_NO_UPDATE_CHECK: "1",
+    ...RUNTIME_ENV,
+  };
   return run(cmd, args, { clearEnv: true, env, cwd: dir, timeout: 120_000 }).catch((e) => e);
 }
 
@@ -115,7 +121,7 @@ if (!isBun) {
       mkdirSync(`${dir}/home`);
       writeFileSync(`${dir}/consumer.ts`, CONSUMER);
       const script = `${dir}/consumer.ts`;
-      const env = { PATH: "/usr/bin:/bin", HOME: `${dir}/home`, DENO_DIR: `${dir}/deno_dir` };
+      const env = { PATH: "/usr/bin:/bin", HOME: `${dir}/home`, DENO_DIR: `${dir}/deno_dir`, ...RUNTIME_ENV };
       const result = await run(process.execPath, ["run", "--allow-read", "--allow-write", "--allow-env", script], {
         clearEnv: true,
         env,
