@@ -23,8 +23,11 @@ export interface ReaperInfo {
   reaperPid: number;
   /** How many reapers this process has started (more than 1 after one died). */
   reapersStarted: number;
-  /** How children are created: "clone3", "clone" (fallback), or "unknown" before the first spawn. */
-  cloneMode: "clone3" | "clone" | "unknown";
+  /**
+   * How children are created: "clone3", "clone" (fallback), "fork" (the helper where clones with
+   * shared memory are refused, as under qemu-user), or "unknown" before the first spawn.
+   */
+  cloneMode: "clone3" | "clone" | "fork" | "unknown";
   /** Whether children are held by pidfds (false on kernels without them). */
   pidfd: boolean;
   /**
@@ -72,7 +75,7 @@ export function reaperInfo(): ReaperInfo {
   return {
     reaperPid: view.getInt32(Info.reaper_pid, true),
     reapersStarted: view.getUint32(Info.reapers_started, true),
-    cloneMode: mode === 1 ? "clone3" : mode === 2 ? "clone" : "unknown",
+    cloneMode: mode === 1 ? "clone3" : mode === 2 ? "clone" : mode === 3 ? "fork" : "unknown",
     pidfd: view.getUint32(Info.pidfd, true) === 1,
     fdTable: fdTableName(view.getUint32(Info.fd_table, true)),
     pollWindowUs: view.getUint32(Info.poll_window_us, true),

@@ -39,7 +39,15 @@ export const RUNTIME_ENV: Record<string, string> = QEMU && process.env.QEMU_LD_P
   : {};
 
 /** A fault forced by tests/fault/seccomp_launcher.c. */
-export type Fault = "" | "clone3-enosys" | "clone3-eperm" | "no-pidfd" | "no-close-range" | "no-unshare" | "no-reaper";
+export type Fault =
+  | ""
+  | "clone3-enosys"
+  | "clone3-eperm"
+  | "no-pidfd"
+  | "no-close-range"
+  | "no-unshare"
+  | "no-reaper"
+  | "qemu";
 /** The fault forced for this run, if any. */
 export const FAULT: Fault = (process.env.PH_FAULT ?? "") as Fault;
 /**
@@ -49,22 +57,32 @@ export const FAULT: Fault = (process.env.PH_FAULT ?? "") as Fault;
  */
 export const BACKEND: "reaper" | "helper" | "runtime" = process.env.PRIVATE_SPAWN_BACKEND === "runtime"
   ? "runtime"
-  : process.env.PRIVATE_SPAWN_BACKEND === "helper" || FAULT === "no-reaper" || QEMU
+  : process.env.PRIVATE_SPAWN_BACKEND === "helper" || FAULT === "no-reaper" || FAULT === "qemu" || QEMU
   ? "helper"
   : "reaper";
 /** Whether the reaper was refused and the helper runs instead, so `backendInfo().fallbackReason` is set. */
 export const EXPECT_FALLBACK: boolean = BACKEND === "helper" && !process.env.PRIVATE_SPAWN_BACKEND &&
-  (FAULT === "no-reaper" || QEMU);
+  (FAULT === "no-reaper" || FAULT === "qemu" || QEMU);
+/**
+ * Whether clones with shared memory are refused (qemu-user, or the qemu fault): the helper is
+ * launched through a forked middle process, which costs the host one SIGCHLD per helper start,
+ * and its children are forked (`reaperInfo().cloneMode` "fork").
+ */
+export const FORKS: boolean = (FAULT === "qemu" || QEMU) && BACKEND === "helper";
+/** The SIGCHLDs a host may see from the library: the helper's launch where it forks. */
+export const LAUNCH_SIGCHLD: number = FORKS ? 1 : 0;
 /** Whether the `runtime` backend runs (`PRIVATE_SPAWN_BACKEND=runtime`): no library, no privacy on POSIX. */
 export const RUNTIME: boolean = BACKEND === "runtime";
 /** Whether children are expected to be held by pidfds in this run. */
 export const EXPECT_PIDFD = FAULT !== "no-pidfd";
 /** How children are expected to be created in this run (`reaperInfo().cloneMode`). */
-export const EXPECT_CLONE = FAULT === "clone3-enosys" || FAULT === "clone3-eperm" || FAULT === "no-pidfd"
+export const EXPECT_CLONE = FORKS
+  ? "fork"
+  : FAULT === "clone3-enosys" || FAULT === "clone3-eperm" || FAULT === "no-pidfd"
   ? "clone"
   : "clone3";
 /** Whether children are expected to copy only the descriptors they need (`reaperInfo().fdTable`). */
-export const EXPECT_FD_TABLE = FAULT === "no-close-range" || FAULT === "no-unshare" ? "whole" : "needed";
+export const EXPECT_FD_TABLE = FAULT === "no-close-range" || FAULT === "no-unshare" || FORKS ? "whole" : "needed";
 
 type TestFn = () => void | Promise<void>;
 // deno-lint-ignore no-explicit-any
@@ -209,7 +227,7 @@ export function cgroupOf(pid: number): string | null {
  * clone3 and pidfds (the seccomp faults take them away), and a native backend.
  */
 export const EXPECT_CGROUP: boolean = process.platform === "linux" && BACKEND !== "runtime" &&
-  EXPECT_PIDFD && FAULT !== "clone3-enosys" && FAULT !== "clone3-eperm" && hostCgroupWritable();
+  EXPECT_PIDFD && FAULT !== "clone3-enosys" && FAULT !== "clone3-eperm" && !FORKS && hostCgroupWritable();
 
 /** Whether a directory can be made under the host's cgroup (access(2) says no to root here). */
 function hostCgroupWritable(): boolean {

@@ -10,6 +10,11 @@
  *   seccomp_launcher no-reaper CMD...       clone with CLONE_FS but without CLONE_THREAD fails with
  *                                           EINVAL: the reaper's clone, refused as qemu-user refuses
  *                                           it (threads, vfork children and clone3 are allowed)
+ *   seccomp_launcher qemu CMD...            what qemu-user 7.2 refuses: clone3 fails with ENOSYS; a
+ *                                           clone that is not a thread fails with EINVAL when it has
+ *                                           CLONE_VM without CLONE_VFORK, CLONE_FILES or CLONE_PIDFD,
+ *                                           or an exit signal other than SIGCHLD (qemu-user turns the
+ *                                           vfork it allows into a fork; here it stays a vfork)
  * The filter is inherited by every thread and process the command starts. x86_64 and aarch64.
  */
 #define _GNU_SOURCE
@@ -32,6 +37,10 @@
 #define CLOSE_RANGE_UNSHARE_FLAG 0x2
 #define CLONE_FS_FLAG 0x200
 #define CLONE_THREAD_FLAG 0x10000
+#define CLONE_VM_FLAG 0x100
+#define CLONE_FILES_FLAG 0x400
+#define CLONE_VFORK_FLAG 0x4000
+#define SIGCHLD_NUMBER 17
 
 #define NR(name) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, name, 0, 1)
 #define FAIL(e) BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (e))
@@ -49,7 +58,7 @@
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s clone3-enosys|clone3-eperm|no-pidfd|no-close-range|no-unshare|no-reaper CMD...\n",
+    fprintf(stderr, "usage: %s clone3-enosys|clone3-eperm|no-pidfd|no-close-range|no-unshare|no-reaper|qemu CMD...\n",
             argv[0]);
     return 2;
   }
@@ -58,7 +67,8 @@ int main(int argc, char **argv) {
   int no_close_range = strcmp(argv[1], "no-close-range") == 0;
   int no_unshare = strcmp(argv[1], "no-unshare") == 0;
   int no_reaper = strcmp(argv[1], "no-reaper") == 0;
-  if (!no_pidfd && !no_close_range && !no_unshare && !no_reaper && strcmp(argv[1], "clone3-enosys") != 0 &&
+  int like_qemu = strcmp(argv[1], "qemu") == 0;
+  if (!no_pidfd && !no_close_range && !no_unshare && !no_reaper && !like_qemu && strcmp(argv[1], "clone3-enosys") != 0 &&
       strcmp(argv[1], "clone3-eperm") != 0) {
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
@@ -105,11 +115,34 @@ int main(int argc, char **argv) {
       FAIL(EINVAL),
       ALLOW,
   };
+  struct sock_filter as_qemu[] = {
+      SYSCALL_ON_THIS_ARCH,
+      NR(__NR_clone3),
+      FAIL(ENOSYS),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 1, 0),
+      ALLOW,
+      LOAD(args[0]),
+      /* Threads pass. */
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD_FLAG, 0, 1),
+      ALLOW,
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_FILES_FLAG | CLONE_PIDFD_FLAG, 0, 1),
+      FAIL(EINVAL),
+      /* CLONE_VM only with CLONE_VFORK (which qemu-user makes a fork). */
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_VM_FLAG, 0, 2),
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_VFORK_FLAG, 1, 0),
+      FAIL(EINVAL),
+      /* The exit signal, the flags' low byte, must be SIGCHLD. */
+      BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xff),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SIGCHLD_NUMBER, 1, 0),
+      FAIL(EINVAL),
+      ALLOW,
+  };
 #define PROG(filter) ((struct sock_fprog){sizeof filter / sizeof *filter, filter})
   struct sock_fprog prog = no_pidfd         ? PROG(without_pidfd)
                            : no_close_range ? PROG(without_close_range)
                            : no_unshare     ? PROG(without_unshare)
                            : no_reaper      ? PROG(without_reaper)
+                           : like_qemu      ? PROG(as_qemu)
                                             : PROG(with_pidfd);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
     perror("seccomp");

@@ -1,5 +1,6 @@
-//! The vfork child: raw syscalls only, on `g.child_stack`, sharing memory with its owner. One
-//! implementation for the reaper's and the helper's children.
+//! The vfork child: raw syscalls only, on `g.child_stack`, sharing memory with its owner (or, in
+//! `CloneMode.fork`, a copy of it, reporting through a pipe). One implementation for the
+//! reaper's and the helper's children.
 
 const std = @import("std");
 const abi = @import("../abi.zig");
@@ -18,8 +19,16 @@ fn child_fail(plan: *ChildPlan, step: abi.Step, rc: usize, index: u32) noreturn 
     if (plan.err_errno == 0) plan.err_errno = sys.E.INVAL;
     plan.err_step = step;
     plan.err_index = index;
+    // A forked child shares no memory with its owner: the failure goes through the pipe.
+    if (plan.report_fd >= 0) {
+        const report = Report{ .errno = plan.err_errno, .step = plan.err_step, .index = index };
+        _ = sys.write(plan.report_fd, std.mem.asBytes(&report), @sizeOf(Report));
+    }
     sys.exit(127);
 }
+
+/// What a forked child writes to `plan.report_fd` when a step fails (`CloneMode.fork`).
+pub const Report = extern struct { errno: i32, step: abi.Step, index: u32 };
 
 fn check(plan: *ChildPlan, step: abi.Step, rc: usize) void {
     if (sys.errno(rc) != 0) child_fail(plan, step, rc, abi.none);

@@ -601,6 +601,7 @@ pub fn spawn_child(plan: *ChildPlan) void {
 /// One clone of the vfork child, with what this kernel is known to allow; returns its pid
 /// once it has exec'd or failed (`plan.err_*`), or -errno.
 fn clone_child(plan: *ChildPlan, pidfd: *i32) usize {
+    if (g.clone_mode == .fork) return fork_child(plan, pidfd);
     const want_pidfd = g.pidfd_mode != .missing;
     // CLONE_FILES: the child starts on the shared table and copies only the descriptors it
     // needs (`child_own_fd_table`), never the reaper's pidfds of live children.
@@ -628,6 +629,62 @@ fn clone_child(plan: *ChildPlan, pidfd: *i32) usize {
     return sys.clone3(&args, size, child_main, @intFromPtr(plan));
 }
 
+/// `CloneMode.fork`: a plain fork (the helper is single-threaded, and the child runs raw
+/// syscalls only), its failed step read from a close-on-exec pipe (end of file: it exec'd),
+/// and its pidfd from pidfd_open (the pid is ours until we reap it). Returns like clone.
+fn fork_child(plan: *ChildPlan, pidfd: *i32) usize {
+    // The helper gets the host's attributes with the request; a forked child could not see
+    // them arrive later in the owner's memory.
+    assert(in_helper and @atomicLoad(u32, &plan.attributes_ready, .acquire) != 0);
+    plan.shares_fd_table = false;
+    pidfd.* = -1;
+    var ends: [2]i32 = undefined;
+    const piped = sys.pipe2(&ends, sys.O.CLOEXEC);
+    if (sys.errno(piped) != 0) return piped;
+    defer _ = sys.close(ends[0]);
+    // Above every descriptor the child's plan makes, so no dup3 lands on it.
+    var max_target: i32 = 2;
+    for (plan.actions) |action| max_target = @max(max_target, action.target);
+    const lifted = sys.fcntl(ends[1], sys.F.DUPFD_CLOEXEC, @intCast(max_target + 1));
+    _ = sys.close(ends[1]);
+    if (sys.errno(lifted) != 0) return lifted;
+    plan.report_fd = sys.int(lifted);
+    var parent_tid: i32 = 0;
+    const rc = sys.clone(child_main, g.child_stack, sys.SIG.CHLD, @intFromPtr(plan), &parent_tid);
+    _ = sys.close(plan.report_fd);
+    plan.report_fd = -1;
+    if (sys.errno(rc) != 0) return rc;
+    // A fork copies the whole table; the child marks all but its plan close-on-exec.
+    g.fd_table_mode = .whole_at_clone;
+    read_report(plan, ends[0]);
+    if (g.pidfd_mode != .missing) {
+        const opened = sys.pidfd_open(sys.int(rc));
+        if (sys.errno(opened) == 0) {
+            pidfd.* = sys.int(opened);
+            g.pidfd_mode = .available;
+        } else if (plan.err_errno == 0) {
+            g.pidfd_mode = .missing;
+        }
+    }
+    return rc;
+}
+
+/// The forked child's report: nothing (it exec'd; the pipe closed with it) or its failure.
+fn read_report(plan: *ChildPlan, fd: i32) void {
+    var report: child_zig.Report = undefined;
+    var got: usize = 0;
+    while (got < @sizeOf(child_zig.Report)) {
+        const n = sys.read(fd, std.mem.asBytes(&report)[got..].ptr, @sizeOf(child_zig.Report) - got);
+        if (sys.errno(n) == sys.E.INTR) continue;
+        if (sys.errno(n) != 0 or n == 0) break;
+        got += n;
+    }
+    if (got != @sizeOf(child_zig.Report)) return;
+    plan.err_errno = report.errno;
+    plan.err_step = report.step;
+    plan.err_index = report.index;
+}
+
 /// After a clone: true if it failed for want of something this kernel (or a seccomp filter)
 /// refuses, which is now remembered, so clone again without it.
 fn fell_back(plan: *ChildPlan, rc: usize, pidfd: i32) bool {
@@ -648,12 +705,18 @@ fn fell_back(plan: *ChildPlan, rc: usize, pidfd: i32) bool {
         plan.cgroup_fd = -1;
         return true;
     }
-    if (g.clone_mode != .legacy and e == 0) g.clone_mode = .clone3;
+    if ((g.clone_mode == .unknown or g.clone_mode == .clone3) and e == 0) g.clone_mode = .clone3;
     const wanted_pidfd = g.pidfd_mode != .missing;
-    if (e == sys.E.INVAL and wanted_pidfd) {
+    if (e == sys.E.INVAL and wanted_pidfd and g.clone_mode != .fork) {
         // Kernel without CLONE_PIDFD: the reaper still hides children and signals by pid.
         g.pidfd_mode = .missing;
         cgroup.disable(.pidfd, e);
+        return true;
+    }
+    if (e == sys.E.INVAL and in_helper and g.clone_mode == .legacy) {
+        // CLONE_VM refused too (qemu-user makes threads only): fork, and try pidfd_open.
+        g.clone_mode = .fork;
+        g.pidfd_mode = .unknown;
         return true;
     }
     if (e != 0) return false;

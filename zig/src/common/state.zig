@@ -77,6 +77,9 @@ pub const ChildPlan = struct {
     /// reads its attributes (about 20 syscalls) while the reaper wakes and clones; the child
     /// waits for this before it applies them (set before the hand-off when there is no host pidfd).
     attributes_ready: u32 = 0,
+    /// `CloneMode.fork` only: the write end of the close-on-exec pipe the child reports a
+    /// failed step through (above every descriptor the plan makes), else -1.
+    report_fd: i32 = -1,
     // Output, written by the child before it exits on failure.
     err_errno: i32 = 0,
     err_step: abi.Step = .none,
@@ -101,6 +104,10 @@ pub const CloneMode = enum(u32) {
     clone3 = 1,
     /// Legacy clone, remembered after clone3 failed with ENOSYS or EPERM.
     legacy = 2,
+    /// A plain fork (exit signal SIGCHLD, no shared memory), remembered after a clone with
+    /// CLONE_VM failed with EINVAL (qemu-user: CLONE_VM makes threads only). The child reports
+    /// a failed step through a close-on-exec pipe, and its pidfd comes from pidfd_open.
+    fork = 3,
     _,
 };
 

@@ -165,7 +165,13 @@ fn launch_helper(sock: i32) i32 {
     var old: u64 = 0;
     _ = sys.rt_sigprocmask(sys.SIG.SETMASK, &all, &old);
     var parent_tid: i32 = 0;
-    const rc = sys.clone(launch_middle, g.reaper_stack, sys.CLONE.VM | sys.CLONE.VFORK, @intFromPtr(&launch), &parent_tid);
+    var rc = sys.clone(launch_middle, g.reaper_stack, sys.CLONE.VM | sys.CLONE.VFORK, @intFromPtr(&launch), &parent_tid);
+    if (sys.errno(rc) == sys.E.INVAL) {
+        // CLONE_VM refused, or an exit signal other than SIGCHLD (qemu-user makes threads or
+        // plain forks only): fork the middle process. The host gets one SIGCHLD for it, and a
+        // failed exec shows as the helper's missing hello (nothing is shared to write it in).
+        rc = sys.clone(launch_middle, g.reaper_stack, sys.SIG.CHLD, @intFromPtr(&launch), &parent_tid);
+    }
     _ = sys.rt_sigprocmask(sys.SIG.SETMASK, &old, null);
     if (sys.errno(rc) != 0) return -sys.errno(rc);
     var info = std.mem.zeroes(sys.SigInfo);
