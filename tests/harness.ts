@@ -25,8 +25,13 @@ export const BACKEND: "reaper" | "helper" | "runtime" = process.env.PRIVATE_SPAW
   : "reaper";
 /** Whether the `runtime` backend runs (`PRIVATE_SPAWN_BACKEND=runtime`): no library, no privacy on POSIX. */
 export const RUNTIME: boolean = BACKEND === "runtime";
+/**
+ * Whether the library is the portable build (`zig build posix`: libc, the portable helper that
+ * macOS and FreeBSD run; `PH_PORTABLE=1` with `PRIVATE_SPAWN_LIB` and `PRIVATE_SPAWN_HELPER`).
+ */
+export const PORTABLE: boolean = process.env.PH_PORTABLE === "1";
 /** Whether children are expected to be held by pidfds in this run. */
-export const EXPECT_PIDFD = FAULT !== "no-pidfd";
+export const EXPECT_PIDFD = FAULT !== "no-pidfd" && !PORTABLE;
 /** How children are expected to be created in this run (`reaperInfo().cloneMode`). */
 export const EXPECT_CLONE = FAULT === "clone3-enosys" || FAULT === "clone3-eperm" || FAULT === "no-pidfd"
   ? "clone"
@@ -70,16 +75,32 @@ export function reaperTest(
 }
 
 /**
+ * A test of what the portable helper does not do (it is Linux's own: pidfds, /proc, pipe
+ * sizes, the parent-death signal): skipped in the portable build, with `whyNotPortable` in its name.
+ */
+export function linuxTest(
+  name: string,
+  whyNotPortable: string,
+  fn: TestFn,
+  options: { timeoutMs?: number; ignore?: boolean } = {},
+): void {
+  if (PORTABLE) test(`${name} [skipped in the portable build: ${whyNotPortable}]`, fn, { ...options, ignore: true });
+  else test(name, fn, options);
+}
+
+/**
  * A test of what only the native backends (reaper, helper) do: skipped under the runtime
- * backend, with `whyNotRuntime` in its name.
+ * backend, with `whyNotRuntime` in its name, and in the portable build when `notPortable`
+ * says why.
  */
 export function nativeTest(
   name: string,
   whyNotRuntime: string,
   fn: TestFn,
-  options: { timeoutMs?: number; ignore?: boolean } = {},
+  options: { timeoutMs?: number; ignore?: boolean; notPortable?: string } = {},
 ): void {
   if (RUNTIME) test(`${name} [skipped under the runtime backend: ${whyNotRuntime}]`, fn, { ...options, ignore: true });
+  else if (PORTABLE && options.notPortable) linuxTest(name, options.notPortable, fn, options);
   else test(name, fn, options);
 }
 

@@ -177,7 +177,14 @@ pub fn is_fifo(mode: anytype) bool {
 }
 
 pub fn poll(fds: [*]PollFd, count: u32, timeout_ms: i32) usize {
-    return ret(c.poll(fds, count, timeout_ms));
+    return interrupted(ret(c.poll(fds, count, timeout_ms)));
+}
+
+/// A blocking call that failed with EAGAIN reports EINTR: a host's signal handler that does
+/// not restore `errno` (seen under a storm of signals at Deno) can leave EAGAIN where the call
+/// was interrupted, and EAGAIN from poll or a blocking socket means "try again" anyway.
+fn interrupted(rc: usize) usize {
+    return if (errno(rc) == E.AGAIN) @bitCast(-@as(isize, E.INTR)) else rc;
 }
 
 pub fn kill(pid: i32, sig: i32) usize {
@@ -420,7 +427,7 @@ pub const WNOHANG = 1;
 
 /// wait4: the pid reaped (0 with WNOHANG and nothing to reap), or -errno.
 pub fn wait_pid(pid: i32, status: *i32, options: u32, usage: ?*Rusage) usize {
-    return ret(lc.wait4(pid, status, @intCast(options), usage));
+    return interrupted(ret(lc.wait4(pid, status, @intCast(options), usage)));
 }
 pub fn fork_process() usize {
     return ret(lc.fork());
@@ -514,8 +521,8 @@ pub fn send_with_fds(sock: i32, data: []const u8, fds: []const i32) usize {
         }
         const rc = lc.sendmsg(sock, &msg, MSG_NOSIGNAL);
         if (rc < 0) {
-            const e_now = std.c._errno().*;
-            // Interrupted before anything went: nothing to finish; mid-message: go on.
+            const e_now = errno(interrupted(ret(-1)));
+            // Interrupted: nothing went, try again.
             if (e_now == E.INTR) continue;
             return @bitCast(-@as(isize, e_now));
         }
@@ -541,7 +548,7 @@ pub fn recv_with_fds(sock: i32, data: []u8, fds: *[scm_max_fd]i32, fd_count: *us
         msg.controllen = @sizeOf(FdControl);
         const rc = lc.recvmsg(sock, &msg, msg_cmsg_cloexec);
         if (rc < 0) {
-            const e_now = std.c._errno().*;
+            const e_now = errno(interrupted(ret(-1)));
             if (received > 0 and e_now == E.INTR) continue;
             return @bitCast(-@as(isize, e_now));
         }
@@ -623,8 +630,20 @@ pub fn spawn_with_fd3(path: [*:0]const u8, argv: [*]const ?[*:0]const u8, fd: i3
 /// Sets `sig`'s disposition to the default, or to ignore; -errno for a signal that has none
 /// to set (SIGKILL, SIGSTOP, numbers libc keeps for itself).
 pub fn set_disposition(sig: u32, ignore: bool) usize {
+    // glibc refuses its own two (32, 33) though a host may have them ignored, and an ignored
+    // signal stays ignored across exec: the raw call resets them too.
+    if (os_tag == .linux) return raw_rt_sigaction(sig, if (ignore) SIG.IGN else SIG.DFL);
     var act = std.mem.zeroes(std.posix.Sigaction);
     act.handler = .{ .handler = if (ignore) std.posix.SIG.IGN else std.posix.SIG.DFL };
     act.mask = std.posix.sigemptyset();
     return ret(std.posix.system.sigaction(@intCast(sig), &act, null));
+}
+
+/// Linux's rt_sigaction with SIG_DFL or SIG_IGN (no restorer needed for those).
+fn raw_rt_sigaction(sig: u32, handler: usize) usize {
+    const KernelSigaction = extern struct { handler: usize, flags: u64, restorer: usize, mask: u64 };
+    const act = KernelSigaction{ .handler = handler, .flags = 0, .restorer = 0, .mask = 0 };
+    const rc = std.os.linux.syscall4(.rt_sigaction, sig, @intFromPtr(&act), 0, 8);
+    const code = @intFromEnum(std.os.linux.E.init(rc));
+    return if (code == 0) 0 else @bitCast(-@as(isize, code));
 }

@@ -112,6 +112,8 @@ pub fn helper_main() u8 {
     const argv = std.os.argv;
     if (argv.len == 3 and std.mem.eql(u8, std.mem.span(argv[1]), "--middle")) return middle(argv[2]);
     if (!isolate()) return 1;
+    // The region's words are shared with the host: shared waits and wakes on them.
+    sys.futex_shared = true;
     var msg: HelperMessage = undefined;
     var fds: [sys.scm_max_fd]i32 = undefined;
     var count: usize = 0;
@@ -235,11 +237,16 @@ fn micros(t: anytype) u64 {
     return @intCast(@max(us, 0));
 }
 
-/// After the publish: `child.fd` polls readable once the status is there to read.
+/// After the publish: `child.fd` polls readable once the status is there to read. A byte, then
+/// the close: a pipe at EOF alone polls POLLHUP without POLLIN on Linux.
 fn close_exit_pipe(index: u32) void {
     const fd = exit_pipes[index];
     exit_pipes[index] = -1;
-    if (fd >= 0) _ = sys.close(fd);
+    if (fd < 0) return;
+    const byte: u8 = 1;
+    // Cannot block: nothing else is ever written to the pipe, which holds at least 512 bytes.
+    _ = sys.write(fd, @ptrCast(&byte), 1);
+    _ = sys.close(fd);
 }
 
 /// The host closed its end (it exited): each running child gets its `killOnParentExit`
