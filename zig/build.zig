@@ -10,6 +10,7 @@ const sources = [_][]const u8{
     "src/sys/darwin.zig",
     "src/sys/freebsd.zig",
     "src/sys/linux_libc.zig",
+    "src/sys/abi_numbers.zig",
     "src/sys/linux.zig",
     "src/common/state.zig",
     "src/common/region.zig",

@@ -14,6 +14,9 @@ const os_impl = switch (builtin.os.tag) {
     else => @compileError("posix.zig is for macOS, FreeBSD, and Linux with libc"),
 };
 const os_tag = builtin.os.tag;
+/// The ABI's numbers are Linux's: errnos, signals, open flags and rlimit resources are
+/// translated here (identity on Linux).
+pub const abi_numbers = @import("abi_numbers.zig");
 
 /// The positive errno of a raw return value, or 0 on success.
 pub fn errno(rc: usize) i32 {
@@ -26,13 +29,25 @@ pub fn int(rc: usize) i32 {
     return @truncate(@as(isize, @bitCast(rc)));
 }
 
-/// A libc result (-1 and `errno` on failure) in this file's convention.
+/// A libc result (-1 and `errno` on failure) in this file's convention, the errno Linux's.
 fn ret(rc: isize) usize {
-    if (rc == -1) return @bitCast(-@as(isize, std.c._errno().*));
+    if (rc == -1) return fail(std.c._errno().*);
     return @bitCast(rc);
 }
 
-fn e(comptime tag: std.c.E) i32 {
+/// -errno, Linux's, of the native `errno`.
+fn fail(native: i32) usize {
+    return @bitCast(-@as(isize, abi_numbers.errno_to_abi(native)));
+}
+
+/// A result of darwin.zig or freebsd.zig (-errno, native) with Linux's errno.
+fn native_rc(rc: usize) usize {
+    const native = errno(rc);
+    return if (native == 0) rc else fail(native);
+}
+
+/// The ABI's (Linux's) errnos, on every system.
+fn e(comptime tag: std.os.linux.E) i32 {
     return @intFromEnum(tag);
 }
 
@@ -95,16 +110,22 @@ pub const F = struct {
 };
 pub const FD_CLOEXEC = 1;
 
+/// Signal numbers: `max` counts in the ABI's (Linux's) numbering, as the ignored-signal masks
+/// do; the others are native, for the helper and its children.
 pub const SIG = struct {
     pub const KILL = 9;
-    pub const TERM = 15;
     pub const STOP = if (os_tag == .linux) 19 else 17;
     pub const CHLD = if (os_tag == .linux) 17 else 20;
     pub const DFL: usize = 0;
     pub const IGN: usize = 1;
-    /// Highest signal number: 31 on macOS (`NSIG - 1`); FreeBSD's real-time signals go to 128,
-    /// but the ABI's mask holds 64 (Linux's 64).
-    pub const max = if (os_tag == .macos) 31 else 64;
+    /// The ABI's highest signal (Linux's 64: the masks hold 64 bits).
+    pub const max = 64;
+    /// This system's highest: 31 on macOS (`NSIG - 1`), 128 on FreeBSD (real-time ones).
+    pub const native_max = switch (os_tag) {
+        .macos => 31,
+        .freebsd => 128,
+        else => 64,
+    };
 };
 
 pub const POLLIN: i16 = 1;
@@ -187,8 +208,11 @@ fn interrupted(rc: usize) usize {
     return if (errno(rc) == E.AGAIN) @bitCast(-@as(isize, E.INTR)) else rc;
 }
 
+/// Sends the ABI's (Linux's) signal `sig`; EINVAL for one this system lacks.
 pub fn kill(pid: i32, sig: i32) usize {
-    return ret(c.kill(pid, sig));
+    const native = abi_numbers.signal_to_native(@intCast(sig));
+    if (sig != 0 and native == 0) return @bitCast(-@as(isize, E.INVAL));
+    return ret(c.kill(pid, @intCast(native)));
 }
 
 /// Process descriptors and pidfds are not how the library signals here (yet): ENOSYS, so that
@@ -243,7 +267,7 @@ pub fn ftruncate(fd: i32, len: u64) usize {
 pub const MFD_CLOEXEC = 1;
 pub fn memfd_create(name: [*:0]const u8, flags: u32) usize {
     _ = name;
-    const rc = os_impl.anonymous_shm();
+    const rc = native_rc(os_impl.anonymous_shm());
     if (errno(rc) == 0 and flags & MFD_CLOEXEC != 0) _ = c.fcntl(int(rc), F.SETFD, @as(c_int, FD_CLOEXEC));
     return rc;
 }
@@ -256,8 +280,11 @@ pub const KSigaction = extern struct {
     rest: [160]u8,
 };
 const Sigaction = KSigaction;
+/// The disposition of the ABI's (Linux's) signal `sig`; EINVAL for one this system lacks.
 pub fn rt_sigaction(sig: u32, act: ?*const KSigaction, old: ?*KSigaction) usize {
-    return ret(c.sigaction(@intCast(sig), act, old));
+    const native = abi_numbers.signal_to_native(sig);
+    if (native == 0) return @bitCast(-@as(isize, E.INVAL));
+    return ret(c.sigaction(@intCast(native), act, old));
 }
 
 /// Whether the region's words are waited on across processes (the helper) or in this one.
@@ -266,10 +293,10 @@ pub var futex_shared: bool = false;
 /// Waits while `*word == expected`, at most `timeout_ms` (negative: forever). ETIMEDOUT on
 /// timeout, as on Linux, so common/ reads the result the same way.
 pub fn futex_wait(word: *const u32, expected: u32, timeout_ms: i32) usize {
-    return os_impl.wait_on_word(word, expected, timeout_ms, futex_shared);
+    return native_rc(os_impl.wait_on_word(word, expected, timeout_ms, futex_shared));
 }
 pub fn futex_wake(word: *const u32, count: u32) usize {
-    return os_impl.wake_word(word, count, futex_shared);
+    return native_rc(os_impl.wake_word(word, count, futex_shared));
 }
 
 pub const Timespec = extern struct { sec: i64, nsec: i64 };
@@ -322,7 +349,6 @@ const lc = struct {
     extern "c" fn execve(path: [*:0]const u8, argv: [*]const ?[*:0]const u8, envp: [*]const ?[*:0]const u8) c_int;
     extern "c" fn _exit(code: c_int) noreturn;
     extern "c" fn wait4(pid: c_int, status: *c_int, options: c_int, usage: ?*Rusage) c_int;
-
 };
 
 pub fn openat(path: [*:0]const u8, flags: u32, mode: u32) usize {
@@ -605,13 +631,13 @@ pub fn spawn_with_fd3(path: [*:0]const u8, argv: [*]const ?[*:0]const u8, fd: i3
     var actions: SpawnBuffer = undefined;
     var attr: SpawnBuffer = undefined;
     var rc = posix_spawn_file_actions_init(&actions);
-    if (rc != 0) return @bitCast(-@as(isize, rc));
+    if (rc != 0) return fail(rc);
     defer _ = posix_spawn_file_actions_destroy(&actions);
     rc = posix_spawnattr_init(&attr);
-    if (rc != 0) return @bitCast(-@as(isize, rc));
+    if (rc != 0) return fail(rc);
     defer _ = posix_spawnattr_destroy(&attr);
     rc = posix_spawn_file_actions_adddup2(&actions, fd, 3);
-    if (rc != 0) return @bitCast(-@as(isize, rc));
+    if (rc != 0) return fail(rc);
     var flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
     if (os_tag == .macos) flags |= POSIX_SPAWN_CLOEXEC_DEFAULT;
     // Cannot fail: valid flags and sets.
@@ -623,7 +649,7 @@ pub fn spawn_with_fd3(path: [*:0]const u8, argv: [*]const ?[*:0]const u8, fd: i3
     const envp = [_]?[*:0]const u8{null};
     var pid: c_int = 0;
     rc = posix_spawn(&pid, path, &actions, &attr, argv, &envp);
-    if (rc != 0) return @bitCast(-@as(isize, rc));
+    if (rc != 0) return fail(rc);
     return @intCast(pid);
 }
 

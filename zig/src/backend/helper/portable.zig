@@ -223,7 +223,7 @@ fn record_exit(pid: i32, status: i32, usage: *const sys.Rusage) ?u32 {
         slot.value = (status >> 8) & 0xff;
     } else {
         slot.kind = if (status & 0x80 != 0) .dumped else .killed;
-        slot.value = signal_number;
+        slot.value = @intCast(sys.abi_numbers.signal_to_abi(@intCast(signal_number)));
     }
     slot.user_cpu_us = micros(usage.utime);
     slot.system_cpu_us = micros(usage.stime);

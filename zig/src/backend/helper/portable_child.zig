@@ -110,7 +110,9 @@ fn child_main(plan: *ChildPlan, report_fd: i32) noreturn {
     const limits: [*]align(1) const abi.RlimitEntry = @ptrCast(plan.base + request.rlimits_off);
     for (limits[0..request.rlimits_count], 0..) |entry, i| {
         const value = sys.Rlimit{ .cur = entry.cur, .max = entry.max };
-        const rc = sys.prlimit(0, entry.resource, &value, null);
+        const native = sys.abi_numbers.rlimit_to_native(entry.resource) orelse
+            moved.fail(.rlimit, @bitCast(-@as(isize, sys.E.INVAL)), @intCast(i));
+        const rc = sys.prlimit(0, native, &value, null);
         if (sys.errno(rc) != 0) moved.fail(.rlimit, rc, @intCast(i));
     }
     child_credentials(moved);
@@ -123,9 +125,11 @@ fn child_main(plan: *ChildPlan, report_fd: i32) noreturn {
 fn child_signals(child: Child) void {
     const mask = child.plan.request.ignore_mask;
     var sig: u32 = 1;
-    while (sig <= sys.SIG.max) : (sig += 1) {
+    while (sig <= sys.SIG.native_max) : (sig += 1) {
         if (sig == sys.SIG.KILL or sig == sys.SIG.STOP) continue;
-        const ignore = mask & (@as(u64, 1) << @intCast(sig - 1)) != 0;
+        // The mask is in the ABI's (Linux's) numbering.
+        const abi_sig = sys.abi_numbers.signal_to_abi(sig);
+        const ignore = abi_sig >= 1 and abi_sig <= 64 and mask & (@as(u64, 1) << @intCast(abi_sig - 1)) != 0;
         const rc = sys.set_disposition(sig, ignore);
         // EINVAL: a number this libc keeps for itself (glibc's 32 and 33); only a signal asked
         // to be ignored must succeed.
@@ -223,7 +227,8 @@ fn blocking(rc: usize) usize {
 
 /// Opens a file action's path without waiting (see common/child.zig's `child_open`).
 fn child_open(child: Child, action: abi.FdAction, index: u32) usize {
-    const rc = sys.openat(cstr(child.plan.base, action.path_off), action.open_flags | sys.O.CLOEXEC | sys.O.NONBLOCK, action.mode);
+    const flags = sys.abi_numbers.open_flags_to_native(action.open_flags);
+    const rc = sys.openat(cstr(child.plan.base, action.path_off), flags | sys.O.CLOEXEC | sys.O.NONBLOCK, action.mode);
     if (sys.errno(rc) != 0) return rc;
     const cleared = blocking(rc);
     if (sys.errno(cleared) != 0) child.fail(.fd_open, cleared, index);
