@@ -127,9 +127,11 @@ fn child_signals(child: Child) void {
     var sig: u32 = 1;
     while (sig <= sys.SIG.native_max) : (sig += 1) {
         if (sig == sys.SIG.KILL or sig == sys.SIG.STOP) continue;
-        // The mask is in the ABI's (Linux's) numbering.
+        // The mask is in the ABI's (Linux's) numbering; a signal Linux lacks (SIGEMT, SIGINFO)
+        // has no bit and is never kept ignored.
         const abi_sig = sys.abi_numbers.signal_to_abi(sig);
-        const ignore = abi_sig >= 1 and abi_sig <= 64 and mask & (@as(u64, 1) << @intCast(abi_sig - 1)) != 0;
+        const mapped = abi_sig >= 1 and abi_sig <= 64 and sys.abi_numbers.signal_to_native(abi_sig) == sig;
+        const ignore = mapped and mask & (@as(u64, 1) << @intCast(abi_sig - 1)) != 0;
         const rc = sys.set_disposition(sig, ignore);
         // EINVAL: a number this libc keeps for itself (glibc's 32 and 33); only a signal asked
         // to be ignored must succeed.
