@@ -250,9 +250,9 @@ fn close_exit_pipe(index: u32) void {
 }
 
 /// The host closed its end (it exited): each running child gets its `killOnParentExit`
-/// signal by pid (not reaped yet, so still ours), then the helper exits.
+/// signal by pid (not reaped yet, so still ours: a zombie keeps its pid), then the helper
+/// exits. Nothing more is published: nobody drains the rings any more.
 pub fn host_exited() noreturn {
-    reap_exited();
     var index: u32 = 0;
     while (index < g.next_unused) : (index += 1) {
         const slot = &g.slots[index];
