@@ -673,3 +673,22 @@ fn raw_rt_sigaction(sig: u32, handler: usize) usize {
     const code = @intFromEnum(std.os.linux.E.init(rc));
     return if (code == 0) 0 else @bitCast(-@as(isize, code));
 }
+
+extern "c" fn closefrom(first: c_int) void;
+
+/// Closes every descriptor from `first` up in one call: close_range (Linux 5.9+), closefrom
+/// (FreeBSD); on macOS nothing is left to close after a posix_spawn with
+/// POSIX_SPAWN_CLOEXEC_DEFAULT. False where it could not: the caller closes them one by one.
+pub fn close_above(first: u32) bool {
+    switch (os_tag) {
+        .linux => {
+            const rc = std.os.linux.syscall3(.close_range, first, std.math.maxInt(u32), 0);
+            return std.os.linux.E.init(rc) == .SUCCESS;
+        },
+        .freebsd => {
+            closefrom(@intCast(first));
+            return true;
+        },
+        else => return true,
+    }
+}

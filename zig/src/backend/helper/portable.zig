@@ -154,10 +154,11 @@ fn isolate() bool {
         if (sys.int(null_fd) != fd) _ = sys.dup(sys.int(null_fd), fd);
     }
     if (sys.int(null_fd) > 2) _ = sys.close(sys.int(null_fd));
+    // One call where the system has it (macOS's posix_spawn closed them already:
+    // POSIX_SPAWN_CLOEXEC_DEFAULT); else each number up to the limit, once per helper.
+    if (sys.close_above(4)) return true;
     var limit = sys.Rlimit{ .cur = 0, .max = 0 };
     _ = sys.prlimit(0, sys.RLIMIT_NOFILE, null, &limit);
-    // macOS's posix_spawn closed them already (POSIX_SPAWN_CLOEXEC_DEFAULT); elsewhere each
-    // number up to the limit, once per helper.
     const end: u64 = @min(limit.cur, close_scan_max);
     var fd: u64 = 4;
     while (fd < end) : (fd += 1) _ = sys.close(@intCast(fd));
