@@ -5,9 +5,9 @@
  *  3. the prebuilt library shipped in the package (`ffi/prebuilt/`), written once to a cache
  *     directory under a name keyed by its SHA-256, and verified by that hash before every
  *     load: a truncated or altered cached file is replaced, never loaded.
- * Only Linux is supported; elsewhere the first use throws "ERR_PLATFORM_UNSUPPORTED" (importing
- * the module still works). The library also builds for macOS (`.dylib`) and FreeBSD, without a
- * backend that spawns yet; those builds are not embedded (docs/decisions/0011-non-linux-builds.md).
+ * Linux and macOS (`.dylib`, the portable helper: docs/decisions/0013-posix-helper.md) are
+ * supported; elsewhere the first use throws "ERR_PLATFORM_UNSUPPORTED" (importing the module
+ * still works). The library and helper also build for FreeBSD; that build is not embedded.
  * Synchronous, and runs only when first called: importing this module reads neither the
  * environment nor the file system. The cache directory's ownership check needs no /proc: where
  * the runtime does not tell our uid, a probe file we create there does.
@@ -31,10 +31,12 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { LibraryError } from "./library_error.ts";
 import { granted, isPermissionError } from "./permissions.ts";
-// Both, statically: loading stays synchronous, `deno compile` and bundlers include them, and
-// only the host's one is decoded (on first use). Parsing both costs about a millisecond.
+// All, statically: loading stays synchronous, `deno compile` and bundlers include them, and
+// only the host's one is decoded (on first use). Parsing them costs a few milliseconds.
 import * as aarch64Linux from "./prebuilt/aarch64_linux.ts";
+import * as aarch64Macos from "./prebuilt/aarch64_macos.ts";
 import * as x86_64Linux from "./prebuilt/x86_64_linux.ts";
+import * as x86_64Macos from "./prebuilt/x86_64_macos.ts";
 
 export { LibraryError } from "./library_error.ts";
 export type { LibraryErrorCode } from "./library_error.ts";
@@ -73,8 +75,8 @@ interface PrebuiltModule extends Prebuilt {
 }
 
 /** The local build in this checkout, if the module is loaded from one. */
-function localBuild(): string | null {
-  const url = new URL(`../zig/zig-out/lib/${libraryFile()}`, import.meta.url);
+function localBuild(platform: string): string | null {
+  const url = new URL(`../zig/zig-out/lib/${libraryFile(platform)}`, import.meta.url);
   if (url.protocol !== "file:") return null;
   const path = fileURLToPath(url);
   return existsSync(path) ? path : null;
@@ -95,6 +97,8 @@ function localHelper(): string | null {
 const PREBUILT: Record<string, PrebuiltModule> = {
   "linux-x64": x86_64Linux,
   "linux-arm64": aarch64Linux,
+  "darwin-x64": x86_64Macos,
+  "darwin-arm64": aarch64Macos,
 };
 
 function prebuiltFor(arch: string, platform: string = process.platform): PrebuiltModule | null {
@@ -215,7 +219,7 @@ export function unsupportedPlatform(platform: string, arch: string): LibraryErro
   const os = OS_NAMES[platform] ? `${OS_NAMES[platform]} (${platform})` : platform;
   return new LibraryError(
     "ERR_PLATFORM_UNSUPPORTED",
-    `private_spawn: ${os} on ${arch} is not supported yet: this version runs on Linux only (x86_64 and aarch64, prebuilt). Use the runtime's own spawn API on ${os}.`,
+    `private_spawn: ${os} on ${arch} is not supported yet: this version runs on Linux and macOS only (x86_64 and aarch64, prebuilt). Use the runtime's own spawn API on ${os}.`,
   );
 }
 
@@ -224,7 +228,7 @@ export function unsupportedPlatform(platform: string, arch: string): LibraryErro
  * `platform` and `arch` default to this process's (`process.platform`, `os.arch()`).
  */
 export function resolveLibraryPath(platform: string = process.platform, arch: string = os.arch()): string {
-  if (platform !== "linux") throw unsupportedPlatform(platform, arch);
+  if (platform !== "linux" && platform !== "darwin") throw unsupportedPlatform(platform, arch);
   const override = process.env[LIBRARY_PATH_ENV];
   if (override) {
     if (existsSync(override)) return override;
@@ -233,13 +237,15 @@ export function resolveLibraryPath(platform: string = process.platform, arch: st
       `private_spawn: ${LIBRARY_PATH_ENV} is set to ${JSON.stringify(override)}, but no file is there`,
     );
   }
-  const local = localBuild();
+  const local = localBuild(platform);
   if (local !== null) return local;
   const prebuilt = prebuiltFor(arch, platform);
   if (prebuilt === null) {
     throw new LibraryError(
       "ERR_PLATFORM_UNSUPPORTED",
-      `private_spawn: no prebuilt library for Linux on ${arch} (only x86_64 and aarch64 are shipped); build one for it with "zig build" (in zig/ of the source repository) and set ${LIBRARY_PATH_ENV} to its path`,
+      `private_spawn: no prebuilt library for ${
+        OS_NAMES[platform] ?? "Linux"
+      } on ${arch} (only x86_64 and aarch64 are shipped); build one for it with "zig build" (in zig/ of the source repository) and set ${LIBRARY_PATH_ENV} to its path`,
     );
   }
   return materialize(prebuilt, cacheDirectory(), libraryFile(platform));

@@ -30,6 +30,9 @@ export type { LibraryErrorCode } from "./loader.ts";
 
 let loaded: Native | null = null;
 
+/** ENOSYS in the ABI's (Linux's) numbering: `ph_init` refuses the reaper where there is none (macOS). */
+const ENOSYS = 38;
+
 /** Whether this is Bun (else Deno). */
 export const isBun: boolean = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
@@ -57,7 +60,9 @@ export function loadNative(): Native {
     if (rc < 0) {
       throw new LibraryError(
         "ERR_BACKEND",
-        `private_spawn: the library refused backend "${backend}" (errno ${-rc}): another realm chose differently`,
+        `private_spawn: the library refused backend "${backend}" (errno ${-rc}): ${
+          -rc === ENOSYS ? "this system has no reaper, only the helper" : "another realm chose differently"
+        }`,
       );
     }
     loaded = native;

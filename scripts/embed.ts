@@ -1,9 +1,9 @@
 /**
  * Writes ffi/prebuilt/<arch>_<os>.ts from zig/zig-out/prebuilt/<arch>-<os>/: each library and
  * helper executable as base64 with its SHA-256, so the package needs neither Zig nor a network.
- * Only targets whose backend spawns are embedded: the macOS and FreeBSD libraries are built and
- * checked (tests/binary_format.test.ts) but cannot spawn yet, so shipping them would only add
- * bytes (docs/decisions/0011-non-linux-builds.md).
+ * Linux and macOS are embedded (macOS runs the portable helper: docs/decisions/0013-posix-helper.md).
+ * FreeBSD's build is checked (tests/binary_format.test.ts) but not shipped: it was never run, and
+ * issue 17 plans a `pdfork` backend there.
  *
  *   deno run -A scripts/embed.ts [--check]
  * With --check it writes nothing and fails if the committed modules differ from the build.
@@ -13,11 +13,16 @@ import { readFileSync, writeFileSync } from "node:fs";
 import process from "node:process";
 
 const check = process.argv.includes("--check");
-const targets = [["x86_64-linux", "x86_64_linux"], ["aarch64-linux", "aarch64_linux"]];
+const targets = [
+  ["x86_64-linux", "x86_64_linux", "libprivate_spawn.so"],
+  ["aarch64-linux", "aarch64_linux", "libprivate_spawn.so"],
+  ["x86_64-macos", "x86_64_macos", "libprivate_spawn.dylib"],
+  ["aarch64-macos", "aarch64_macos", "libprivate_spawn.dylib"],
+];
 let stale = 0;
-for (const [triple, name] of targets) {
+for (const [triple, name, file] of targets) {
   const dir = `../zig/zig-out/prebuilt/${triple}`;
-  const bytes = readFileSync(new URL(`${dir}/libprivate_spawn.so`, import.meta.url));
+  const bytes = readFileSync(new URL(`${dir}/${file}`, import.meta.url));
   const sha256 = createHash("sha256").update(bytes).digest("hex");
   const helper = readFileSync(new URL(`${dir}/ph-helper`, import.meta.url));
   const helperSha256 = createHash("sha256").update(helper).digest("hex");

@@ -175,6 +175,15 @@ bun_suite "bun test"
 deno_suite "deno test, helper" env PRIVATE_SPAWN_BACKEND=helper
 bun_suite "bun test, helper" env PRIVATE_SPAWN_BACKEND=helper
 
+# The portable helper (macOS's and FreeBSD's), built for this machine against glibc: both suites
+# again with it (PH_PORTABLE: what is Linux's own skips, naming why; decision 0013).
+check "zig build posix" bash -c "cd zig && zig build posix"
+POSIX_BUILD=(env PH_PORTABLE=1 PRIVATE_SPAWN_BACKEND=helper
+  PRIVATE_SPAWN_LIB="$ROOT/zig/zig-out/posix/lib/libprivate_spawn.so"
+  PRIVATE_SPAWN_HELPER="$ROOT/zig/zig-out/posix/bin/ph-helper")
+deno_suite "deno test, helper (posix build)" "${POSIX_BUILD[@]}"
+bun_suite "bun test, helper (posix build)" "${POSIX_BUILD[@]}"
+
 # The runtime backend (the runtime's own spawn, Windows' default): both suites again with it
 # forced. What only the native backends do is skipped and names why (tests/README.md);
 # tests/runtime_backend.test.ts has the backend's own contract.

@@ -101,7 +101,7 @@ export interface BackendInfo {
    * False for the `runtime` backend on POSIX (the runtime's children are the host's own).
    */
   private: boolean;
-  /** Whether `child.fd` gives a descriptor that polls readable at the child's exit (a pidfd). */
+  /** Whether `child.fd` gives a descriptor that polls readable at the child's exit (a pidfd, or the helper's exit pipe). */
   pollableFd: boolean;
   /** The reaper's or the helper's pid; 0 before the first spawn, and always 0 for `runtime`. */
   pid: number;
@@ -189,7 +189,8 @@ export function backendInfo(): BackendInfo {
   const info: BackendInfo = {
     backend: view.getUint32(Info.backend, true) === 2 ? "helper" : "reaper",
     private: true,
-    pollableFd: view.getUint32(Info.pidfd, true) === 1,
+    // 1: pidfds; 2: the portable helper's exit pipes (pollable, not pidfds).
+    pollableFd: view.getUint32(Info.pidfd, true) !== 0,
     tree: treeName(view.getUint32(Info.tree, true)),
     pid: view.getInt32(Info.reaper_pid, true),
     started: view.getUint32(Info.reapers_started, true),

@@ -216,6 +216,32 @@ for (const target of targets) {
   });
 }
 
+for (const target of targets) {
+  test(`prebuilt ${target.dir}/ph-helper: an executable for the same machine (the helper backend)`, () => {
+    const path = `${prebuilt}${target.dir}/ph-helper`;
+    assert.ok(existsSync(path), `${path} is missing: run "zig build prebuilt" in zig/`);
+    const bytes = new Uint8Array(readFileSync(path));
+    assert.ok(bytes.length < 128 * 1024, `${target.dir} helper is ${bytes.length} bytes`);
+    if (target.format === "elf") {
+      const elf = parseElf(bytes);
+      assert.equal(elf.machine, target.machine);
+      assert.equal(elf.type, 2, "ET_EXEC");
+      // Linux's helper is static and libc-free; FreeBSD's (the portable helper) links its libc.
+      assert.deepEqual(elf.needed, target.os === "freebsd" ? ["libc.so.7"] : []);
+      return;
+    }
+    const macho = parseMachO(bytes);
+    assert.equal(macho.cputype, target.machine);
+    assert.equal(macho.filetype, 2, "MH_EXECUTE");
+    assert.deepEqual(macho.dylibs, ["/usr/lib/libSystem.B.dylib"]);
+    // An arm64 macOS kernel kills an executable whose pages do not match their signature.
+    if (target.machine === CPU_ARM64) {
+      assert.ok(macho.signature, "arm64 Mach-O must carry a code signature");
+      assert.ok(verifyCodeSignature(bytes, macho.signature) > 0);
+    }
+  });
+}
+
 test("the loader's file name for each OS is the one zig build prebuilt writes", () => {
   const platform = { linux: "linux", freebsd: "freebsd", macos: "darwin" } as const;
   for (const target of targets) assert.equal(libraryFile(platform[target.os]), target.file, target.dir);

@@ -64,17 +64,25 @@ export const BACKEND: "reaper" | "helper" | "runtime" = process.env.PRIVATE_SPAW
 export const EXPECT_FALLBACK: boolean = BACKEND === "helper" && !process.env.PRIVATE_SPAWN_BACKEND &&
   (FAULT === "no-reaper" || FAULT === "qemu" || QEMU);
 /**
+ * Whether the library is the portable build (`zig build posix`: libc, the portable helper that
+ * macOS and FreeBSD run; `PH_PORTABLE=1` with `PRIVATE_SPAWN_LIB` and `PRIVATE_SPAWN_HELPER`).
+ */
+export const PORTABLE: boolean = process.env.PH_PORTABLE === "1";
+/**
  * Whether clones with shared memory are refused (qemu-user, or the qemu fault): the helper is
  * launched through a forked middle process, which costs the host one SIGCHLD per helper start,
  * and its children are forked (`reaperInfo().cloneMode` "fork").
  */
 export const FORKS: boolean = (FAULT === "qemu" || QEMU) && BACKEND === "helper";
-/** The SIGCHLDs a host may see from the library: the helper's launch where it forks. */
-export const LAUNCH_SIGCHLD: number = FORKS ? 1 : 0;
+/**
+ * The SIGCHLDs a host sees from the library: one for the helper's launch where a middle
+ * process is forked (`FORKS`) or posix_spawn'd (`PORTABLE`), else none.
+ */
+export const LAUNCH_SIGCHLD: number = FORKS || PORTABLE ? 1 : 0;
 /** Whether the `runtime` backend runs (`PRIVATE_SPAWN_BACKEND=runtime`): no library, no privacy on POSIX. */
 export const RUNTIME: boolean = BACKEND === "runtime";
 /** Whether children are expected to be held by pidfds in this run. */
-export const EXPECT_PIDFD = FAULT !== "no-pidfd";
+export const EXPECT_PIDFD = FAULT !== "no-pidfd" && !PORTABLE;
 /** How children are expected to be created in this run (`reaperInfo().cloneMode`). */
 export const EXPECT_CLONE = FORKS
   ? "fork"
@@ -96,6 +104,8 @@ export interface TestOptions {
   ignore?: boolean;
   /** Why it cannot hold under qemu-user (`QEMU`): there it is skipped, with the reason in its name. */
   notUnderQemu?: string;
+  /** Why it cannot hold in the portable build (`PORTABLE`; `nativeTest` only). */
+  notPortable?: string;
 }
 
 /** Registers a test (see `TestOptions`). */
@@ -131,8 +141,23 @@ export function reaperTest(
 }
 
 /**
+ * A test of what the portable helper does not do (it is Linux's own: pidfds, /proc, pipe
+ * sizes, the parent-death signal): skipped in the portable build, with `whyNotPortable` in its name.
+ */
+export function linuxTest(
+  name: string,
+  whyNotPortable: string,
+  fn: TestFn,
+  options: TestOptions = {},
+): void {
+  if (PORTABLE) test(`${name} [skipped in the portable build: ${whyNotPortable}]`, fn, { ...options, ignore: true });
+  else test(name, fn, options);
+}
+
+/**
  * A test of what only the native backends (reaper, helper) do: skipped under the runtime
- * backend, with `whyNotRuntime` in its name.
+ * backend, with `whyNotRuntime` in its name, and in the portable build when `notPortable`
+ * says why.
  */
 export function nativeTest(
   name: string,
@@ -141,6 +166,7 @@ export function nativeTest(
   options: TestOptions = {},
 ): void {
   if (RUNTIME) test(`${name} [skipped under the runtime backend: ${whyNotRuntime}]`, fn, { ...options, ignore: true });
+  else if (PORTABLE && options.notPortable) linuxTest(name, options.notPortable, fn, options);
   else test(name, fn, options);
 }
 

@@ -8,6 +8,9 @@ const SIGCHLD_OBSERVABLE = !(isBun && FAULT === "no-pidfd");
 // It then reaps its children from a thread of its own, which may call waitpid before the host's
 // loop does (3 to 4 runs in 10): the status goes to whichever comes first, never to both.
 const HOST_REAPS_FIRST = !(isBun && FAULT === "no-pidfd");
+// The portable helper (macOS's), and the helper where clones sharing memory are refused, are
+// started through a short-lived middle process, an ordinary child of the host: one SIGCHLD per
+// helper start, none per spawn (LAUNCH_SIGCHLD; decision 0013).
 
 const demo = fileURLToPath(new URL("../demo/hostile_host.ts", import.meta.url));
 

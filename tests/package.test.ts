@@ -18,8 +18,14 @@ test("prebuilt libraries and helpers are reproducible: a fresh build matches the
       cwd: `${root}zig`,
       timeout: 300_000,
     });
-    for (const [triple, name] of [["x86_64-linux", "x86_64_linux"], ["aarch64-linux", "aarch64_linux"]]) {
-      assert.equal(sha256(`${scratch}/out/prebuilt/${triple}/libprivate_spawn.so`), await embedded(name), triple);
+    const shipped = [
+      ["x86_64-linux", "x86_64_linux", "libprivate_spawn.so"],
+      ["aarch64-linux", "aarch64_linux", "libprivate_spawn.so"],
+      ["x86_64-macos", "x86_64_macos", "libprivate_spawn.dylib"],
+      ["aarch64-macos", "aarch64_macos", "libprivate_spawn.dylib"],
+    ];
+    for (const [triple, name, file] of shipped) {
+      assert.equal(sha256(`${scratch}/out/prebuilt/${triple}/${file}`), await embedded(name), triple);
       assert.equal(
         sha256(`${scratch}/out/prebuilt/${triple}/ph-helper`),
         await embeddedHelper(name),

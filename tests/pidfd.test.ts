@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { readFileSync, readlinkSync } from "node:fs";
 import { libc, POLLIN } from "../ffi/libc.ts";
-import { reaperInfo, spawnHandle } from "../mod.ts";
-import { EXPECT_PIDFD, nativeTest, openFds, reaperTest, sleep, test } from "./harness.ts";
+import { backendInfo, reaperInfo, spawnHandle } from "../mod.ts";
+import { EXPECT_PIDFD, nativeTest, openFds, PORTABLE, reaperTest, sleep, test } from "./harness.ts";
 
 const c = await libc();
 const O_CLOEXEC = 0o2000000;
@@ -21,7 +21,8 @@ if (EXPECT_PIDFD) {
   });
 }
 
-if (EXPECT_PIDFD) {
+// The portable helper's child.fd is an exit pipe, which polls the same way.
+if (EXPECT_PIDFD || PORTABLE) {
   nativeTest(
     "poll on child.fd is not readable while the child runs, readable once it exits",
     "child.fd is -1: no pidfd",
@@ -149,7 +150,22 @@ if (EXPECT_PIDFD) {
   );
 }
 
-if (!EXPECT_PIDFD) {
+if (PORTABLE) {
+  test("the portable helper: child.fd is an exit pipe, signals go by pid, guarded by the helper", async () => {
+    const child = spawnHandle("sleep", ["5"]);
+    const info = backendInfo();
+    assert.deepEqual([info.backend, info.pollableFd, info.tree, reaperInfo().pidfd], ["helper", true, null, false]);
+    assert.ok(child.fd > 2);
+    assert.match(readlinkSync(`/proc/self/fd/${child.fd}`), /^pipe:/);
+    assert.equal(child.waitNonblock().exited, false);
+    assert.equal(child.sendSignal("SIGTERM"), true);
+    assert.equal((await child.wait()).signal, "SIGTERM");
+    assert.equal(child.sendSignal("SIGTERM"), false);
+    assert.equal(child.fd, -1);
+  });
+}
+
+if (!EXPECT_PIDFD && !PORTABLE) {
   test("without pidfds: fd is -1 and signals go by pid, guarded by the reaper", async () => {
     assert.equal(reaperInfo().pidfd, false);
     const child = spawnHandle("sleep", ["5"]);

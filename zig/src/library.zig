@@ -5,6 +5,7 @@ const std = @import("std");
 const builtin = @import("builtin");
 const abi = @import("abi.zig");
 const sys = @import("sys/os.zig").sys;
+const portable = @import("sys/os.zig").portable;
 
 const reaper_zig = @import("backend/reaper/reaper.zig");
 const orphans_lost = reaper_zig.orphans_lost;
@@ -56,20 +57,14 @@ fn check_contract(comptime Backend: type, comptime expected: abi.Backend) void {
 
 const reaper = @import("backend/reaper/reaper.zig");
 const helper = @import("backend/helper/host.zig");
-const none = @import("backend/none.zig");
 comptime {
-    check_contract(reaper, .reaper);
+    if (!portable) check_contract(reaper, .reaper);
     check_contract(helper, .helper);
-    check_contract(none, .auto);
 }
-
-/// Whether this OS has a backend that spawns: Linux (the reaper and the helper). On macOS and
-/// FreeBSD the library builds with the `none` backend until theirs are written (issue 17).
-pub const spawns = builtin.os.tag == .linux;
 
 /// The active backend's `name` (one of the contract's functions), called with `args`.
 fn call(comptime name: []const u8, args: anytype) @typeInfo(@FieldType(Contract, name)).@"fn".return_type.? {
-    if (comptime !spawns) return @call(.auto, @field(none, name), args);
+    if (comptime portable) return @call(.auto, @field(helper, name), args);
     return switch (choice.active) {
         .helper => @call(.auto, @field(helper, name), args),
         else => @call(.auto, @field(reaper, name), args),
@@ -103,7 +98,7 @@ pub fn check_reaper() i32 {
     if (owner == 0 and orphans == 0) return 0;
     if (owner != 0 and owner_alive_locked()) return 0;
     // Orphans need a reaper to watch them, spawn or no spawn.
-    if (@atomicLoad(u32, &g.orphans, .acquire) > 0 and ensure_owner_locked() < 0) orphans_lost();
+    if (!portable and @atomicLoad(u32, &g.orphans, .acquire) > 0 and ensure_owner_locked() < 0) orphans_lost();
     return 1;
 }
 
@@ -114,11 +109,10 @@ fn owner_pid() i32 {
 /// Starts the reaper, or the helper: when asked for, or when the reaper cannot be created
 /// here and no backend was forced (the errno is kept for `ph_info`).
 fn ensure_owner_locked() i32 {
-    if (comptime !spawns) return none.start_locked();
     if (owner_alive_locked()) return 0;
     const rc = setup_memory();
     if (rc < 0) return rc;
-    if (choice.active == .helper) return helper.start_locked();
+    if (portable or choice.active == .helper) return helper.start_locked();
     const started = reaper.start_locked();
     if (started >= 0 or choice.requested != .auto or g.reapers_started > 0) return started;
     if (!reaper_refused(-started) or choice.helper_path_len == 0 or g.region_fd < 0) return started;
@@ -163,7 +157,7 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
         request.err_index = pipes_rc.index;
         return fail(request, .pipe, pipes_rc.errno);
     }
-    if ((comptime spawns) and g.host_pidfd < 0) {
+    if (g.host_pidfd < 0) {
         // Without a host pidfd the child could not tell a dead host from a stopped one while
         // it waits, so nothing overlaps: read the attributes first.
         host_attribute_changes(&plan);
@@ -199,15 +193,12 @@ pub fn init(backend: abi.Backend, helper_path: []const u8) i32 {
     defer unlock(&g.lock);
     ensure_process();
     if (backend != .auto and backend != .reaper and backend != .helper) return -sys.E.INVAL;
-    if (comptime !spawns) {
-        // No backend to choose: auto is accepted (the loader's default), a forced one is not.
-        choice.active = none.backend;
-        return if (backend == .auto) 0 else -sys.E.NOSYS;
-    }
+    // A portable build has the helper only.
+    if (portable and backend == .reaper) return -sys.E.NOSYS;
     if (helper_path.len >= choice.helper_path.len) return -sys.E.NAMETOOLONG;
     if (g.reapers_started > 0) return if (backend == choice.requested) 0 else -sys.E.BUSY;
     choice.requested = backend;
-    choice.active = if (backend == .helper) .helper else .reaper;
+    choice.active = if (portable or backend == .helper) .helper else .reaper;
     @memcpy(choice.helper_path[0..helper_path.len], helper_path);
     choice.helper_path[helper_path.len] = 0;
     choice.helper_path_len = helper_path.len;
@@ -227,7 +218,8 @@ pub fn get_info(out: *abi.Info) void {
         .slots_max = abi.slots_max,
         .reaper_pid = if (g.init_pid == sys.getpid()) owner_pid() else 0,
         .clone_mode = @intFromEnum(g.clone_mode),
-        .pidfd = @intFromBool(g.pidfd_mode == .available),
+        // 2: the portable helper's `child.fd` is an exit pipe, pollable but no pidfd.
+        .pidfd = if (portable) 2 else @intFromBool(g.pidfd_mode == .available),
         .reapers_started = g.reapers_started,
         .slots_in_use = g.slots_in_use,
         .fd_table = @intFromEnum(g.fd_table_mode),
@@ -275,4 +267,7 @@ pub const poll = @import("common/io.zig").poll;
 pub const read = @import("common/io.zig").read;
 pub const write = @import("common/io.zig").write;
 /// The helper executable's entry point (zig/src/helper/main.zig).
-pub const helper_main = @import("backend/helper/serve.zig").helper_main;
+pub const helper_main = if (portable)
+    @import("backend/helper/portable.zig").helper_main
+else
+    @import("backend/helper/serve.zig").helper_main;

@@ -5,6 +5,7 @@ const std = @import("std");
 const builtin = @import("builtin");
 const abi = @import("../abi.zig");
 const sys = @import("../sys/os.zig").sys;
+const portable = @import("../sys/os.zig").portable;
 
 const assert = std.debug.assert;
 const library = @import("../library.zig");
@@ -344,7 +345,8 @@ pub fn signal(index: u32, generation: u32, sig: i32, flags: u32) i32 {
     lock_signal_from_host();
     defer unlock(signal_lock());
     if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) return -sys.E.SRCH;
-    if (slot.pidfd >= 0) {
+    // The portable helper's `pidfd` is the child's exit pipe, not a pidfd: by pid there.
+    if (!portable and slot.pidfd >= 0) {
         if (!group) return -sys.errno(sys.pidfd_send_signal(slot.pidfd, sig, 0));
         if (@atomicLoad(u32, &group_flag_missing, .monotonic) == 0 and slot.pgid == slot.pid) {
             // Linux 6.9+: the kernel signals the pidfd's process group, race-free.
@@ -364,8 +366,8 @@ var group_flag_missing: u32 = 0;
 /// in its cgroup when it has one (`cgroup.zig`): the count of processes signalled, or -errno (-ESRCH once the child has exited; -ENOSYS without pidfds,
 /// which the walk needs to hold each member safely).
 pub fn signal_tree(index: u32, generation: u32, sig: i32) i32 {
-    // The walk reads /proc and holds members by pidfds: Linux only.
-    if (builtin.os.tag != .linux) return -sys.E.NOSYS;
+    // The walk reads /proc and holds members by pidfds: Linux's own build only.
+    if (portable) return -sys.E.NOSYS;
     if (index >= abi.slots_max) return -sys.E.INVAL;
     const slot = &g.slots[index];
     if (slot.generation != generation) return -sys.E.STALE;

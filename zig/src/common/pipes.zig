@@ -1,6 +1,5 @@
 //! Large pipe buffers, for the pipes that carry bulk data.
 
-const builtin = @import("builtin");
 const sys = @import("../sys/os.zig").sys;
 
 const memory_zig = @import("memory.zig");
@@ -29,7 +28,7 @@ pub const large_pipes_max = 16;
 /// macOS and FreeBSD size pipes themselves (up to 64 KiB) and have no call to ask for more:
 /// -ENOSYS there, which the caller treats as "stays at the default size".
 pub fn pipe_grow(fd: i32) i32 {
-    if (comptime builtin.os.tag != .linux) return -sys.E.NOSYS;
+    if (comptime @import("../sys/os.zig").portable) return -sys.E.NOSYS;
     var st: sys.Stat = undefined;
     var rc = sys.fstat(fd, &st);
     if (sys.errno(rc) != 0) return -sys.errno(rc);

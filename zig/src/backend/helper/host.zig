@@ -3,7 +3,9 @@
 
 const std = @import("std");
 const abi = @import("../../abi.zig");
-const sys = @import("../../sys/linux.zig");
+const os_zig = @import("../../sys/os.zig");
+const sys = os_zig.sys;
+const portable = @import("portable.zig");
 
 const protocol_zig = @import("protocol.zig");
 const HelperMessage = protocol_zig.HelperMessage;
@@ -77,7 +79,7 @@ pub fn start_helper_locked() i32 {
     if (choice.helper_path_len == 0) return -sys.E.NOENT;
     sys.futex_shared = true;
     var fds: [2]i32 = undefined;
-    var rc = sys.socketpair(sys.SOCK_SEQPACKET | sys.SOCK_CLOEXEC, &fds);
+    var rc = if (os_zig.portable) sys.socketpair_stream(&fds) else sys.socketpair(sys.SOCK_SEQPACKET | sys.SOCK_CLOEXEC, &fds);
     if (sys.errno(rc) != 0) return -sys.errno(rc);
     const host_end = move_above_stdio(fds[0]) catch |e| {
         _ = sys.close(fds[1]);
@@ -91,7 +93,12 @@ pub fn start_helper_locked() i32 {
     msg.pid = g.host_pid;
     msg.rlimits = g.attributes.rlimits;
     rc = send_message(host_end, &msg, &.{g.region_fd});
-    const launched = if (sys.errno(rc) != 0) -sys.errno(rc) else launch_helper(fds[1]);
+    const launched = if (sys.errno(rc) != 0)
+        -sys.errno(rc)
+    else if (os_zig.portable)
+        portable.launch(@ptrCast(&choice.helper_path), fds[1])
+    else
+        launch_helper(fds[1]);
     _ = sys.close(fds[1]);
     if (launched < 0) {
         _ = sys.close(host_end);
@@ -249,6 +256,9 @@ pub fn helper_submit(plan: *ChildPlan) void {
     const rc = receive_reply(g.helper_sock, &msg, &pidfd);
     if (rc < 0 or msg.op != .spawned) {
         if (pidfd >= 0) _ = sys.close(pidfd);
+        // The portable helper may have made the slot running before it died: the spawn fails
+        // and releases the slot, so it must not be reported lost as well (released twice).
+        if (os_zig.portable) @atomicStore(u32, &g.slots[request.slot].state, SlotState.reserved, .release);
         _ = helper_alive_locked();
         request.err_errno = sys.E.CHILD;
         request.err_step = .reaper;
@@ -284,7 +294,8 @@ fn helper_spawned(plan: *ChildPlan, msg: *const HelperMessage, pidfd: i32) void 
     const slot = &g.slots[request.slot];
     // The helper filled in pid, pgid and the state; the pidfd in the slot is ours.
     slot.pidfd = request.pidfd;
-    request.group_pidfd = group_pidfd(request, leads_group(request));
+    // The portable helper's `pidfd` is the child's exit pipe: groups are signalled by number.
+    request.group_pidfd = if (os_zig.portable) -1 else group_pidfd(request, leads_group(request));
 }
 
 /// Fills `msg`, the region's copy of the request and the descriptors to send. Only the
@@ -305,13 +316,16 @@ fn helper_request(plan: *ChildPlan, msg: *HelperMessage, fds: *[sys.scm_max_fd]i
         copy.flags &= ~abi.flag_host_environ;
         if (!copy_environ(plan, msg, len)) return .{ .errno = sys.E.TOOBIG };
     }
-    if (request.flags & abi.flag_umask == 0) {
+    // The portable helper has no /proc to read the umask from: its children get the helper's,
+    // which is the host's as it was when the helper started (decision 0013).
+    if (!os_zig.portable and request.flags & abi.flag_umask == 0) {
         if (host_umask()) |mask| {
             copy.flags |= abi.flag_umask;
             copy.umask = mask;
         }
     }
-    const cwd = sys.openat(".", sys.O_PATH | sys.O_DIRECTORY | sys.O.CLOEXEC, 0);
+    const cwd = sys.openat(".", cwd_flags | sys.O_DIRECTORY | sys.O.CLOEXEC, 0);
+    if (os_zig.portable and sys.errno(cwd) != 0) return .{ .errno = sys.errno(cwd), .step = .chdir };
     if (sys.errno(cwd) == 0) {
         fds[0] = sys.int(cwd);
         count.* = 1;
@@ -346,6 +360,10 @@ fn helper_request(plan: *ChildPlan, msg: *HelperMessage, fds: *[sys.scm_max_fd]i
     helper_attributes(plan, msg);
     return null;
 }
+
+/// O_PATH opens a directory we may not read; macOS has none, so the portable helper opens the
+/// working directory for reading (a cwd the host cannot read fails the spawn at `chdir`).
+const cwd_flags = if (os_zig.portable) sys.O.RDONLY else sys.O_PATH;
 
 /// The host's environment, copied after the request: NUL-terminated strings, counted.
 fn copy_environ(plan: *const ChildPlan, msg: *HelperMessage, len: u32) bool {

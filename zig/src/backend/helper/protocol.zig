@@ -1,8 +1,10 @@
-//! The messages between the library and the helper executable (one SOCK_SEQPACKET socket).
+//! The messages between the library and the helper executable: one SOCK_SEQPACKET socket on
+//! Linux; a SOCK_STREAM socket with exact-length reads where the helper is the portable one
+//! (macOS has no SOCK_SEQPACKET for AF_UNIX), which the fixed size of `HelperMessage` allows.
 
 const std = @import("std");
 const abi = @import("../../abi.zig");
-const sys = @import("../../sys/linux.zig");
+const sys = @import("../../sys/os.zig").sys;
 
 const CloneMode = @import("../../common/state.zig").CloneMode;
 const PidfdMode = @import("../../common/state.zig").PidfdMode;

@@ -3,7 +3,9 @@
 
 const std = @import("std");
 const abi = @import("../../abi.zig");
-const sys = @import("../../sys/linux.zig");
+const os_zig = @import("../../sys/os.zig");
+const sys = os_zig.sys;
+const portable = @import("portable.zig");
 
 const assert = std.debug.assert;
 
@@ -91,9 +93,12 @@ pub fn helper_serve() void {
     var count: usize = 0;
     const rc = sys.recv_with_fds(g.request_efd, std.mem.asBytes(&msg), &fds, &count);
     const e = sys.errno(rc);
-    // EOF or ECONNRESET: the host closed its end, it exited. Any other error (EINTR, EAGAIN,
-    // ENOMEM, ENOBUFS) loses no message: the socket stays readable and the loop comes back.
-    if ((e == 0 and rc == 0) or e == sys.E.CONNRESET) host_exited();
+    // EOF or ECONNRESET (EPROTO on a stream: EOF inside a message): the host closed its end,
+    // it exited. Any other error (EINTR, EAGAIN, ENOMEM, ENOBUFS) loses no message: the
+    // socket stays readable and the loop comes back.
+    if ((e == 0 and rc == 0) or e == sys.E.CONNRESET or (os_zig.portable and e == sys.E.PROTO)) {
+        if (os_zig.portable) portable.host_exited() else host_exited();
+    }
     if (e != 0) return;
     const received = fds[0..count];
     if (rc != @sizeOf(HelperMessage)) return close_all(received);
@@ -109,7 +114,7 @@ pub fn helper_serve() void {
             if (helper_wake_fds[msg.index] >= 0) _ = sys.close(helper_wake_fds[msg.index]);
             helper_wake_fds[msg.index] = -1;
         },
-        .spawn => helper_spawn(&msg, received),
+        .spawn => if (os_zig.portable) portable.helper_spawn(&msg, received) else helper_spawn(&msg, received),
         else => close_all(received),
     }
 }
@@ -177,7 +182,7 @@ fn helper_child_started(request: *const abi.Request, index: u32) void {
 
 /// Gives the plan the received descriptors (in the order `helper_request` sent them), the
 /// host's attributes and environment. False if the message does not fit the request.
-fn helper_plan(plan: *ChildPlan, msg: *const HelperMessage, fds: []const i32) bool {
+pub fn helper_plan(plan: *ChildPlan, msg: *const HelperMessage, fds: []const i32) bool {
     var next: usize = 0;
     if (msg.has_cwd != 0) {
         if (fds.len == 0) return false;
