@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { EXPECT_PIDFD, RUNTIME, runtimeArgv, test } from "./harness.ts";
+import { EXPECT_PIDFD, PORTABLE, RUNTIME, runtimeArgv, test } from "./harness.ts";
 
 const PACKAGE = "@private-spawn/private-spawn";
 const modUrl = new URL("../mod.ts", import.meta.url).href;
@@ -80,12 +80,20 @@ function notUnderFault(code: string): string | null {
   return null;
 }
 
+/** Why the portable build (`PORTABLE`) cannot run an example as written, or null. */
+function notPortable(code: string): string | null {
+  return PORTABLE && /\bpty:/.test(code) ? "the portable helper has no terminals yet" : null;
+}
+
 for (const example of examples) {
   const faulted = notUnderFault(example.code);
   const why = notOnRuntime(example.code);
+  const portable = notPortable(example.code);
   const name = `README.md:${example.line} runs as written${
     why === null ? "" : ` [skipped under the runtime backend: ${why}]`
-  }${faulted === null ? "" : ` [skipped without pidfds: ${faulted}]`}`;
+  }${faulted === null ? "" : ` [skipped without pidfds: ${faulted}]`}${
+    portable === null ? "" : ` [skipped in the portable build: ${portable}]`
+  }`;
   test(name, async () => {
     const dir = mkdtempSync("/tmp/ph-readme-");
     try {
@@ -97,5 +105,5 @@ for (const example of examples) {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, { timeoutMs: 120_000, ignore: why !== null || faulted !== null });
+  }, { timeoutMs: 120_000, ignore: why !== null || faulted !== null || portable !== null });
 }
