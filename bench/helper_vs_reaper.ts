@@ -1,12 +1,16 @@
 /**
- * The helper backend against the reaper: sequential spawn + wait of `/bin/true` and of the
- * tiny static child, in two child processes of this one (the backend is chosen per process),
- * measured in alternating rounds so both see the same machine; prints medians and ratios.
+ * The backends against the reaper: sequential spawn + wait of `/bin/true` and of the tiny
+ * static child, in one child process of this one per backend (the backend is chosen per
+ * process), measured in rotating rounds so all see the same machine; prints medians and
+ * ratios to the reaper.
  *
- *   deno run -A bench/helper_vs_reaper.ts [ROUNDS] [SPAWNS_PER_ROUND]
- *   bun bench/helper_vs_reaper.ts [ROUNDS] [SPAWNS_PER_ROUND]
+ *   deno run -A bench/helper_vs_reaper.ts [ROUNDS] [SPAWNS_PER_ROUND] [BACKENDS]
+ *   bun bench/helper_vs_reaper.ts [ROUNDS] [SPAWNS_PER_ROUND] [BACKENDS]
  *
- * BENCH_TINY names the tiny child (scripts/test.sh and bench/run.sh build it).
+ * BACKENDS: comma-separated, default "reaper,helper"; also "posix-helper" and "posix-pdfork",
+ * the portable helper and the pdfork backend's Linux stand-ins in the glibc build
+ * (`zig build posix`). BENCH_TINY names the tiny child (scripts/test.sh and bench/run.sh
+ * build it).
  */
 import { spawnSync } from "node:child_process";
 import process from "node:process";
@@ -15,6 +19,24 @@ import { backendInfo, spawnHandle } from "../mod.ts";
 
 const TINY = process.env.BENCH_TINY ?? new URL("../.tools/bench/tiny", import.meta.url).pathname;
 const CHILDREN: [string, string][] = [["/bin/true", "/bin/true"], ["tiny", TINY]];
+const POSIX = new URL("../zig/zig-out/posix/", import.meta.url).pathname;
+/** Each backend's environment and the `backendInfo().backend` it must report. */
+const CONFIGS: Record<string, { env: Record<string, string>; reports: string }> = {
+  reaper: { env: { PRIVATE_SPAWN_BACKEND: "reaper" }, reports: "reaper" },
+  helper: { env: { PRIVATE_SPAWN_BACKEND: "helper" }, reports: "helper" },
+  "posix-helper": {
+    env: {
+      PRIVATE_SPAWN_BACKEND: "helper",
+      PRIVATE_SPAWN_LIB: `${POSIX}lib/libprivate_spawn.so`,
+      PRIVATE_SPAWN_HELPER: `${POSIX}bin/ph-helper`,
+    },
+    reports: "helper",
+  },
+  "posix-pdfork": {
+    env: { PRIVATE_SPAWN_BACKEND: "pdfork", PRIVATE_SPAWN_LIB: `${POSIX}lib/libprivate_spawn.so` },
+    reports: "pdfork",
+  },
+};
 
 /** In a measuring child: `count` sequential spawn + wait of each child, µs per spawn. */
 async function measure(count: number): Promise<Record<string, number[]>> {
@@ -43,18 +65,23 @@ if (process.argv[2] === "--measure") {
 } else {
   const rounds = Number(process.argv[2] ?? 5);
   const perRound = Number(process.argv[3] ?? 300);
+  const backends = (process.argv[4] ?? "reaper,helper").split(",");
+  if (backends[0] !== "reaper") backends.unshift("reaper");
+  for (const name of backends) if (!CONFIGS[name]) throw new Error(`unknown backend ${name}`);
   const script = new URL(import.meta.url).pathname;
   const runtimeArgs = isBun ? [script] : ["run", "-A", script];
-  const all: Record<string, Record<string, number[]>> = { reaper: {}, helper: {} };
+  const all: Record<string, Record<string, number[]>> = Object.fromEntries(backends.map((name) => [name, {}]));
   for (let round = 0; round < rounds; round++) {
-    for (const backend of round % 2 === 0 ? ["reaper", "helper"] : ["helper", "reaper"]) {
+    // Rotated each round: every backend goes first once in `backends.length` rounds.
+    const order = backends.map((_, i) => backends[(i + round) % backends.length]);
+    for (const backend of order) {
       const result = spawnSync(process.execPath, [...runtimeArgs, "--measure", String(perRound)], {
-        env: { ...process.env, PRIVATE_SPAWN_BACKEND: backend },
+        env: { ...process.env, ...CONFIGS[backend].env },
         encoding: "utf8",
       });
       if (result.status !== 0) throw new Error(`${backend}: ${result.stderr}`);
       const report = JSON.parse(result.stdout.trim().split("\n").at(-1)!);
-      if (report.backend !== backend) throw new Error(`asked for ${backend}, ran ${report.backend}`);
+      if (report.backend !== CONFIGS[backend].reports) throw new Error(`asked for ${backend}, ran ${report.backend}`);
       for (const [name, samples] of Object.entries(report.samples as Record<string, number[]>)) {
         (all[backend][name] ??= []).push(...samples);
       }
@@ -63,11 +90,13 @@ if (process.argv[2] === "--measure") {
   console.log(`${isBun ? "bun" : "deno"}: ${rounds} rounds x ${perRound} sequential spawn + wait per backend`);
   for (const [name] of CHILDREN) {
     const reaper = median(all.reaper[name]);
-    const helper = median(all.helper[name]);
-    console.log(
-      `${name.padEnd(10)} reaper ${reaper.toFixed(0)} µs   helper ${helper.toFixed(0)} µs   helper/reaper ${
-        (helper / reaper).toFixed(2)
-      }x   (+${(helper - reaper).toFixed(0)} µs)`,
-    );
+    const parts = [`reaper ${reaper.toFixed(0)} µs`];
+    for (const backend of backends.slice(1)) {
+      const value = median(all[backend][name]);
+      parts.push(
+        `${backend} ${value.toFixed(0)} µs (${(value / reaper).toFixed(2)}x, +${(value - reaper).toFixed(0)})`,
+      );
+    }
+    console.log(`${name.padEnd(10)} ${parts.join("   ")}`);
   }
 }

@@ -6,7 +6,7 @@
  * @module
  */
 
-export const ABI_VERSION = 14;
+export const ABI_VERSION = 15;
 export const NONE = 4294967295;
 export const SLOTS_MAX = 65536;
 export const LISTENERS_MAX = 64;
@@ -87,9 +87,9 @@ export const ExitRecord = {
   max_rss_kib: 40,
 } as const;
 
-/** `abi.Info`: 56 bytes. */
+/** `abi.Info`: 60 bytes. */
 export const Info = {
-  size: 56,
+  size: 60,
   abi_version: 0,
   slots_max: 4,
   reaper_pid: 8,
@@ -104,6 +104,7 @@ export const Info = {
   tree: 44,
   cgroup_step: 48,
   cgroup_errno: 52,
+  private: 56,
 } as const;
 
 /** `abi.Pty`: 16 bytes. */
@@ -142,6 +143,7 @@ export const Backend = {
   auto: 0,
   reaper: 1,
   helper: 2,
+  pdfork: 3,
 } as const;
 
 /** `abi.TreeMode`. */

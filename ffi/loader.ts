@@ -5,9 +5,9 @@
  *  3. the prebuilt library shipped in the package (`ffi/prebuilt/`), written once to a cache
  *     directory under a name keyed by its SHA-256, and verified by that hash before every
  *     load: a truncated or altered cached file is replaced, never loaded.
- * Linux and macOS (`.dylib`, the portable helper: docs/decisions/0013-posix-helper.md) are
- * supported; elsewhere the first use throws "ERR_PLATFORM_UNSUPPORTED" (importing the module
- * still works). The library and helper also build for FreeBSD; that build is not embedded.
+ * Linux, macOS (`.dylib`, the portable helper: docs/decisions/0013-posix-helper.md) and FreeBSD
+ * (the `pdfork` backend: docs/decisions/0014-pdfork.md) are supported; elsewhere the first use
+ * throws "ERR_PLATFORM_UNSUPPORTED" (importing the module still works).
  * Synchronous, and runs only when first called: importing this module reads neither the
  * environment nor the file system. The cache directory's ownership check needs no /proc: where
  * the runtime does not tell our uid, a probe file we create there does.
@@ -33,8 +33,10 @@ import { LibraryError } from "./library_error.ts";
 import { granted, isPermissionError } from "./permissions.ts";
 // All, statically: loading stays synchronous, `deno compile` and bundlers include them, and
 // only the host's one is decoded (on first use). Parsing them costs a few milliseconds.
+import * as aarch64Freebsd from "./prebuilt/aarch64_freebsd.ts";
 import * as aarch64Linux from "./prebuilt/aarch64_linux.ts";
 import * as aarch64Macos from "./prebuilt/aarch64_macos.ts";
+import * as x86_64Freebsd from "./prebuilt/x86_64_freebsd.ts";
 import * as x86_64Linux from "./prebuilt/x86_64_linux.ts";
 import * as x86_64Macos from "./prebuilt/x86_64_macos.ts";
 
@@ -56,7 +58,7 @@ export function libraryFile(platform: string = process.platform): string {
 
 /** The environment variable that overrides the helper executable's path. */
 export const HELPER_PATH_ENV = "PRIVATE_SPAWN_HELPER";
-/** The environment variable that forces a backend: "reaper" or "helper". */
+/** The environment variable that forces a backend: "reaper", "helper", "pdfork" or "runtime". */
 export const BACKEND_ENV = "PRIVATE_SPAWN_BACKEND";
 /** The file name of the helper executable (the `helper` backend). */
 export const HELPER_FILE = "ph-helper";
@@ -76,6 +78,8 @@ interface PrebuiltModule extends Prebuilt {
 
 /** The local build in this checkout, if the module is loaded from one. */
 function localBuild(platform: string): string | null {
+  // A checkout's build is for the machine it was built on.
+  if (platform !== process.platform) return null;
   const url = new URL(`../zig/zig-out/lib/${libraryFile(platform)}`, import.meta.url);
   if (url.protocol !== "file:") return null;
   const path = fileURLToPath(url);
@@ -99,6 +103,8 @@ const PREBUILT: Record<string, PrebuiltModule> = {
   "linux-arm64": aarch64Linux,
   "darwin-x64": x86_64Macos,
   "darwin-arm64": aarch64Macos,
+  "freebsd-x64": x86_64Freebsd,
+  "freebsd-arm64": aarch64Freebsd,
 };
 
 function prebuiltFor(arch: string, platform: string = process.platform): PrebuiltModule | null {
@@ -219,7 +225,7 @@ export function unsupportedPlatform(platform: string, arch: string): LibraryErro
   const os = OS_NAMES[platform] ? `${OS_NAMES[platform]} (${platform})` : platform;
   return new LibraryError(
     "ERR_PLATFORM_UNSUPPORTED",
-    `private_spawn: ${os} on ${arch} is not supported yet: this version runs on Linux and macOS only (x86_64 and aarch64, prebuilt). Use the runtime's own spawn API on ${os}.`,
+    `private_spawn: ${os} on ${arch} is not supported yet: this version runs on Linux, macOS and FreeBSD only (x86_64 and aarch64, prebuilt). Use the runtime's own spawn API on ${os}.`,
   );
 }
 
@@ -228,7 +234,9 @@ export function unsupportedPlatform(platform: string, arch: string): LibraryErro
  * `platform` and `arch` default to this process's (`process.platform`, `os.arch()`).
  */
 export function resolveLibraryPath(platform: string = process.platform, arch: string = os.arch()): string {
-  if (platform !== "linux" && platform !== "darwin") throw unsupportedPlatform(platform, arch);
+  if (platform !== "linux" && platform !== "darwin" && platform !== "freebsd") {
+    throw unsupportedPlatform(platform, arch);
+  }
   const override = process.env[LIBRARY_PATH_ENV];
   if (override) {
     if (existsSync(override)) return override;
@@ -252,13 +260,15 @@ export function resolveLibraryPath(platform: string = process.platform, arch: st
 }
 
 /** The backend `PRIVATE_SPAWN_BACKEND` asks for; "auto" when unset. */
-export function requestedBackend(): "auto" | "reaper" | "helper" {
+export function requestedBackend(): "auto" | "reaper" | "helper" | "pdfork" {
   const value = process.env[BACKEND_ENV];
   if (value === undefined || value === "") return "auto";
-  if (value === "reaper" || value === "helper") return value;
+  if (value === "reaper" || value === "helper" || value === "pdfork") return value;
   throw new LibraryError(
     "ERR_BACKEND",
-    `private_spawn: ${BACKEND_ENV} is ${JSON.stringify(value)}; it must be "reaper" or "helper" (or unset)`,
+    `private_spawn: ${BACKEND_ENV} is ${
+      JSON.stringify(value)
+    }; it must be "reaper", "helper", "pdfork" or "runtime" (or unset)`,
   );
 }
 

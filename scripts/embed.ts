@@ -1,9 +1,8 @@
 /**
  * Writes ffi/prebuilt/<arch>_<os>.ts from zig/zig-out/prebuilt/<arch>-<os>/: each library and
  * helper executable as base64 with its SHA-256, so the package needs neither Zig nor a network.
- * Linux and macOS are embedded (macOS runs the portable helper: docs/decisions/0013-posix-helper.md).
- * FreeBSD's build is checked (tests/binary_format.test.ts) but not shipped: it was never run, and
- * issue 17 plans a `pdfork` backend there.
+ * Linux, macOS (the portable helper: docs/decisions/0013-posix-helper.md) and FreeBSD (the
+ * `pdfork` backend: docs/decisions/0014-pdfork.md; built and checked, never run here).
  *
  *   deno run -A scripts/embed.ts [--check]
  * With --check it writes nothing and fails if the committed modules differ from the build.
@@ -18,6 +17,8 @@ const targets = [
   ["aarch64-linux", "aarch64_linux", "libprivate_spawn.so"],
   ["x86_64-macos", "x86_64_macos", "libprivate_spawn.dylib"],
   ["aarch64-macos", "aarch64_macos", "libprivate_spawn.dylib"],
+  ["x86_64-freebsd", "x86_64_freebsd", "libprivate_spawn.so"],
+  ["aarch64-freebsd", "aarch64_freebsd", "libprivate_spawn.so"],
 ];
 let stale = 0;
 for (const [triple, name, file] of targets) {

@@ -186,6 +186,15 @@ POSIX_BUILD=(env PH_PORTABLE=1 PRIVATE_SPAWN_BACKEND=helper
 deno_suite "deno test, helper (posix build)" "${POSIX_BUILD[@]}"
 bun_suite "bun test, helper (posix build)" "${POSIX_BUILD[@]}"
 
+# FreeBSD's pdfork backend, its code over Linux's stand-ins (fork and pidfd_open, epoll) in the
+# same build: the library forks each child itself. Those children are the host's own here, so
+# the privacy tests skip and say why (decision 0014).
+PDFORK_BUILD=(env PH_PORTABLE=1 PRIVATE_SPAWN_BACKEND=pdfork
+  PRIVATE_SPAWN_LIB="$ROOT/zig/zig-out/posix/lib/libprivate_spawn.so"
+  PRIVATE_SPAWN_HELPER="$ROOT/zig/zig-out/posix/bin/ph-helper")
+deno_suite "deno test, pdfork stand-ins (posix build)" "${PDFORK_BUILD[@]}"
+bun_suite "bun test, pdfork stand-ins (posix build)" "${PDFORK_BUILD[@]}"
+
 # The runtime backend (the runtime's own spawn, Windows' default): both suites again with it
 # forced. What only the native backends do is skipped and names why (tests/README.md);
 # tests/runtime_backend.test.ts has the backend's own contract.

@@ -92,8 +92,9 @@ export interface BackendInfo {
    * "reaper": the invisible reaper (Linux); "helper": a helper process that owns the children
    * (forced with `PRIVATE_SPAWN_BACKEND=helper`, or where the reaper cannot be created, as
    * under qemu-user); "runtime": the runtime's own spawn (`Deno.Command`, `Bun.spawn`), the
-   * default on Windows and forced elsewhere with `PRIVATE_SPAWN_BACKEND=runtime`; "pdfork" is
-   * reserved for FreeBSD.
+   * default on Windows and forced elsewhere with `PRIVATE_SPAWN_BACKEND=runtime`; "pdfork":
+   * FreeBSD's process descriptors, the library forks each child itself (on Linux, forced in a
+   * glibc build, the same code over stand-ins that are not private).
    */
   backend: "reaper" | "helper" | "pdfork" | "runtime";
   /**
@@ -101,7 +102,10 @@ export interface BackendInfo {
    * False for the `runtime` backend on POSIX (the runtime's children are the host's own).
    */
   private: boolean;
-  /** Whether `child.fd` gives a descriptor that polls readable at the child's exit (a pidfd, or the helper's exit pipe). */
+  /**
+   * Whether `child.fd` gives a descriptor that polls at the child's exit: a pidfd (readable),
+   * the helper's exit pipe (readable), FreeBSD's process descriptor (POLLHUP).
+   */
   pollableFd: boolean;
   /** The reaper's or the helper's pid; 0 before the first spawn, and always 0 for `runtime`. */
   pid: number;
@@ -187,9 +191,9 @@ export function backendInfo(): BackendInfo {
   const view = new DataView(out.buffer);
   const fallback = view.getInt32(Info.fallback_errno, true);
   const info: BackendInfo = {
-    backend: view.getUint32(Info.backend, true) === 2 ? "helper" : "reaper",
-    private: true,
-    // 1: pidfds; 2: the portable helper's exit pipes (pollable, not pidfds).
+    backend: BACKEND_NAMES[view.getUint32(Info.backend, true)] ?? "reaper",
+    private: view.getUint32(Info.private, true) === 1,
+    // 1: pidfds; 2: the portable helper's exit pipes (pollable, not pidfds); 3: process descriptors.
     pollableFd: view.getUint32(Info.pidfd, true) !== 0,
     tree: treeName(view.getUint32(Info.tree, true)),
     pid: view.getInt32(Info.reaper_pid, true),
@@ -208,6 +212,9 @@ export function backendInfo(): BackendInfo {
   }
   return info;
 }
+
+/** `abi.Backend` by number. */
+const BACKEND_NAMES: Record<number, BackendInfo["backend"]> = { 1: "reaper", 2: "helper", 3: "pdfork" };
 
 function treeName(mode: number): BackendInfo["tree"] {
   if (mode === TreeMode.cgroup) return "cgroup";

@@ -47,6 +47,8 @@ interface Elf {
   machine: number;
   type: number;
   exports: string[];
+  /** Undefined symbols: what it takes from libc. */
+  imports: string[];
   needed: string[];
   flags1: bigint;
 }
@@ -72,6 +74,7 @@ function parseElf(bytes: Uint8Array): Elf {
   const SHT_DYNSYM = 11;
   const SHT_DYNAMIC = 6;
   const exports: string[] = [];
+  const imports: string[] = [];
   const needed: string[] = [];
   let flags1 = 0n;
   for (let i = 0; i < shnum; i++) {
@@ -81,7 +84,9 @@ function parseElf(bytes: Uint8Array): Elf {
       for (let at = s.offset; at < s.offset + s.size; at += 24) {
         const bind = bytes[at + 4] >> 4;
         const shndx = view.getUint16(at + 6, true);
-        if (bind === 1 && shndx !== 0) exports.push(cString(bytes, strtab + view.getUint32(at, true)));
+        const name = cString(bytes, strtab + view.getUint32(at, true));
+        if (bind === 1 && shndx !== 0) exports.push(name);
+        if (shndx === 0 && name !== "") imports.push(name);
       }
     } else if (s.type === SHT_DYNAMIC) {
       for (let at = s.offset; at < s.offset + s.size; at += 16) {
@@ -97,6 +102,7 @@ function parseElf(bytes: Uint8Array): Elf {
     machine: view.getUint16(18, true),
     type: view.getUint16(16, true),
     exports,
+    imports,
     needed,
     flags1,
   };
@@ -197,7 +203,15 @@ for (const target of targets) {
       assert.equal(elf.type, 3, "ET_DYN");
       assert.equal(elf.osabi, 0, "EI_OSABI (FreeBSD's rtld does not read it)");
       assert.notEqual(elf.flags1 & 0x8n, 0n, "DF_1_NODELETE");
-      assert.deepEqual(elf.needed, target.os === "freebsd" ? ["libc.so.7"] : []);
+      // FreeBSD: libthr for the pdfork backend's exit watcher, a thread.
+      assert.deepEqual(elf.needed, target.os === "freebsd" ? ["libthr.so.3", "libc.so.7"] : []);
+      if (target.os === "freebsd") {
+        // The pdfork backend (decision 0014): process descriptors, one kqueue, the raw
+        // sigaction in the child; FreeBSD 13's close_range.
+        for (const name of ["pdfork", "pdkill", "kqueue", "kevent", "procctl", "syscall", "close_range", "wait4"]) {
+          assert.ok(elf.imports.includes(name), `${target.dir} does not import ${name}`);
+        }
+      }
       names = elf.exports;
     } else {
       const macho = parseMachO(bytes);

@@ -55,8 +55,10 @@ export const FAULT: Fault = (process.env.PH_FAULT ?? "") as Fault;
  * the helper where the reaper is refused (the no-reaper fault, and qemu-user, which refuses
  * `clone(CLONE_VM)` without `CLONE_THREAD` with EINVAL).
  */
-export const BACKEND: "reaper" | "helper" | "runtime" = process.env.PRIVATE_SPAWN_BACKEND === "runtime"
+export const BACKEND: "reaper" | "helper" | "pdfork" | "runtime" = process.env.PRIVATE_SPAWN_BACKEND === "runtime"
   ? "runtime"
+  : process.env.PRIVATE_SPAWN_BACKEND === "pdfork"
+  ? "pdfork"
   : process.env.PRIVATE_SPAWN_BACKEND === "helper" || FAULT === "no-reaper" || FAULT === "qemu" || QEMU
   ? "helper"
   : "reaper";
@@ -79,6 +81,11 @@ export const FORKS: boolean = (FAULT === "qemu" || QEMU) && BACKEND === "helper"
  * process is forked (`FORKS`) or posix_spawn'd (`PORTABLE`), else none.
  */
 export const LAUNCH_SIGCHLD: number = FORKS || PORTABLE ? 1 : 0;
+/**
+ * Whether the `pdfork` backend runs: here, in the portable build, over its Linux stand-ins
+ * (fork and pidfd_open, epoll), whose children are the host's own: not private (decision 0014).
+ */
+export const PDFORK: boolean = BACKEND === "pdfork";
 /** Whether the `runtime` backend runs (`PRIVATE_SPAWN_BACKEND=runtime`): no library, no privacy on POSIX. */
 export const RUNTIME: boolean = BACKEND === "runtime";
 /** Whether children are expected to be held by pidfds in this run. */
@@ -106,12 +113,23 @@ export interface TestOptions {
   notUnderQemu?: string;
   /** Why it cannot hold in the portable build (`PORTABLE`; `nativeTest` only). */
   notPortable?: string;
+  /** Why it cannot hold under the `pdfork` backend's Linux stand-ins (`PDFORK`), e.g. `NOT_PRIVATE`. */
+  notPdfork?: string;
 }
+
+/** Why a test of the reaper's or helper's process cannot hold under `PDFORK`. */
+export const NO_OWNER = "no reaper or helper process: the library forks each child";
+/** Why a test of privacy cannot hold under `PDFORK` here. */
+export const NOT_PRIVATE = "its Linux stand-ins fork children the host sees (SIGCHLD, waitpid(-1))";
 
 /** Registers a test (see `TestOptions`). */
 export function test(name: string, fn: TestFn, options: TestOptions = {}): void {
   if (QEMU && options.notUnderQemu !== undefined) {
     name = `${name} [skipped under qemu-user: ${options.notUnderQemu}]`;
+    options = { ...options, ignore: true };
+  }
+  if (PDFORK && options.notPdfork !== undefined) {
+    name = `${name} [skipped under pdfork: ${options.notPdfork}]`;
     options = { ...options, ignore: true };
   }
   if (isBun) {
@@ -135,6 +153,8 @@ export function reaperTest(
     test(`${name} [skipped under the runtime backend: a test of the reaper]`, fn, { ...options, ignore: true });
   } else if (BACKEND === "helper") {
     test(`${name} [skipped under the helper: ${whyNotHelper}]`, fn, { ...options, ignore: true });
+  } else if (PDFORK) {
+    test(`${name} [skipped under pdfork: no reaper, the library forks each child]`, fn, { ...options, ignore: true });
   } else {
     test(name, fn, options);
   }

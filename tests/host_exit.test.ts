@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import process from "node:process";
 import { spawn as nodeSpawn } from "node:child_process";
-import { EXPECT_PIDFD, fixture, nativeTest, procStat, runFixture, runtimeArgv, sleep } from "./harness.ts";
+import { EXPECT_PIDFD, fixture, nativeTest, NO_OWNER, procStat, runFixture, runtimeArgv, sleep } from "./harness.ts";
 
 async function gone(pid: number, withinMs: number): Promise<boolean> {
   const end = performance.now() + withinMs;
@@ -29,6 +29,7 @@ nativeTest(
     assert.ok(stat !== null && stat.state !== "Z", "the child should keep running");
     process.kill(child, "SIGKILL");
   },
+  { notPdfork: NO_OWNER },
 );
 
 nativeTest(
@@ -92,4 +93,5 @@ nativeTest(
       assert.equal(await gone(reaper, 3000), true, `round ${round}: reaper ${reaper} still alive`);
     }
   },
+  { notPdfork: NO_OWNER },
 );

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { FAULT, isBun, LAUNCH_SIGCHLD, nativeTest, runFixture } from "./harness.ts";
+import { FAULT, isBun, LAUNCH_SIGCHLD, nativeTest, NOT_PRIVATE, runFixture } from "./harness.ts";
 
 // Bun without pidfds (forced by the seccomp launcher) no longer passes SIGCHLD to JavaScript
 // listeners at all, even for its own children; there the listener cannot serve as a control.
@@ -37,6 +37,7 @@ nativeTest(
     assert.equal(ours.hostWaitpidWhileRunning, "ECHILD: no children");
     assert.equal(ours.got, "exit code 7");
   },
+  { notPdfork: NOT_PRIVATE },
 );
 
 nativeTest(
@@ -51,6 +52,7 @@ nativeTest(
     assert.ok(report.echild > 0, "the host's waitpid(-1) must have seen no children");
     for (const o of report.ours) assert.equal(o.code, o.expected, `pid ${o.pid}`);
   },
+  { notPdfork: NOT_PRIVATE },
 );
 
 nativeTest(
@@ -66,4 +68,5 @@ nativeTest(
     for (const pid of report.stolen) assert.ok(report.runtimePids.includes(pid), `unexpected pid ${pid}`);
     for (const o of report.ours) assert.equal(o.code, o.expected, `pid ${o.pid}`);
   },
+  { notPdfork: NOT_PRIVATE },
 );

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { Buffer } from "node:buffer";
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { LibraryError, run } from "../mod.ts";
-import { resolveLibraryPath } from "../ffi/loader.ts";
+import { LIBRARY_PATH_ENV, libraryFile, resolveLibraryPath } from "../ffi/loader.ts";
 import { fixture, isBun, nativeTest, runFixture, RUNTIME_ENV, test } from "./harness.ts";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
@@ -40,7 +41,8 @@ nativeTest(
   "no library spawns: this tests the library",
   async () => {
     const script = `
-    import { readFileSync } from "node:fs";
+    import { Buffer } from "node:buffer";
+import { readFileSync } from "node:fs";
     const mapped = () => readFileSync("/proc/self/maps", "utf8").includes("libprivate_spawn");
     const { spawnHandle } = await import(${JSON.stringify(`${root}mod.ts`)});
     const before = mapped();
@@ -65,8 +67,8 @@ test("a Worker that imports mod.ts statically receives a message posted right af
   assert.deepEqual(JSON.parse(result.stdout), { code: 5 });
 });
 
-test("off Linux and macOS the first use throws ERR_PLATFORM_UNSUPPORTED naming the OS and arch, without zig build", () => {
-  for (const [platform, arch, name] of [["win32", "x64", "Windows"], ["freebsd", "x64", "FreeBSD"]]) {
+test("off Linux, macOS and FreeBSD the first use throws ERR_PLATFORM_UNSUPPORTED naming the OS and arch, without zig build", () => {
+  for (const [platform, arch, name] of [["win32", "x64", "Windows"], ["openbsd", "x64", "OpenBSD"]]) {
     assert.throws(() => resolveLibraryPath(platform, arch), (error: unknown) => {
       assert.ok(error instanceof LibraryError, String(error));
       assert.equal(error.code, "ERR_PLATFORM_UNSUPPORTED");
@@ -75,6 +77,38 @@ test("off Linux and macOS the first use throws ERR_PLATFORM_UNSUPPORTED naming t
       assert.doesNotMatch(error.message, /zig build/);
       return true;
     });
+  }
+});
+
+test("FreeBSD and macOS get their embedded library (x86_64 and aarch64), never this checkout's Linux build", () => {
+  const saved = process.env[LIBRARY_PATH_ENV];
+  delete process.env[LIBRARY_PATH_ENV];
+  try {
+    // ELF e_machine (62 x86_64, 183 aarch64) and DT_NEEDED libc.so.7; Mach-O's CPU type.
+    const cases = [
+      ["freebsd", "x64", 62],
+      ["freebsd", "arm64", 183],
+      ["darwin", "x64", 0x01000007],
+      ["darwin", "arm64", 0x0100000c],
+    ] as const;
+    for (const [platform, arch, machine] of cases) {
+      const path = resolveLibraryPath(platform, arch);
+      // The cache names it after its hash, with the OS's extension.
+      assert.ok(path.endsWith(libraryFile(platform).slice(libraryFile(platform).lastIndexOf("."))), path);
+      assert.ok(!path.includes("zig-out"), path);
+      const bytes = readFileSync(path);
+      if (platform === "freebsd") {
+        assert.deepEqual([...bytes.subarray(0, 4)], [0x7f, 0x45, 0x4c, 0x46], path);
+        assert.equal(bytes.readUInt16LE(18), machine, path);
+        assert.ok(bytes.includes(Buffer.from("libc.so.7\0")), `${path} does not need FreeBSD's libc`);
+        assert.ok(bytes.includes(Buffer.from("pdfork\0")), `${path} has no pdfork backend`);
+      } else {
+        assert.equal(bytes.readUInt32LE(0), 0xfeedfacf, path);
+        assert.equal(bytes.readUInt32LE(4), machine, path);
+      }
+    }
+  } finally {
+    if (saved !== undefined) process.env[LIBRARY_PATH_ENV] = saved;
   }
 });
 

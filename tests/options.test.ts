@@ -417,7 +417,7 @@ test("validation: each bad option throws a typed error naming it, and nothing is
 
 test("the host's rlimits, nice value, CPU affinity and ids as they are at spawn time, changes after the reaper's start included", async () => {
   const result = await runFixture("host_attributes.ts");
-  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.code, 0, `signal ${result.signal}: ${result.stderr}`);
   const { host, child } = JSON.parse(result.stdout);
   assert.equal(child.nofile, host.nofile);
   assert.equal(child.nice, host.nice);

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { readFileSync, readlinkSync } from "node:fs";
+import process from "node:process";
 import { libc, POLLIN } from "../ffi/libc.ts";
 import { backendInfo, reaperInfo, spawnHandle } from "../mod.ts";
-import { EXPECT_PIDFD, nativeTest, openFds, PORTABLE, reaperTest, sleep, test } from "./harness.ts";
+import { EXPECT_PIDFD, nativeTest, openFds, PDFORK, PORTABLE, procStat, reaperTest, sleep, test } from "./harness.ts";
 
 const c = await libc();
 const O_CLOEXEC = 0o2000000;
@@ -150,7 +151,30 @@ if (EXPECT_PIDFD) {
   );
 }
 
-if (PORTABLE) {
+if (PDFORK) {
+  test("pdfork: the host forks, child.fd is the process descriptor (a pidfd under Linux's stand-ins), signals go through it", async () => {
+    const child = spawnHandle("sleep", ["5"]);
+    const info = backendInfo();
+    // Linux's stand-ins are not private: their children are the host's own (decision 0014).
+    assert.deepEqual([info.backend, info.private, info.pollableFd, info.tree, info.pid], [
+      "pdfork",
+      false,
+      true,
+      null,
+      0,
+    ]);
+    assert.equal(procStat(child.pid)?.ppid, process.pid);
+    assert.ok(child.fd > 2);
+    assert.equal(readlinkSync(`/proc/self/fd/${child.fd}`), "anon_inode:[pidfd]");
+    assert.equal(child.waitNonblock().exited, false);
+    assert.equal(child.sendSignal("SIGTERM"), true);
+    assert.equal((await child.wait()).signal, "SIGTERM");
+    assert.equal(child.sendSignal("SIGTERM"), false);
+    assert.equal(child.fd, -1);
+  });
+}
+
+if (PORTABLE && !PDFORK) {
   test("the portable helper: child.fd is an exit pipe, signals go by pid, guarded by the helper", async () => {
     const child = spawnHandle("sleep", ["5"]);
     const info = backendInfo();

@@ -7,6 +7,7 @@ import {
   EXPECT_FD_TABLE,
   EXPECT_PIDFD,
   nativeTest,
+  NO_OWNER,
   procStat,
   reaperTest,
   runFixture,
@@ -30,6 +31,7 @@ nativeTest(
     assert.equal(report.after, report.first);
     assert.equal(report.started, 1);
   },
+  { notPdfork: NO_OWNER },
 );
 
 reaperTest("the reaper is a process of its own named ph-reaper, parented by the host", HELPER_HAS_OWN, async () => {

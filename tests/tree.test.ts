@@ -15,6 +15,7 @@ import {
   EXPECT_PIDFD,
   LAUNCH_SIGCHLD,
   nativeTest,
+  NOT_PRIVATE,
   procStat,
   runFixture,
   RUNTIME,
@@ -280,6 +281,7 @@ nativeTest(
     assert.ok(report.echild > 0, "the host's waitpid(-1) must have seen no children");
     for (const o of report.ours) assert.equal(o.code, o.expected, `pid ${o.pid}`);
   },
+  { notPdfork: NOT_PRIVATE },
 );
 
 test("cgroup: checked as a boolean; the runtime backend refuses true with ERR_BACKEND_OPTION", async () => {

@@ -31,6 +31,7 @@ const sources = [_][]const u8{
     "src/backend/helper/serve.zig",
     "src/backend/helper/portable.zig",
     "src/backend/helper/portable_child.zig",
+    "src/backend/pdfork/pdfork.zig",
     "src/helper/main.zig",
 };
 

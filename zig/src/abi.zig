@@ -6,7 +6,7 @@ const std = @import("std");
 
 /// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
 /// TypeScript loader refuses a library whose version differs.
-pub const abi_version: u32 = 14;
+pub const abi_version: u32 = 15;
 
 pub const slots_max: u32 = 1 << 16;
 pub const listeners_max: u32 = 64;
@@ -255,6 +255,8 @@ pub const Backend = enum(u32) {
     auto = 0,
     reaper = 1,
     helper = 2,
+    /// FreeBSD's process descriptors, forked by the library itself (on Linux: stand-ins).
+    pdfork = 3,
     _,
 };
 
@@ -284,6 +286,9 @@ pub const Info = extern struct {
     /// Why children get no cgroup (`CgroupStep`, `none` when they do), with its errno.
     cgroup_step: CgroupStep,
     cgroup_errno: i32,
+    /// 1 when the children are private: no SIGCHLD for them, never reaped by the host's
+    /// waitpid(-1). 0 only for the `pdfork` backend's Linux stand-ins.
+    private: u32,
 };
 
 comptime {
@@ -291,7 +296,7 @@ comptime {
     std.debug.assert(@sizeOf(Request) == 144);
     std.debug.assert(@sizeOf(RlimitEntry) == 24);
     std.debug.assert(@sizeOf(ExitRecord) == 48);
-    std.debug.assert(@sizeOf(Info) == 56);
+    std.debug.assert(@sizeOf(Info) == 60);
     std.debug.assert(@sizeOf(Pty) == 16);
     std.debug.assert(@offsetOf(Request, "ignore_mask") == 96);
     std.debug.assert(@offsetOf(Request, "environ_addr") == 104);

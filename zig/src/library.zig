@@ -23,6 +23,7 @@ const fail = request_zig.fail;
 const host_attribute_changes = request_zig.host_attribute_changes;
 const open_pipes = request_zig.open_pipes;
 const prepare_plan = request_zig.prepare_plan;
+const request_credentials = request_zig.request_credentials;
 const release_slot = request_zig.release_slot;
 const state_zig = @import("common/state.zig");
 const ChildPlan = state_zig.ChildPlan;
@@ -57,13 +58,20 @@ fn check_contract(comptime Backend: type, comptime expected: abi.Backend) void {
 
 const reaper = @import("backend/reaper/reaper.zig");
 const helper = @import("backend/helper/host.zig");
+const pdfork = @import("backend/pdfork/pdfork.zig");
+/// FreeBSD's own backend, and its stand-ins in Linux's glibc build.
+const has_pdfork = portable and sys.has_proc_fork;
 comptime {
     if (!portable) check_contract(reaper, .reaper);
     check_contract(helper, .helper);
+    if (has_pdfork) check_contract(pdfork, .pdfork);
 }
 
 /// The active backend's `name` (one of the contract's functions), called with `args`.
 fn call(comptime name: []const u8, args: anytype) @typeInfo(@FieldType(Contract, name)).@"fn".return_type.? {
+    if (comptime has_pdfork) {
+        if (choice.active == .pdfork) return @call(.auto, @field(pdfork, name), args);
+    }
     if (comptime portable) return @call(.auto, @field(helper, name), args);
     return switch (choice.active) {
         .helper => @call(.auto, @field(helper, name), args),
@@ -112,6 +120,7 @@ fn ensure_owner_locked() i32 {
     if (owner_alive_locked()) return 0;
     const rc = setup_memory();
     if (rc < 0) return rc;
+    if (has_pdfork and choice.active == .pdfork) return pdfork.start_locked();
     if (portable or choice.active == .helper) return helper.start_locked();
     const started = reaper.start_locked();
     if (started >= 0 or choice.requested != .auto or g.reapers_started > 0) return started;
@@ -157,7 +166,17 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
         request.err_index = pipes_rc.index;
         return fail(request, .pipe, pipes_rc.errno);
     }
-    if (g.host_pidfd < 0) {
+    if (has_pdfork and choice.active == .pdfork) {
+        // The child is forked from this thread: it has the host's attributes as they are.
+        plan.rlimit_mask = 0;
+        plan.set_priority = null;
+        plan.set_affinity = null;
+        plan.set_groups = null;
+        plan.set_gid = null;
+        plan.set_uid = null;
+        request_credentials(&plan);
+        plan.attributes_ready = 1;
+    } else if (g.host_pidfd < 0) {
         // Without a host pidfd the child could not tell a dead host from a stopped one while
         // it waits, so nothing overlaps: read the attributes first.
         host_attribute_changes(&plan);
@@ -192,13 +211,16 @@ pub fn init(backend: abi.Backend, helper_path: []const u8) i32 {
     lock(&g.lock);
     defer unlock(&g.lock);
     ensure_process();
-    if (backend != .auto and backend != .reaper and backend != .helper) return -sys.E.INVAL;
-    // A portable build has the helper only.
+    if (backend != .auto and backend != .reaper and backend != .helper and backend != .pdfork) return -sys.E.INVAL;
+    // A portable build has no reaper; pdfork is FreeBSD's (and Linux's glibc build's).
     if (portable and backend == .reaper) return -sys.E.NOSYS;
+    if (!has_pdfork and backend == .pdfork) return -sys.E.NOSYS;
     if (helper_path.len >= choice.helper_path.len) return -sys.E.NAMETOOLONG;
     if (g.reapers_started > 0) return if (backend == choice.requested) 0 else -sys.E.BUSY;
     choice.requested = backend;
-    choice.active = if (portable or backend == .helper) .helper else .reaper;
+    choice.active = if (backend == .pdfork or (backend == .auto and builtin.os.tag == .freebsd))
+        .pdfork
+    else if (portable or backend == .helper) .helper else .reaper;
     @memcpy(choice.helper_path[0..helper_path.len], helper_path);
     choice.helper_path[helper_path.len] = 0;
     choice.helper_path_len = helper_path.len;
@@ -218,8 +240,9 @@ pub fn get_info(out: *abi.Info) void {
         .slots_max = abi.slots_max,
         .reaper_pid = if (g.init_pid == sys.getpid()) owner_pid() else 0,
         .clone_mode = @intFromEnum(g.clone_mode),
-        // 2: the portable helper's `child.fd` is an exit pipe, pollable but no pidfd.
-        .pidfd = if (portable) 2 else @intFromBool(g.pidfd_mode == .available),
+        // 2: the portable helper's `child.fd` is an exit pipe, pollable but no pidfd; 3: a
+        // process descriptor (FreeBSD; a pidfd with Linux's stand-ins).
+        .pidfd = if (choice.active == .pdfork) 3 else if (portable) 2 else @intFromBool(g.pidfd_mode == .available),
         .reapers_started = g.reapers_started,
         .slots_in_use = g.slots_in_use,
         .fd_table = @intFromEnum(g.fd_table_mode),
@@ -229,6 +252,7 @@ pub fn get_info(out: *abi.Info) void {
         .tree = .none,
         .cgroup_step = .none,
         .cgroup_errno = 0,
+        .private = @intFromBool(choice.active != .pdfork or builtin.os.tag != .linux),
     };
     if (g.pidfd_mode != .available or g.init_pid != sys.getpid()) return;
     out.tree = .descendants;

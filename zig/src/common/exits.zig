@@ -92,6 +92,29 @@ pub fn slot_publish(index: u32) void {
     if (l.in_use) wake_reader(slot.listener);
 }
 
+/// Publishes a child's wait(2) status and resource usage (libc builds: the portable helper and
+/// the `pdfork` backend), the signal number in the ABI's numbering.
+pub fn publish_wait_status(index: u32, status: i32, usage: *const sys.Rusage) void {
+    const slot = &g.slots[index];
+    const signal_number = status & 0x7f;
+    if (signal_number == 0) {
+        slot.kind = .exited;
+        slot.value = (status >> 8) & 0xff;
+    } else {
+        slot.kind = if (status & 0x80 != 0) .dumped else .killed;
+        slot.value = @intCast(sys.abi_numbers.signal_to_abi(@intCast(signal_number)));
+    }
+    slot.user_cpu_us = micros(usage.utime);
+    slot.system_cpu_us = micros(usage.stime);
+    slot.max_rss_kib = sys.maxrss_kib(usage);
+    slot_publish(index);
+}
+
+fn micros(t: anytype) u64 {
+    const us: i64 = @as(i64, @intCast(t.sec)) * 1_000_000 + @as(i64, @intCast(t.usec));
+    return @intCast(@max(us, 0));
+}
+
 /// Writes a wake-up byte to the listener's pipe unless one is unread already.
 pub fn wake_reader(index: u32) void {
     const l = &listeners()[index];
@@ -345,6 +368,10 @@ pub fn signal(index: u32, generation: u32, sig: i32, flags: u32) i32 {
     lock_signal_from_host();
     defer unlock(signal_lock());
     if (@atomicLoad(u32, &slot.state, .acquire) != SlotState.running) return -sys.E.SRCH;
+    // The `pdfork` backend's is a process descriptor: pdkill(2) (pidfd_send_signal on Linux).
+    if (comptime portable and sys.has_proc_fork) {
+        if (library.choice.active == .pdfork and !group) return -sys.errno(sys.proc_signal(slot.pidfd, sig));
+    }
     // The portable helper's `pidfd` is the child's exit pipe, not a pidfd: by pid there.
     if (!portable and slot.pidfd >= 0) {
         if (!group) return -sys.errno(sys.pidfd_send_signal(slot.pidfd, sig, 0));

@@ -91,7 +91,6 @@ pub fn close_pipes(actions: []abi.FdAction, failed: bool) void {
 
 /// Compares the host's attributes now with the reaper's copy; the child applies the changes.
 pub fn host_attribute_changes(plan: *ChildPlan) void {
-    const request = plan.request;
     const reaper = &g.attributes;
     var now: Attributes = undefined;
     snapshot_attributes(&now);
@@ -117,6 +116,13 @@ pub fn host_attribute_changes(plan: *ChildPlan) void {
     }
     if (!std.mem.eql(u32, &now.gids, &reaper.gids)) plan.set_gid = now.gids;
     if (!std.mem.eql(u32, &now.uids, &reaper.uids)) plan.set_uid = now.uids;
+    request_credentials(plan);
+}
+
+/// The credentials the request asks for, into `plan` (over the host's changes, if any). With
+/// another uid or gid and no groups, the supplementary groups are dropped: all or nothing.
+pub fn request_credentials(plan: *ChildPlan) void {
+    const request = plan.request;
     if (request.flags & abi.flag_groups != 0) {
         const list: [*]align(1) const u32 = @ptrCast(plan.base + request.groups_off);
         for (0..@min(request.groups_count, groups_max)) |i| host_groups[i] = list[i];

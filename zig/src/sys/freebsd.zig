@@ -45,3 +45,91 @@ pub fn anonymous_shm() usize {
     if (fd >= 0) return @intCast(fd);
     return neg(std.c._errno().*);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Process descriptors (the `pdfork` backend). Zig's std declares kqueue but not the pd* calls.
+
+extern "c" fn pdfork(fd: *c_int, flags: c_int) c_int;
+extern "c" fn pdkill(fd: c_int, sig: c_int) c_int;
+extern "c" fn procctl(idtype: c_int, id: i64, cmd: c_int, data: ?*anyopaque) c_int;
+/// libc's `syscall(2)`: the raw call, past libthr's wrappers (see `child_sigaction`).
+extern "c" fn syscall(number: c_int, ...) c_int;
+/// The process descriptor is close-on-exec; closing it never kills the child (`PD_DAEMON`):
+/// the kill-on-exit signal is the parent-death signal, set in the child (`parent_death_signal`).
+const PD_DAEMON: c_int = 0x01;
+const PD_CLOEXEC: c_int = 0x02;
+const P_PID: c_int = 0;
+const PROC_PDEATHSIG_CTL: c_int = 11;
+const SYS_sigprocmask: c_int = 340;
+const SYS_sigaction: c_int = 416;
+const SIG_SETMASK: c_int = 3;
+
+fn ret(rc: c_int) usize {
+    if (rc == -1) return neg(std.c._errno().*);
+    return @intCast(rc);
+}
+
+/// pdfork(2): the child's pid in the parent (its descriptor in `fd`), 0 in the child.
+pub fn proc_fork(fd: *i32) usize {
+    var out: c_int = -1;
+    const rc = ret(pdfork(&out, PD_DAEMON | PD_CLOEXEC));
+    if (rc != 0 and rc < std.math.maxInt(i32)) fd.* = out;
+    return rc;
+}
+
+/// pdkill(2): race-free, the descriptor names the process until it is closed.
+pub fn proc_signal(fd: i32, sig: i32) usize {
+    return ret(pdkill(fd, sig));
+}
+
+/// In the child: `sig` when the host exits (procctl PROC_PDEATHSIG_CTL, FreeBSD 11.2+).
+pub fn parent_death_signal(sig: i32) usize {
+    var value: c_int = sig;
+    return ret(procctl(P_PID, 0, PROC_PDEATHSIG_CTL, &value));
+}
+
+/// A kqueue for process descriptors (not inherited by fork; close-on-exec set here).
+pub fn watch_open() usize {
+    const rc = ret(std.c.kqueue());
+    if (rc < std.math.maxInt(i32)) _ = std.c.fcntl(@intCast(rc), std.c.F.SETFD, @as(c_int, std.c.FD_CLOEXEC));
+    return rc;
+}
+
+/// Watches the descriptor's exit once (EVFILT_PROCDESC, NOTE_EXIT), reported as `index`.
+pub fn watch_add(queue: i32, fd: i32, index: u32) usize {
+    const change = std.c.Kevent{
+        .ident = @intCast(fd),
+        .filter = std.c.EVFILT.PROCDESC,
+        .flags = std.c.EV.ADD | std.c.EV.ONESHOT,
+        .fflags = std.c.NOTE.EXIT,
+        .data = 0,
+        .udata = index,
+    };
+    var none: [0]std.c.Kevent = undefined;
+    return ret(std.c.kevent(queue, @ptrCast(&change), 1, &none, 0, null));
+}
+
+/// Blocks until some watched descriptor's process exits; their indices into `out`.
+pub fn watch_wait(queue: i32, out: []u32) usize {
+    var events: [64]std.c.Kevent = undefined;
+    const max: c_int = @intCast(@min(out.len, events.len));
+    const rc = ret(std.c.kevent(queue, &events, 0, &events, max, null));
+    if (rc >= std.math.maxInt(i32)) return rc;
+    for (events[0..rc], 0..) |event, i| out[i] = @intCast(event.udata);
+    return rc;
+}
+
+/// In a child forked from a multithreaded host: the raw sigaction, since libthr's wrapper
+/// takes a per-signal lock another thread may have held at the fork (libthr's own fork takes
+/// them all first; pdfork does not).
+pub fn child_sigaction(sig: u32, ignore: bool) usize {
+    var act = std.mem.zeroes(std.c.Sigaction);
+    act.handler = .{ .handler = if (ignore) std.c.SIG.IGN else std.c.SIG.DFL };
+    return ret(syscall(SYS_sigaction, @as(c_int, @intCast(sig)), &act, @as(?*std.c.Sigaction, null)));
+}
+
+/// In such a child: the raw sigprocmask, emptied.
+pub fn child_unmask() void {
+    const empty = std.mem.zeroes(std.c.sigset_t);
+    _ = syscall(SYS_sigprocmask, SIG_SETMASK, &empty, @as(?*std.c.sigset_t, null));
+}

@@ -659,6 +659,8 @@ pub fn set_disposition(sig: u32, ignore: bool) usize {
     // glibc refuses its own two (32, 33) though a host may have them ignored, and an ignored
     // signal stays ignored across exec: the raw call resets them too.
     if (os_tag == .linux) return raw_rt_sigaction(sig, if (ignore) SIG.IGN else SIG.DFL);
+    // FreeBSD: past libthr's wrapper, which a child forked by `proc_fork` must not call.
+    if (os_tag == .freebsd) return native_rc(os_impl.child_sigaction(sig, ignore));
     var act = std.mem.zeroes(std.posix.Sigaction);
     act.handler = .{ .handler = if (ignore) std.posix.SIG.IGN else std.posix.SIG.DFL };
     act.mask = std.posix.sigemptyset();
@@ -675,6 +677,22 @@ fn raw_rt_sigaction(sig: u32, handler: usize) usize {
 }
 
 extern "c" fn closefrom(first: c_int) void;
+extern "c" fn close_range(first: c_uint, last: c_uint, flags: c_int) c_int;
+/// CLOSE_RANGE_CLOEXEC: the same bit on Linux (5.11+) and FreeBSD (13.1+).
+const CLOSE_RANGE_CLOEXEC = 1 << 2;
+
+/// Marks every descriptor from `first` up close-on-exec in one call; false where the system
+/// cannot (then the caller marks them one by one).
+pub fn cloexec_above(first: u32) bool {
+    switch (os_tag) {
+        .linux => {
+            const rc = std.os.linux.syscall3(.close_range, first, std.math.maxInt(u32), CLOSE_RANGE_CLOEXEC);
+            return std.os.linux.E.init(rc) == .SUCCESS;
+        },
+        .freebsd => return close_range(first, std.math.maxInt(c_uint), CLOSE_RANGE_CLOEXEC) == 0,
+        else => return false,
+    }
+}
 
 /// Closes every descriptor from `first` up in one call: close_range (Linux 5.9+), closefrom
 /// (FreeBSD); on macOS nothing is left to close after a posix_spawn with
@@ -691,4 +709,46 @@ pub fn close_above(first: u32) bool {
         },
         else => return true,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process descriptors: the `pdfork` backend (FreeBSD; on Linux its stand-ins, decision 0014).
+
+/// Whether this build has the `pdfork` backend.
+pub const has_proc_fork = os_tag == .freebsd or os_tag == .linux;
+
+/// Forks with a descriptor of the child (pdfork(2); fork and pidfd_open on Linux): the pid and
+/// `fd.*` in the parent, 0 in the child, or -errno.
+pub fn proc_fork(fd: *i32) usize {
+    return native_rc(os_impl.proc_fork(fd));
+}
+/// Signals the process a descriptor of `proc_fork` names (pdkill(2), pidfd_send_signal).
+pub fn proc_signal(fd: i32, sig: i32) usize {
+    const native = abi_numbers.signal_to_native(@intCast(sig));
+    if (sig != 0 and native == 0) return @bitCast(-@as(isize, E.INVAL));
+    return native_rc(os_impl.proc_signal(fd, @intCast(native)));
+}
+/// In the child: `sig` once the host exits.
+pub fn parent_death_signal(sig: i32) usize {
+    const native = abi_numbers.signal_to_native(@intCast(sig));
+    if (native == 0) return @bitCast(-@as(isize, E.INVAL));
+    return native_rc(os_impl.parent_death_signal(@intCast(native)));
+}
+/// A queue that reports the exits of `proc_fork` descriptors (kqueue; epoll on Linux).
+pub fn watch_open() usize {
+    return native_rc(os_impl.watch_open());
+}
+/// Reports the exit of `fd`'s process once, as `index`.
+pub fn watch_add(queue: i32, fd: i32, index: u32) usize {
+    return native_rc(os_impl.watch_add(queue, fd, index));
+}
+/// Blocks for exits; their indices into `out`, the count, or -errno (-EINTR).
+pub fn watch_wait(queue: i32, out: []u32) usize {
+    return native_rc(os_impl.watch_wait(queue, out));
+}
+/// In a child forked from a multithreaded host, just before exec: no signal blocked, by the
+/// raw call where libc's wrapper is not safe there.
+pub fn child_unmask() void {
+    if (comptime has_proc_fork) return os_impl.child_unmask();
+    mask_signals(true, null);
 }

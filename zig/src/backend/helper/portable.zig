@@ -22,7 +22,7 @@ const child_zig = @import("portable_child.zig");
 const fork_child = child_zig.fork_child;
 const exits_zig = @import("../../common/exits.zig");
 const signal_lock = exits_zig.signal_lock;
-const slot_publish = exits_zig.slot_publish;
+const publish_wait_status = exits_zig.publish_wait_status;
 const memory_zig = @import("../../common/memory.zig");
 const setup_memory = memory_zig.setup_memory;
 const use_region = memory_zig.use_region;
@@ -216,26 +216,9 @@ fn reap_exited() void {
 /// The exit of `pid` into its slot, published; the slot's index, or null for no child of ours.
 fn record_exit(pid: i32, status: i32, usage: *const sys.Rusage) ?u32 {
     const index = g.table.remove(pid) orelse return null;
-    const slot = &g.slots[index];
-    assert(slot.pid == pid);
-    const signal_number = status & 0x7f;
-    if (signal_number == 0) {
-        slot.kind = .exited;
-        slot.value = (status >> 8) & 0xff;
-    } else {
-        slot.kind = if (status & 0x80 != 0) .dumped else .killed;
-        slot.value = @intCast(sys.abi_numbers.signal_to_abi(@intCast(signal_number)));
-    }
-    slot.user_cpu_us = micros(usage.utime);
-    slot.system_cpu_us = micros(usage.stime);
-    slot.max_rss_kib = sys.maxrss_kib(usage);
-    slot_publish(index);
+    assert(g.slots[index].pid == pid);
+    publish_wait_status(index, status, usage);
     return index;
-}
-
-fn micros(t: anytype) u64 {
-    const us: i64 = @as(i64, @intCast(t.sec)) * 1_000_000 + @as(i64, @intCast(t.usec));
-    return @intCast(@max(us, 0));
 }
 
 /// After the publish: `child.fd` polls readable once the status is there to read. A byte, then
@@ -306,7 +289,7 @@ fn spawn_watched(plan: *ChildPlan, index: u32) i32 {
         request.err_step = .pipe;
         return -1;
     }
-    fork_child(plan);
+    fork_child(plan, .helper);
     if (request.err_errno != 0) {
         _ = sys.close(pipe[0]);
         _ = sys.close(pipe[1]);

@@ -1,7 +1,10 @@
-//! The portable helper's children: fork, then the set-up in the child, then exec. The helper is
-//! single-threaded, so the child may use libc freely. A failed step is written to a
-//! close-on-exec pipe (step, errno, index) and the child exits 127; an exec closes the pipe
-//! empty, so the helper knows the outcome before it answers, as with the reaper's vfork.
+//! Children forked by the portable helper, or by the host itself (the `pdfork` backend): fork,
+//! then the set-up in the child, then exec. A failed step is written to a close-on-exec pipe
+//! (step, errno, index) and the child exits 127; an exec closes the pipe empty, so the parent
+//! knows the outcome before it answers, as with the reaper's vfork. The helper is
+//! single-threaded with a clean descriptor table; a host is multithreaded (the child makes only
+//! system calls, raw where libc's wrapper takes a lock) and every descriptor of the host is
+//! made close-on-exec but those the request names.
 
 const std = @import("std");
 const abi = @import("../../abi.zig");
@@ -11,13 +14,17 @@ const state_zig = @import("../../common/state.zig");
 const ChildPlan = state_zig.ChildPlan;
 const child_zig = @import("../../common/child.zig");
 const cstr = child_zig.cstr;
+const inherited_fds = child_zig.inherited_fds;
+
+/// Who forks: the portable helper, or the host (`proc_fork`, a descriptor of the child).
+pub const Forker = enum { helper, host };
 
 /// What a child that failed writes to its report pipe.
 const Report = extern struct { step: abi.Step, errno: i32, index: u32 };
 
 /// Forks and execs `plan`'s child: `request.pid`, or the failed step in `request.err_*` (the
 /// failed child reaped already).
-pub fn fork_child(plan: *ChildPlan) void {
+pub fn fork_child(plan: *ChildPlan, comptime forker: Forker) void {
     const request = plan.request;
     var report: [2]i32 = undefined;
     const piped = sys.pipe2(&report, sys.O.CLOEXEC);
@@ -26,10 +33,14 @@ pub fn fork_child(plan: *ChildPlan) void {
     // has reset them all.
     var old: sys.SigSet = undefined;
     sys.mask_signals(false, &old);
-    const forked = sys.fork_process();
+    var procdesc: i32 = -1;
+    const host_pid = sys.getpid();
+    const forked = if (forker == .host) sys.proc_fork(&procdesc) else sys.fork_process();
     if (sys.errno(forked) == 0 and forked == 0) {
         _ = sys.close(report[0]);
-        child_main(plan, report[1]);
+        const child = Child{ .plan = plan, .report_fd = report[1], .forker = forker };
+        if (forker == .host) child_dies_with_host(child, host_pid);
+        child_main(child);
     }
     sys.restore_signals(&old);
     _ = sys.close(report[1]);
@@ -40,11 +51,13 @@ pub fn fork_child(plan: *ChildPlan) void {
     const n = read_report(report[0], &outcome);
     if (n == 0) {
         request.pid = pid;
+        request.pidfd = procdesc;
         return;
     }
     // It failed (or the report is torn: then it exited before exec all the same): collect it.
     var status: i32 = 0;
     while (sys.errno(sys.wait_pid(pid, &status, 0, null)) == sys.E.INTR) {}
+    if (procdesc >= 0) _ = sys.close(procdesc);
     if (n != @sizeOf(Report)) return fail_request(request, .execve, sys.E.IO);
     request.err_step = outcome.step;
     request.err_errno = outcome.errno;
@@ -72,6 +85,7 @@ fn read_report(fd: i32, out: *Report) usize {
 const Child = struct {
     plan: *ChildPlan,
     report_fd: i32,
+    forker: Forker,
 
     fn fail(child: Child, step: abi.Step, rc: usize, index: u32) noreturn {
         var e = sys.errno(rc);
@@ -87,8 +101,17 @@ const Child = struct {
     }
 };
 
-fn child_main(plan: *ChildPlan, report_fd: i32) noreturn {
-    const child = Child{ .plan = plan, .report_fd = report_fd };
+/// A child of the host with a kill-on-exit signal gets it as its parent-death signal; if the
+/// host is gone already, it exits before it runs anything.
+fn child_dies_with_host(child: Child, host_pid: i32) void {
+    const sig = child.plan.request.kill_on_exit_signal;
+    if (sig == 0) return;
+    child.check(.pdeathsig, sys.parent_death_signal(sig));
+    if (sys.getppid() != host_pid) sys.exit(127);
+}
+
+fn child_main(child: Child) noreturn {
+    const plan = child.plan;
     const request = plan.request;
     // First: relative paths below (files, the program, `cwd`) resolve as in the host.
     if (plan.cwd_fd >= 0) child.check(.chdir, sys.fchdir(plan.cwd_fd));
@@ -102,7 +125,7 @@ fn child_main(plan: *ChildPlan, report_fd: i32) noreturn {
     }
     if (plan.set_priority) |priority| child.check(.priority, sys.setpriority(priority));
     const report_high = child_fds(child);
-    const moved = Child{ .plan = plan, .report_fd = report_high };
+    const moved = Child{ .plan = plan, .report_fd = report_high, .forker = child.forker };
     child_copies(moved);
     if (request.flags & abi.flag_umask != 0) _ = sys.umask(request.umask);
     if (request.cwd_off != abi.none) moved.check(.chdir, sys.chdir(cstr(plan.base, request.cwd_off)));
@@ -116,7 +139,7 @@ fn child_main(plan: *ChildPlan, report_fd: i32) noreturn {
         if (sys.errno(rc) != 0) moved.fail(.rlimit, rc, @intCast(i));
     }
     child_credentials(moved);
-    sys.mask_signals(true, null);
+    sys.child_unmask();
     child_exec(moved);
 }
 
@@ -178,15 +201,19 @@ fn child_fds(child: Child) i32 {
     const floor: usize = @intCast(max_target + 1);
     const report = sys.fcntl(child.report_fd, sys.F.DUPFD_CLOEXEC, floor);
     child.check(.fd_dup, report);
-    const moved = Child{ .plan = plan, .report_fd = sys.int(report) };
-    _ = sys.fcntl(3, sys.F.SETFD, sys.FD_CLOEXEC);
+    const moved = Child{ .plan = plan, .report_fd = sys.int(report), .forker = child.forker };
     var temps: [abi.fd_actions_max + sys.scm_max_fd]i32 = undefined;
     for (plan.actions, 0..) |action, i| {
         temps[i] = child_source(moved, action, @intCast(i), floor);
     }
+    switch (child.forker) {
+        .helper => _ = sys.fcntl(3, sys.F.SETFD, sys.FD_CLOEXEC),
+        .host => host_fds_cloexec(moved),
+    }
     for (plan.actions, 0..) |action, i| {
         switch (action.kind) {
-            .inherit, .copy => {},
+            .copy => {},
+            .inherit => if (child.forker == .host) host_stdio(moved, action, @intCast(i)),
             .close => _ = sys.close(action.target),
             else => {
                 const rc = sys.dup(temps[i], action.target);
@@ -215,6 +242,42 @@ fn child_source(child: Child, action: abi.FdAction, index: u32, floor: usize) i3
     const lifted = sys.fcntl(sys.int(rc), sys.F.DUPFD_CLOEXEC, floor);
     if (sys.errno(lifted) != 0) child.fail(.fd_dup, lifted, index);
     return sys.int(lifted);
+}
+
+/// Every descriptor of the host above stdio close-on-exec, but those the request keeps
+/// (`inheritFds`): one close_range call where the system has CLOSE_RANGE_CLOEXEC (Linux 5.11,
+/// FreeBSD 13.1), else each number below RLIMIT_NOFILE (at most `cloexec_scan_max`).
+fn host_fds_cloexec(child: Child) void {
+    if (!sys.cloexec_above(3)) {
+        var limit = sys.Rlimit{ .cur = 0, .max = 0 };
+        _ = sys.prlimit(0, sys.RLIMIT_NOFILE, null, &limit);
+        const end: u64 = @min(limit.cur, cloexec_scan_max);
+        var fd: u64 = 3;
+        while (fd < end) : (fd += 1) _ = sys.fcntl(@intCast(fd), sys.F.SETFD, sys.FD_CLOEXEC);
+    }
+    for (inherited_fds(child.plan), 0..) |fd, i| {
+        const cleared = sys.fcntl(@intCast(fd), sys.F.SETFD, 0);
+        if (sys.errno(cleared) != 0) child.fail(.fd_dup, cleared, @intCast(i));
+    }
+}
+const cloexec_scan_max = 1 << 20;
+
+/// The host's stdio descriptor `action.target`, kept: a closed (or close-on-exec) one becomes
+/// /dev/null, so the child always starts with valid 0, 1 and 2 (as common/child.zig's).
+fn host_stdio(child: Child, action: abi.FdAction, index: u32) void {
+    if (action.target > 2) return;
+    const flags = sys.fcntl(action.target, sys.F.GETFD, 0);
+    if (sys.errno(flags) == 0 and flags & sys.FD_CLOEXEC == 0) return;
+    const null_fd = sys.openat("/dev/null", sys.O.RDWR | sys.O.CLOEXEC, 0);
+    if (sys.errno(null_fd) != 0) child.fail(.fd_open, null_fd, index);
+    if (sys.int(null_fd) == action.target) {
+        const kept = sys.fcntl(action.target, sys.F.SETFD, 0);
+        if (sys.errno(kept) != 0) child.fail(.fd_dup, kept, index);
+        return;
+    }
+    const duped = sys.dup(sys.int(null_fd), action.target);
+    if (sys.errno(duped) != 0) child.fail(.fd_dup, duped, index);
+    _ = sys.close(sys.int(null_fd));
 }
 
 /// A handed-over pipe end: made blocking.
