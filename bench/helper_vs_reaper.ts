@@ -13,6 +13,7 @@
  * build it).
  */
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import process from "node:process";
 import { isBun } from "../ffi/mod.ts";
 import { backendInfo, spawnHandle } from "../mod.ts";
@@ -54,6 +55,43 @@ async function measure(count: number): Promise<Record<string, number[]>> {
   return out;
 }
 
+/** Jobs in flight in the pool, and jobs per pool run. */
+const POOL_WIDTH = 8;
+const POOL_JOBS = 240;
+
+/** CPU time of a process (every thread), µs, from /proc/<pid>/stat (utime + stime in ticks of 10 ms). */
+function processCpuUs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+/**
+ * In a measuring child: a pool of `POOL_WIDTH` jobs (`sh -c 'echo …'`, stdout captured), the
+ * next starting when one ends. Wall time per job, and host-side CPU per job: this process and
+ * the reaper or helper (the pdfork watcher is a thread of this process).
+ */
+async function measurePool(): Promise<{ wallUs: number; cpuUs: number }> {
+  const job = async (i: number) => {
+    const child = spawnHandle("sh", ["-c", `echo job ${i}`], { stdout: "piped" });
+    const text = await child.stdout.text();
+    await child.wait();
+    if (text !== `job ${i}\n`) throw new Error(`job ${i}: ${JSON.stringify(text)}`);
+  };
+  await job(-1);
+  const owner = backendInfo().pid;
+  const ownerCpu = () => (owner > 0 ? processCpuUs(owner) : 0);
+  const cpuBefore = processCpuUs(process.pid) + ownerCpu();
+  const start = performance.now();
+  let next = 0;
+  const lane = async () => {
+    while (next < POOL_JOBS) await job(next++);
+  };
+  await Promise.all(Array.from({ length: POOL_WIDTH }, lane));
+  const wallUs = (performance.now() - start) * 1000 / POOL_JOBS;
+  const cpuUs = (processCpuUs(process.pid) + ownerCpu() - cpuBefore) / POOL_JOBS;
+  return { wallUs, cpuUs };
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
@@ -61,6 +99,9 @@ function median(values: number[]): number {
 
 if (process.argv[2] === "--measure") {
   const samples = await measure(Number(process.argv[3]));
+  const pool = await measurePool();
+  samples.poolWall = [pool.wallUs];
+  samples.poolCpu = [pool.cpuUs];
   console.log(JSON.stringify({ backend: backendInfo().backend, samples }));
 } else {
   const rounds = Number(process.argv[2] ?? 5);
@@ -88,7 +129,8 @@ if (process.argv[2] === "--measure") {
     }
   }
   console.log(`${isBun ? "bun" : "deno"}: ${rounds} rounds x ${perRound} sequential spawn + wait per backend`);
-  for (const [name] of CHILDREN) {
+  console.log(`pool: ${POOL_WIDTH} wide, ${POOL_JOBS} jobs per round; µs per job, wall and host CPU`);
+  for (const name of [...CHILDREN.map(([name]) => name), "poolWall", "poolCpu"]) {
     const reaper = median(all.reaper[name]);
     const parts = [`reaper ${reaper.toFixed(0)} µs`];
     for (const backend of backends.slice(1)) {

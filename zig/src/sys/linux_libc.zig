@@ -51,9 +51,11 @@ pub fn proc_fork(fd: *i32) usize {
     if (pid == 0) return 0;
     const opened = raw(linux.syscall2(.pidfd_open, @intCast(pid), 0));
     if (@intFromEnum(linux.E.init(opened)) != 0) {
-        // Cannot happen while the child is unreaped (a zombie keeps its pid); kill it rather
-        // than leave a child nobody can wait for.
+        // EMFILE, ENOMEM (a zombie keeps its pid, so never ESRCH): kill and reap the child
+        // rather than leave one nobody can wait for.
         _ = linux.kill(pid, linux.SIG.KILL);
+        var status: u32 = 0;
+        while (linux.E.init(linux.waitpid(pid, &status, 0)) == .INTR) {}
         return opened;
     }
     fd.* = @intCast(opened);

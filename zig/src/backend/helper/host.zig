@@ -256,9 +256,10 @@ pub fn helper_submit(plan: *ChildPlan) void {
     const rc = receive_reply(g.helper_sock, &msg, &pidfd);
     if (rc < 0 or msg.op != .spawned) {
         if (pidfd >= 0) _ = sys.close(pidfd);
-        // The portable helper may have made the slot running before it died: the spawn fails
-        // and releases the slot, so it must not be reported lost as well (released twice).
-        if (os_zig.portable) @atomicStore(u32, &g.slots[request.slot].state, SlotState.reserved, .release);
+        // The helper may have made the slot running before it died (either helper: serve.zig
+        // and portable.zig mark it before they answer): the spawn fails and releases the slot,
+        // so it must not be reported lost as well (released twice).
+        @atomicStore(u32, &g.slots[request.slot].state, SlotState.reserved, .release);
         _ = helper_alive_locked();
         request.err_errno = sys.E.CHILD;
         request.err_step = .reaper;

@@ -23,12 +23,8 @@ const fork_child = child_zig.fork_child;
 const exits_zig = @import("../../common/exits.zig");
 const signal_lock = exits_zig.signal_lock;
 const publish_wait_status = exits_zig.publish_wait_status;
-const memory_zig = @import("../../common/memory.zig");
-const setup_memory = memory_zig.setup_memory;
-const use_region = memory_zig.use_region;
 const region_zig = @import("../../common/region.zig");
 const SlotState = region_zig.SlotState;
-const region_len = region_zig.region_len;
 const region_request_area = region_zig.region_request_area;
 const region_request_len = region_zig.region_request_len;
 const request_zig = @import("../../common/request.zig");
@@ -112,35 +108,12 @@ pub fn helper_main() u8 {
     const argv = std.os.argv;
     if (argv.len == 3 and std.mem.eql(u8, std.mem.span(argv[1]), "--middle")) return middle(argv[2]);
     if (!isolate()) return 1;
-    // The region's words are shared with the host: shared waits and wakes on them.
-    sys.futex_shared = true;
-    var msg: HelperMessage = undefined;
-    var fds: [sys.scm_max_fd]i32 = undefined;
-    var count: usize = 0;
-    const rc = sys.recv_with_fds(3, std.mem.asBytes(&msg), &fds, &count);
-    // A helper from another build than the library: the messages may differ, so refuse.
-    if (rc != @sizeOf(HelperMessage) or msg.op != .init or count != 1 or msg.index != abi.abi_version) return 2;
-    const addr = sys.mmap_shared(fds[0], region_len);
-    if (sys.errno(addr) != 0) return 3;
-    g.init_pid = sys.getpid();
-    use_region(addr, fds[0]);
-    g.memory_ready = true;
-    if (setup_memory() < 0) return 4;
-    g.host_pid = msg.pid;
-    g.request_efd = 3;
-    var resource: u32 = 0;
-    while (resource < sys.rlimit_count) : (resource += 1) {
-        // EPERM, EINVAL: a limit we cannot take back (or this OS lacks); a child whose host
-        // differs gets it set.
-        _ = sys.prlimit(0, resource, &msg.rlimits[resource], null);
-    }
+    const attached = serve_zig.helper_attach();
+    if (attached != 0) return attached;
     if (sys.errno(sys.pipe2(&sigchld_pipe, sys.O.CLOEXEC | sys.O.NONBLOCK)) != 0) return 5;
     for (&exit_pipes) |*fd| fd.* = -1;
     sys.set_handler(sys.SIG.CHLD, on_sigchld);
-    msg = std.mem.zeroes(HelperMessage);
-    msg.op = .hello;
-    msg.pid = sys.getpid();
-    if (sys.errno(send_message(3, &msg, &.{})) != 0) return 6;
+    if (serve_zig.helper_hello() != 0) return 6;
     serve_forever();
 }
 

@@ -55,6 +55,19 @@ pub fn helper_main() u8 {
     }
     if (sys.int(null_fd) > 2) _ = sys.close(sys.int(null_fd));
     _ = sys.close_range(4, std.math.maxInt(u32), 0);
+    const attached = helper_attach();
+    if (attached != 0) return attached;
+    if (helper_hello() != 0) return 5;
+    _ = owner_main(0);
+    return 6;
+}
+
+/// Both helpers' start: the host's first message on the socket (3) gives the region, mapped
+/// and set up here, the host's pid and the limits it had when it started us, which its
+/// children's are compared with (Zig's start code raised our RLIMIT_STACK, and with it the
+/// children's ARG_MAX). 0, or the helper's exit code for the step that failed (2 to 4).
+pub fn helper_attach() u8 {
+    // The region's words are shared with the host: shared waits and wakes on them.
     sys.futex_shared = true;
     var msg: HelperMessage = undefined;
     var fds: [sys.scm_max_fd]i32 = undefined;
@@ -70,19 +83,21 @@ pub fn helper_main() u8 {
     if (setup_memory() < 0) return 4;
     g.host_pid = msg.pid;
     g.request_efd = 3;
-    // The limits the host had when it started us, which its children's are compared with:
-    // Zig's start code raised our RLIMIT_STACK (and with it the children's ARG_MAX).
     var resource: u32 = 0;
     while (resource < sys.rlimit_count) : (resource += 1) {
-        // EPERM, EINVAL: a limit we cannot take back; a child whose host differs gets it set.
+        // EPERM, EINVAL: a limit we cannot take back (or this OS lacks); a child whose host
+        // differs gets it set.
         _ = sys.prlimit(0, resource, &msg.rlimits[resource], null);
     }
-    msg = std.mem.zeroes(HelperMessage);
+    return 0;
+}
+
+/// The helper's answer to the host's first message: its pid. 0, or -errno.
+pub fn helper_hello() i32 {
+    var msg = std.mem.zeroes(HelperMessage);
     msg.op = .hello;
     msg.pid = sys.getpid();
-    if (sys.errno(send_message(3, &msg, &.{})) != 0) return 5;
-    _ = owner_main(0);
-    return 6;
+    return -sys.errno(send_message(3, &msg, &.{}));
 }
 
 /// One message from the host; at EOF (the host exited) the helper applies each child's
