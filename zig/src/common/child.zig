@@ -181,10 +181,16 @@ pub fn cstr(base: [*]u8, offset: u32) [*:0]const u8 {
 /// Applies the fd plan so that no source is clobbered by an earlier target: every source is
 /// first copied above all targets (close-on-exec), then everything >= 3 is marked
 /// close-on-exec, then each copy is dup'd onto its target (which clears close-on-exec).
-fn child_fds(plan: *ChildPlan) void {
-    var max_target: i32 = 2;
+/// The highest descriptor the plan's actions set in the child, at least `at_least`: every
+/// copy the child makes for itself goes above it, so no `dup2` onto a target replaces one.
+pub fn highest_target(plan: *const ChildPlan, at_least: i32) i32 {
+    var max_target = at_least;
     for (plan.actions) |action| max_target = @max(max_target, action.target);
-    const floor: usize = @intCast(max_target + 1);
+    return max_target;
+}
+
+fn child_fds(plan: *ChildPlan) void {
+    const floor: usize = @intCast(highest_target(plan, 2) + 1);
 
     var temps: [abi.fd_actions_max]i32 = undefined;
     for (plan.actions, 0..) |action, i| {
@@ -249,8 +255,12 @@ fn child_fds(plan: *ChildPlan) void {
 }
 
 /// A handed-over pipe end (`FdKind.handover`): a copy above the targets, made blocking.
-fn child_handover(fd: i32, floor: usize) usize {
-    const rc = sys.fcntl(fd, sys.F.DUPFD_CLOEXEC, floor);
+pub fn child_handover(fd: i32, floor: usize) usize {
+    return clear_nonblock(sys.fcntl(fd, sys.F.DUPFD_CLOEXEC, floor));
+}
+
+/// The descriptor `rc` names (or its error, passed on), O_NONBLOCK cleared.
+pub fn clear_nonblock(rc: usize) usize {
     if (sys.errno(rc) != 0) return rc;
     const flags = sys.fcntl(sys.int(rc), sys.F.GETFL, 0);
     if (sys.errno(flags) != 0) return flags;

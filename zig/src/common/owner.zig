@@ -643,9 +643,7 @@ fn fork_child(plan: *ChildPlan, pidfd: *i32) usize {
     if (sys.errno(piped) != 0) return piped;
     defer _ = sys.close(ends[0]);
     // Above every descriptor the child's plan makes, so no dup3 lands on it.
-    var max_target: i32 = 2;
-    for (plan.actions) |action| max_target = @max(max_target, action.target);
-    const lifted = sys.fcntl(ends[1], sys.F.DUPFD_CLOEXEC, @intCast(max_target + 1));
+    const lifted = sys.fcntl(ends[1], sys.F.DUPFD_CLOEXEC, @intCast(child_zig.highest_target(plan, 2) + 1));
     _ = sys.close(ends[1]);
     if (sys.errno(lifted) != 0) return lifted;
     plan.report_fd = sys.int(lifted);

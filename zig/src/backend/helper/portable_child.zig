@@ -15,6 +15,8 @@ const ChildPlan = state_zig.ChildPlan;
 const child_zig = @import("../../common/child.zig");
 const cstr = child_zig.cstr;
 const inherited_fds = child_zig.inherited_fds;
+const child_handover = child_zig.child_handover;
+const clear_nonblock = child_zig.clear_nonblock;
 
 /// Who forks: the portable helper, or the host (`proc_fork`, a descriptor of the child).
 pub const Forker = enum { helper, host };
@@ -196,9 +198,8 @@ fn ids_kept(plan: *const ChildPlan) bool {
 /// targets so that no target replaces it.
 fn child_fds(child: Child) i32 {
     const plan = child.plan;
-    var max_target: i32 = 3;
-    for (plan.actions) |action| max_target = @max(max_target, action.target);
-    const floor: usize = @intCast(max_target + 1);
+    // 3 at least: the helper's socket, which no copy may take.
+    const floor: usize = @intCast(child_zig.highest_target(plan, 3) + 1);
     const report = sys.fcntl(child.report_fd, sys.F.DUPFD_CLOEXEC, floor);
     child.check(.fd_dup, report);
     const moved = Child{ .plan = plan, .report_fd = sys.int(report), .forker = child.forker };
@@ -231,7 +232,7 @@ fn child_source(child: Child, action: abi.FdAction, index: u32, floor: usize) i3
         .devnull => sys.openat("/dev/null", sys.O.RDWR | sys.O.CLOEXEC, 0),
         .file => child_open(child, action, index),
         .dup, .pipe_to_child, .pipe_from_child => sys.fcntl(action.fd, sys.F.DUPFD_CLOEXEC, floor),
-        .handover => blocking(sys.fcntl(action.fd, sys.F.DUPFD_CLOEXEC, floor)),
+        .handover => child_handover(action.fd, floor),
     };
     if (sys.errno(rc) != 0) {
         const step: abi.Step = if (action.kind == .file or action.kind == .devnull) .fd_open else .fd_dup;
@@ -280,22 +281,12 @@ fn host_stdio(child: Child, action: abi.FdAction, index: u32) void {
     _ = sys.close(sys.int(null_fd));
 }
 
-/// A handed-over pipe end: made blocking.
-fn blocking(rc: usize) usize {
-    if (sys.errno(rc) != 0) return rc;
-    const flags = sys.fcntl(sys.int(rc), sys.F.GETFL, 0);
-    if (sys.errno(flags) != 0) return flags;
-    const cleared = sys.fcntl(sys.int(rc), sys.F.SETFL, flags & ~@as(usize, sys.O.NONBLOCK));
-    if (sys.errno(cleared) != 0) return cleared;
-    return rc;
-}
-
 /// Opens a file action's path without waiting (see common/child.zig's `child_open`).
 fn child_open(child: Child, action: abi.FdAction, index: u32) usize {
     const flags = sys.abi_numbers.open_flags_to_native(action.open_flags);
     const rc = sys.openat(cstr(child.plan.base, action.path_off), flags | sys.O.CLOEXEC | sys.O.NONBLOCK, action.mode);
     if (sys.errno(rc) != 0) return rc;
-    const cleared = blocking(rc);
+    const cleared = clear_nonblock(rc);
     if (sys.errno(cleared) != 0) child.fail(.fd_open, cleared, index);
     return rc;
 }
