@@ -174,6 +174,28 @@ if (PDFORK) {
   });
 }
 
+if (PDFORK) {
+  test("pdfork: with its queue closed by the host the watcher stops; the next spawn starts another that takes over the running children", async () => {
+    const first = spawnHandle("sleep", ["0.3"]);
+    const late = spawnHandle("sleep", ["1.5"]);
+    // The watcher's epoll set (its kqueue on FreeBSD): the one that watches the library's pidfd of `first`.
+    const own = pidfdsOf(first.pid);
+    const queues = fdinfosOf("anon_inode:[eventpoll]").filter((e) =>
+      [...e.fdinfo.matchAll(/tfd:\s+(\d+)/g)].some((m) => own.includes(Number(m[1])))
+    );
+    assert.equal(queues.length, 1, `epoll sets watching ${own}: ${queues.map((e) => e.fd)}`);
+    const started = backendInfo().started;
+    assert.equal(c.close(queues[0].fd)[0], 0);
+    // Its wait in progress still sees this exit; the next one fails (EBADF) and it stops.
+    assert.equal((await first.wait()).code, 0);
+    await sleep(50);
+    assert.equal((await spawnHandle("sh", ["-c", "exit 4"]).wait()).code, 4);
+    assert.equal(backendInfo().started, started + 1);
+    const status = await Promise.race([late.wait(), sleep(5000).then(() => null)]);
+    assert.equal(status?.code, 0, "a child spawned before the stop is watched by the new watcher");
+  });
+}
+
 if (PORTABLE && !PDFORK) {
   test("the portable helper: child.fd is an exit pipe, signals go by pid, guarded by the helper", async () => {
     const child = spawnHandle("sleep", ["5"]);
