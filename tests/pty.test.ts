@@ -1,12 +1,9 @@
 import assert from "node:assert/strict";
 import { readFileSync, readlinkSync } from "node:fs";
 import { outputSync, type ProcessReadableStream, run, runSync, SpawnError, spawnHandle } from "../mod.ts";
-import { LAUNCH_SIGCHLD, nativeTest as nativeTestAll, openFds, runFixture, RUNTIME, test, within } from "./harness.ts";
+import { LAUNCH_SIGCHLD, nativeTest, NOT_PRIVATE, openFds, runFixture, RUNTIME, test, within } from "./harness.ts";
 
 const NOT_RUNTIME = "the runtime backend refuses pty";
-/** A pty test: the runtime backend refuses pty, and the portable helper has no terminals yet. */
-const nativeTest = (name: string, whyNotRuntime: string, fn: Parameters<typeof nativeTestAll>[2]) =>
-  nativeTestAll(name, whyNotRuntime, fn, { notPortable: "the portable helper has no terminals yet (ENOSYS)" });
 const encoder = new TextEncoder();
 
 /** Reads `stream` until the text read so far contains `marker`; returns that text. */
@@ -173,6 +170,7 @@ nativeTest(
     assert.match(report.text, /20 90\r\n/);
     assert.match(report.text, /got ping\r\n/);
   },
+  { notPdfork: NOT_PRIVATE },
 );
 
 test("pty cannot be combined with other stdio, input, fds 0 to 2, setsid: false or pgroup", () => {

@@ -128,16 +128,13 @@ pub export fn ph_pipe_grow(fd: i32) i32 {
 }
 
 /// int32_t ph_pty_open(uint32_t cols, uint32_t rows, uint32_t nonblocking, struct ph_pty *out):
-/// a pseudo-terminal of that size; 0 or -errno (-ENOSYS where not built: the portable helper's
-/// children cannot take a controlling terminal yet).
+/// a pseudo-terminal of that size; 0 or -errno.
 pub export fn ph_pty_open(cols: u32, rows: u32, nonblocking: u32, out: *abi.Pty) i32 {
-    if (comptime builtin.os.tag != .linux or portable) return -sys.E.NOSYS;
     return pty.open(cols, rows, nonblocking != 0, out);
 }
 
 /// int32_t ph_pty_resize(int32_t fd, uint32_t cols, uint32_t rows): TIOCSWINSZ; 0 or -errno.
 pub export fn ph_pty_resize(fd: i32, cols: u32, rows: u32) i32 {
-    if (comptime builtin.os.tag != .linux or portable) return -sys.E.NOSYS;
     return pty.resize(fd, cols, rows);
 }
 

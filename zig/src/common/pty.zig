@@ -1,14 +1,20 @@
-//! Pseudo-terminals (Linux): the master opened with `posix_openpt` semantics, its slave, and
-//! the window size. The child makes the slave its controlling terminal (`child.zig`).
+//! Pseudo-terminals: the master opened with `posix_openpt` semantics (Linux's own build by
+//! raw calls; libc's `posix_openpt`, `grantpt`, `unlockpt`, `ptsname_r` in the portable builds:
+//! macOS, FreeBSD, Linux with glibc), its slave, and the window size. The child makes the
+//! slave its controlling terminal (`child.zig`, `portable_child.zig`).
 
 const std = @import("std");
+const builtin = @import("builtin");
 const abi = @import("../abi.zig");
-const sys = @import("../sys/os.zig").sys;
+const os_zig = @import("../sys/os.zig");
+const sys = os_zig.sys;
 const fds_zig = @import("fds.zig");
 
-/// asm-generic/ioctls.h and asm-generic/fcntl.h: the same on x86_64 and aarch64.
-pub const TIOCSCTTY: u32 = 0x540e;
-const TIOCSWINSZ: u32 = 0x5414;
+/// Linux: asm-generic/ioctls.h and asm-generic/fcntl.h, the same on x86_64 and aarch64. macOS
+/// and FreeBSD: sys/ttycom.h, `_IO('t', 97)` and `_IOW('t', 103, struct winsize)`.
+const linux_numbers = builtin.os.tag == .linux;
+pub const TIOCSCTTY: u32 = if (linux_numbers) 0x540e else 0x2000_7461;
+const TIOCSWINSZ: u32 = if (linux_numbers) 0x5414 else 0x8008_7467;
 const TIOCGPTN: u32 = 0x8004_5430;
 const TIOCSPTLCK: u32 = 0x4004_5431;
 const TIOCGPTPEER: u32 = 0x5441;
@@ -43,6 +49,7 @@ pub fn open(cols: u32, rows: u32, nonblocking: bool, out: *abi.Pty) i32 {
 /// `open` without the clean-up: every descriptor made is in `opened` (master, write, control,
 /// slave); returns 0 or the errno of the step that failed.
 fn open_all(cols: u32, rows: u32, nonblocking: bool, opened: *[4]i32) i32 {
+    if (comptime os_zig.portable) return open_all_libc(cols, rows, nonblocking, opened);
     const flags = sys.O.RDWR | O_NOCTTY | sys.O.CLOEXEC | (if (nonblocking) @as(u32, sys.O.NONBLOCK) else 0);
     const master_rc = sys.openat("/dev/ptmx", flags, 0);
     if (sys.errno(master_rc) != 0) return sys.errno(master_rc);
@@ -57,6 +64,26 @@ fn open_all(cols: u32, rows: u32, nonblocking: bool, opened: *[4]i32) i32 {
     if (sys.errno(sized) != 0) return sys.errno(sized);
 
     const slave_rc = open_slave(master);
+    if (sys.errno(slave_rc) != 0) return sys.errno(slave_rc);
+    opened[3] = fds_zig.move_above_stdio(sys.int(slave_rc)) catch |err| return fds_zig.fd_errno(err);
+    for (opened[1..3]) |*copy| {
+        const rc = sys.fcntl(master, sys.F.DUPFD_CLOEXEC, 3);
+        if (sys.errno(rc) != 0) return sys.errno(rc);
+        copy.* = sys.int(rc);
+    }
+    return 0;
+}
+
+/// `open_all` through libc: `posix_openpt`, `grantpt`, `unlockpt`, then the slave by its name.
+fn open_all_libc(cols: u32, rows: u32, nonblocking: bool, opened: *[4]i32) i32 {
+    const master_rc = sys.pty_master(nonblocking);
+    if (sys.errno(master_rc) != 0) return sys.errno(master_rc);
+    opened[0] = fds_zig.move_above_stdio(sys.int(master_rc)) catch |err| return fds_zig.fd_errno(err);
+    const master = opened[0];
+    const size = Winsize{ .rows = @intCast(rows), .cols = @intCast(cols) };
+    const sized = sys.ioctl(master, TIOCSWINSZ, @intFromPtr(&size));
+    if (sys.errno(sized) != 0) return sys.errno(sized);
+    const slave_rc = sys.pty_slave(master);
     if (sys.errno(slave_rc) != 0) return sys.errno(slave_rc);
     opened[3] = fds_zig.move_above_stdio(sys.int(slave_rc)) catch |err| return fds_zig.fd_errno(err);
     for (opened[1..3]) |*copy| {

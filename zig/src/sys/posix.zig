@@ -676,6 +676,51 @@ fn raw_rt_sigaction(sig: u32, handler: usize) usize {
     return if (code == 0) 0 else @bitCast(-@as(isize, code));
 }
 
+const tty = struct {
+    extern "c" fn ioctl(fd: c_int, request: c_ulong, ...) c_int;
+    extern "c" fn posix_openpt(flags: c_int) c_int;
+    extern "c" fn grantpt(fd: c_int) c_int;
+    extern "c" fn unlockpt(fd: c_int) c_int;
+    extern "c" fn ptsname_r(fd: c_int, buf: [*]u8, len: usize) c_int;
+};
+/// O_NOCTTY: Linux's, macOS's, FreeBSD's.
+const O_NOCTTY: u32 = switch (os_tag) {
+    .linux => 0o400,
+    .macos => 0x20000,
+    else => 0x8000,
+};
+
+/// ioctl with one pointer-sized argument (a request number of this OS).
+pub fn ioctl(fd: i32, request: u32, arg: usize) usize {
+    return ret(tty.ioctl(fd, request, arg));
+}
+
+/// A pseudo-terminal master (posix_openpt, grantpt, unlockpt), close-on-exec, non-blocking
+/// when asked; its descriptor or -errno, nothing left open on failure.
+pub fn pty_master(nonblocking: bool) usize {
+    const opened = ret(tty.posix_openpt(@intCast(O.RDWR | O_NOCTTY)));
+    if (errno(opened) != 0) return opened;
+    const fd = int(opened);
+    var rc = fcntl(fd, F.SETFD, FD_CLOEXEC);
+    if (errno(rc) == 0 and nonblocking) rc = fcntl(fd, F.SETFL, O.RDWR | O.NONBLOCK);
+    if (errno(rc) == 0) rc = ret(tty.grantpt(fd));
+    if (errno(rc) == 0) rc = ret(tty.unlockpt(fd));
+    if (errno(rc) == 0) return opened;
+    _ = close(fd);
+    return rc;
+}
+
+/// The master's slave, opened by its name (ptsname_r: glibc, macOS 10.13.4, FreeBSD 13),
+/// close-on-exec and never our controlling terminal.
+pub fn pty_slave(master: i32) usize {
+    var name: [128]u8 = undefined;
+    const rc = tty.ptsname_r(master, &name, name.len);
+    // ptsname_r returns the errno itself (glibc, FreeBSD) or -1 with errno (macOS).
+    if (rc != 0) return fail(if (rc == -1) std.c._errno().* else rc);
+    const path: [*:0]const u8 = @ptrCast(&name);
+    return openat(path, O.RDWR | O_NOCTTY | O.CLOEXEC, 0);
+}
+
 extern "c" fn closefrom(first: c_int) void;
 extern "c" fn close_range(first: c_uint, last: c_uint, flags: c_int) c_int;
 /// CLOSE_RANGE_CLOEXEC: the same bit on Linux (5.11+) and FreeBSD (13.1+).

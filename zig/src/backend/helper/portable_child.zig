@@ -13,6 +13,7 @@ const sys = @import("../../sys/os.zig").sys;
 const state_zig = @import("../../common/state.zig");
 const ChildPlan = state_zig.ChildPlan;
 const child_zig = @import("../../common/child.zig");
+const pty = @import("../../common/pty.zig");
 const cstr = child_zig.cstr;
 const inherited_fds = child_zig.inherited_fds;
 const child_handover = child_zig.child_handover;
@@ -129,6 +130,8 @@ fn child_main(child: Child) noreturn {
     const report_high = child_fds(child);
     const moved = Child{ .plan = plan, .report_fd = report_high, .forker = child.forker };
     child_copies(moved);
+    // The session has no terminal yet (setsid above): stdin, a pty's slave, becomes it.
+    if (request.flags & abi.flag_controlling_tty != 0) moved.check(.controlling_tty, sys.ioctl(0, pty.TIOCSCTTY, 0));
     if (request.flags & abi.flag_umask != 0) _ = sys.umask(request.umask);
     if (request.cwd_off != abi.none) moved.check(.chdir, sys.chdir(cstr(plan.base, request.cwd_off)));
     // Limits asked for last but credentials (see common/child.zig).
