@@ -208,7 +208,9 @@ for (const target of targets) {
       if (target.os === "freebsd") {
         // The pdfork backend (decision 0014): process descriptors, one kqueue, the raw
         // sigaction in the child; FreeBSD 13's close_range.
-        for (const name of ["pdfork", "pdkill", "kqueue", "kevent", "procctl", "syscall", "close_range", "wait4"]) {
+        // And the terminals: posix_openpt and ptsname_r (FreeBSD 13).
+        const names = ["pdfork", "pdkill", "kqueue", "kevent", "procctl", "syscall", "close_range", "wait4"];
+        for (const name of [...names, "posix_openpt", "ptsname_r"]) {
           assert.ok(elf.imports.includes(name), `${target.dir} does not import ${name}`);
         }
       }
