@@ -74,7 +74,9 @@ fn buildLibrary(b: *std.Build, triple: []const u8, os: std.Target.Os.Tag, libc: 
     });
     // ELF only: Mach-O's linker has no such flag, and no backend runs the library's code
     // outside the host's own calls on macOS yet.
-    if (os != .macos) lib.addArgs(&.{ "-z", "nodelete" });
+    // LLVM and LLD always: Zig's own backend and linker (its Debug default here) drop
+    // `-z nodelete` without a word.
+    if (os != .macos) lib.addArgs(&.{ "-z", "nodelete", "-fllvm", "-flld" });
     // Mach-O records the dylib's install name, by default the output path in the cache:
     // a fixed one keeps the build reproducible (the loader opens it by full path anyway).
     if (os == .macos) lib.addArgs(&.{ "-install_name", "@rpath/libprivate_spawn.dylib" });
