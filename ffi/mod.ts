@@ -30,7 +30,7 @@ export type { LibraryErrorCode } from "./loader.ts";
 
 let loaded: Native | null = null;
 
-/** ENOSYS in the ABI's (Linux's) numbering: `ph_init` refuses the reaper where there is none (macOS). */
+/** ENOSYS in the ABI's (Linux's) numbering: `ph_init` refuses a backend the build lacks (the reaper on macOS). */
 const ENOSYS = 38;
 
 /** Whether this is Bun (else Deno). */
@@ -61,7 +61,9 @@ export function loadNative(): Native {
       throw new LibraryError(
         "ERR_BACKEND",
         `private_spawn: the library refused backend "${backend}" (errno ${-rc}): ${
-          -rc === ENOSYS ? "this system has no reaper, only the helper" : "another realm chose differently"
+          -rc === ENOSYS
+            ? `this build has no ${backend} backend (the reaper is Linux's own build's, pdfork FreeBSD's)`
+            : "another realm chose differently"
         }`,
       );
     }

@@ -93,6 +93,14 @@ function underNoReaper(backend: string): { status: number | null; stdout: string
   return spawnSync(LAUNCHER, ["no-reaper", cmd, ...args], { env, encoding: "utf8" });
 }
 
+if (!PORTABLE) {
+  test("PRIVATE_SPAWN_BACKEND=pdfork with a build that has none (Linux's own) is refused, naming it", async () => {
+    const result = await runFixture("backend_info.ts", [], { PRIVATE_SPAWN_BACKEND: "pdfork" });
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /this build has no pdfork backend/);
+  });
+}
+
 test("an unknown PRIVATE_SPAWN_BACKEND is refused with LibraryError ERR_BACKEND", async () => {
   const result = await runFixture("backend_info.ts", [], { PRIVATE_SPAWN_BACKEND: "kqueue" });
   assert.notEqual(result.code, 0);
