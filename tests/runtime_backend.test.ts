@@ -227,7 +227,10 @@ runtimeTest("sync maxBuffer: MaxBufferError with the first bytes and the status"
     assert.ok(error instanceof MaxBufferError);
     assert.equal(error.stream, "stdout");
     assert.equal(error.stdout.length, 1000);
-    assert.equal(error.stderr.length, 0);
+    // Bun closes its end at the overflow: `head`, still writing, may report that on stderr
+    // ("head: error writing 'standard output': Connection reset by peer", or its first bytes).
+    const stderr = decoder.decode(error.stderr);
+    assert.ok(stderr === "" || stderr.startsWith("head: "), JSON.stringify(stderr));
     const killed = error.status?.signal === "SIGTERM";
     if (!isBun) assert.equal(killed, false);
     if (!killed) assert.equal(error.status?.code, 0);
