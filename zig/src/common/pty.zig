@@ -49,21 +49,16 @@ pub fn open(cols: u32, rows: u32, nonblocking: bool, out: *abi.Pty) i32 {
 /// `open` without the clean-up: every descriptor made is in `opened` (master, write, control,
 /// slave); returns 0 or the errno of the step that failed.
 fn open_all(cols: u32, rows: u32, nonblocking: bool, opened: *[4]i32) i32 {
-    if (comptime os_zig.portable) return open_all_libc(cols, rows, nonblocking, opened);
-    const flags = sys.O.RDWR | O_NOCTTY | sys.O.CLOEXEC | (if (nonblocking) @as(u32, sys.O.NONBLOCK) else 0);
-    const master_rc = sys.openat("/dev/ptmx", flags, 0);
+    const master_rc = open_master(nonblocking);
     if (sys.errno(master_rc) != 0) return sys.errno(master_rc);
     opened[0] = fds_zig.move_above_stdio(sys.int(master_rc)) catch |err| return fds_zig.fd_errno(err);
     const master = opened[0];
 
-    var unlock: i32 = 0;
-    const unlocked = sys.ioctl(master, TIOCSPTLCK, @intFromPtr(&unlock));
-    if (sys.errno(unlocked) != 0) return sys.errno(unlocked);
     const size = Winsize{ .rows = @intCast(rows), .cols = @intCast(cols) };
     const sized = sys.ioctl(master, TIOCSWINSZ, @intFromPtr(&size));
     if (sys.errno(sized) != 0) return sys.errno(sized);
 
-    const slave_rc = open_slave(master);
+    const slave_rc = if (comptime os_zig.portable) sys.pty_slave(master) else open_slave(master);
     if (sys.errno(slave_rc) != 0) return sys.errno(slave_rc);
     opened[3] = fds_zig.move_above_stdio(sys.int(slave_rc)) catch |err| return fds_zig.fd_errno(err);
     for (opened[1..3]) |*copy| {
@@ -74,24 +69,19 @@ fn open_all(cols: u32, rows: u32, nonblocking: bool, opened: *[4]i32) i32 {
     return 0;
 }
 
-/// `open_all` through libc: `posix_openpt`, `grantpt`, `unlockpt`, then the slave by its name.
-fn open_all_libc(cols: u32, rows: u32, nonblocking: bool, opened: *[4]i32) i32 {
-    const master_rc = sys.pty_master(nonblocking);
-    if (sys.errno(master_rc) != 0) return sys.errno(master_rc);
-    opened[0] = fds_zig.move_above_stdio(sys.int(master_rc)) catch |err| return fds_zig.fd_errno(err);
-    const master = opened[0];
-    const size = Winsize{ .rows = @intCast(rows), .cols = @intCast(cols) };
-    const sized = sys.ioctl(master, TIOCSWINSZ, @intFromPtr(&size));
-    if (sys.errno(sized) != 0) return sys.errno(sized);
-    const slave_rc = sys.pty_slave(master);
-    if (sys.errno(slave_rc) != 0) return sys.errno(slave_rc);
-    opened[3] = fds_zig.move_above_stdio(sys.int(slave_rc)) catch |err| return fds_zig.fd_errno(err);
-    for (opened[1..3]) |*copy| {
-        const rc = sys.fcntl(master, sys.F.DUPFD_CLOEXEC, 3);
-        if (sys.errno(rc) != 0) return sys.errno(rc);
-        copy.* = sys.int(rc);
-    }
-    return 0;
+/// The master, unlocked, as a raw result: `/dev/ptmx` and TIOCSPTLCK in Linux's own build;
+/// libc's `posix_openpt`, `grantpt`, `unlockpt` in the portable ones. Nothing stays open on
+/// failure.
+fn open_master(nonblocking: bool) usize {
+    if (comptime os_zig.portable) return sys.pty_master(nonblocking);
+    const flags = sys.O.RDWR | O_NOCTTY | sys.O.CLOEXEC | (if (nonblocking) @as(u32, sys.O.NONBLOCK) else 0);
+    const rc = sys.openat("/dev/ptmx", flags, 0);
+    if (sys.errno(rc) != 0) return rc;
+    var unlock: i32 = 0;
+    const unlocked = sys.ioctl(sys.int(rc), TIOCSPTLCK, @intFromPtr(&unlock));
+    if (sys.errno(unlocked) == 0) return rc;
+    _ = sys.close(sys.int(rc));
+    return unlocked;
 }
 
 /// The slave, as a raw result: TIOCGPTPEER (Linux 4.13) opens it through the master, so it is
