@@ -225,25 +225,7 @@ fn child_fds(plan: *ChildPlan) void {
     for (plan.actions, 0..) |action, i| {
         const index: u32 = @intCast(i);
         switch (action.kind) {
-            .inherit => {
-                // A closed (or close-on-exec, so not really shared) stdio descriptor becomes
-                // /dev/null, so the child always starts with valid 0, 1 and 2.
-                if (action.target > 2) continue;
-                const flags = sys.fcntl(action.target, sys.F.GETFD, 0);
-                if (sys.errno(flags) == 0 and flags & 1 == 0) continue;
-                const null_fd = sys.openat("/dev/null", sys.O.RDWR | sys.O.CLOEXEC, 0);
-                if (sys.errno(null_fd) != 0) child_fail(plan, .fd_open, null_fd, index);
-                // With the target closed, open() hands out the target itself (dup3 onto itself
-                // would be EINVAL): just keep it across exec.
-                if (sys.int(null_fd) == action.target) {
-                    const kept = sys.fcntl(action.target, sys.F.SETFD, 0);
-                    if (sys.errno(kept) != 0) child_fail(plan, .fd_dup, kept, index);
-                    continue;
-                }
-                const duped = sys.dup3(sys.int(null_fd), action.target, 0);
-                if (sys.errno(duped) != 0) child_fail(plan, .fd_dup, duped, index);
-                _ = sys.close(sys.int(null_fd));
-            },
+            .inherit => if (keep_stdio(action.target)) |failed| child_fail(plan, failed.step, failed.rc, index),
             .close => _ = sys.close(action.target),
             .copy => {},
             else => {
@@ -252,6 +234,30 @@ fn child_fds(plan: *ChildPlan) void {
             },
         }
     }
+}
+
+/// A step of the child's set-up that failed: which, and its raw result.
+pub const Failed = struct { step: abi.Step, rc: usize };
+
+/// An inherited descriptor `target`, made valid if it is stdio: a closed (or close-on-exec,
+/// so not really shared) one becomes /dev/null, so the child always starts with valid 0, 1
+/// and 2. Null, or the step that failed.
+pub fn keep_stdio(target: i32) ?Failed {
+    if (target > 2) return null;
+    const flags = sys.fcntl(target, sys.F.GETFD, 0);
+    if (sys.errno(flags) == 0 and flags & sys.FD_CLOEXEC == 0) return null;
+    const null_fd = sys.openat("/dev/null", sys.O.RDWR | sys.O.CLOEXEC, 0);
+    if (sys.errno(null_fd) != 0) return .{ .step = .fd_open, .rc = null_fd };
+    // With the target closed, open() hands out the target itself (dup2 onto itself would keep
+    // close-on-exec): just keep it across exec.
+    if (sys.int(null_fd) == target) {
+        const kept = sys.fcntl(target, sys.F.SETFD, 0);
+        return if (sys.errno(kept) != 0) .{ .step = .fd_dup, .rc = kept } else null;
+    }
+    const duped = sys.dup(sys.int(null_fd), target);
+    if (sys.errno(duped) != 0) return .{ .step = .fd_dup, .rc = duped };
+    _ = sys.close(sys.int(null_fd));
+    return null;
 }
 
 /// A handed-over pipe end (`FdKind.handover`): a copy above the targets, made blocking.

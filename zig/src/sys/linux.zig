@@ -241,6 +241,10 @@ pub fn is_fifo(mode: u32) bool {
 pub fn dup3(old: i32, new: i32, flags: u32) usize {
     return sc3(.dup3, u(old), u(new), flags);
 }
+/// dup2's effect (posix.zig's name): `new` becomes a copy of `old`, without close-on-exec.
+pub fn dup(old: i32, new: i32) usize {
+    return dup3(old, new, 0);
+}
 pub fn close_range(first: u32, last: u32, flags: u32) usize {
     return sc3(.close_range, first, last, flags);
 }

@@ -217,7 +217,10 @@ fn child_fds(child: Child) i32 {
     for (plan.actions, 0..) |action, i| {
         switch (action.kind) {
             .copy => {},
-            .inherit => if (child.forker == .host) host_stdio(moved, action, @intCast(i)),
+            // The helper got the host's stdio as copies; a host's own may be closed.
+            .inherit => if (child.forker == .host) {
+                if (child_zig.keep_stdio(action.target)) |failed| moved.fail(failed.step, failed.rc, @intCast(i));
+            },
             .close => _ = sys.close(action.target),
             else => {
                 const rc = sys.dup(temps[i], action.target);
@@ -265,24 +268,6 @@ fn host_fds_cloexec(child: Child) void {
     }
 }
 const cloexec_scan_max = 1 << 20;
-
-/// The host's stdio descriptor `action.target`, kept: a closed (or close-on-exec) one becomes
-/// /dev/null, so the child always starts with valid 0, 1 and 2 (as common/child.zig's).
-fn host_stdio(child: Child, action: abi.FdAction, index: u32) void {
-    if (action.target > 2) return;
-    const flags = sys.fcntl(action.target, sys.F.GETFD, 0);
-    if (sys.errno(flags) == 0 and flags & sys.FD_CLOEXEC == 0) return;
-    const null_fd = sys.openat("/dev/null", sys.O.RDWR | sys.O.CLOEXEC, 0);
-    if (sys.errno(null_fd) != 0) child.fail(.fd_open, null_fd, index);
-    if (sys.int(null_fd) == action.target) {
-        const kept = sys.fcntl(action.target, sys.F.SETFD, 0);
-        if (sys.errno(kept) != 0) child.fail(.fd_dup, kept, index);
-        return;
-    }
-    const duped = sys.dup(sys.int(null_fd), action.target);
-    if (sys.errno(duped) != 0) child.fail(.fd_dup, duped, index);
-    _ = sys.close(sys.int(null_fd));
-}
 
 /// Opens a file action's path without waiting (see common/child.zig's `child_open`).
 fn child_open(child: Child, action: abi.FdAction, index: u32) usize {
