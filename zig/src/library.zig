@@ -167,13 +167,8 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
         return fail(request, .pipe, pipes_rc.errno);
     }
     if (has_pdfork and choice.active == .pdfork) {
-        // The child is forked from this thread: it has the host's attributes as they are.
-        plan.rlimit_mask = 0;
-        plan.set_priority = null;
-        plan.set_affinity = null;
-        plan.set_groups = null;
-        plan.set_gid = null;
-        plan.set_uid = null;
+        // The child is forked from this thread: it has the host's attributes as they are
+        // (`prepare_plan` left no change to apply), only those the request asks for.
         request_credentials(&plan);
         plan.attributes_ready = 1;
     } else if (g.host_pidfd < 0) {
