@@ -7,6 +7,7 @@
  *
  * @module
  */
+import process from "node:process";
 import { ABI_VERSION, Backend } from "./abi.ts";
 import { openBun } from "./bun.ts";
 import { openDeno } from "./deno.ts";
@@ -47,8 +48,14 @@ export function loadNative(): Native {
     // that need it (monotonicNs, reaperInfo), where it is built for this machine.
     const backend = runtimeBackendSelected() ? "auto" : requestedBackend();
     const native = open(resolveLibraryPath());
-    // The helper is needed when forced, and for the fallback when the reaper cannot be made.
-    const helper = backend === "reaper" ? null : backend === "helper" ? resolveHelperPath() : fallbackHelper();
+    // The helper is needed when forced, and for the fallback when the reaper cannot be made;
+    // never by pdfork (FreeBSD's default), so it is not written to the cache there.
+    const pdfork = backend === "pdfork" || (backend === "auto" && process.platform === "freebsd");
+    const helper = backend === "reaper" || pdfork
+      ? null
+      : backend === "helper"
+      ? resolveHelperPath()
+      : fallbackHelper();
     if (backend === "helper" && helper === null) {
       throw new LibraryError(
         "ERR_BACKEND",
