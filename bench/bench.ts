@@ -429,20 +429,31 @@ async function pool(width: number, jobsPerRound: number, rounds: number) {
   );
 }
 
-/** Sequential spawn+wait of the tiny child: p50 and p99 per spawner, in alternating blocks. */
+/**
+ * Sequential spawn+wait of the tiny child: p50 and p99 per spawner, in alternating blocks, and
+ * the host's CPU per job (a spinner beside a busy loop takes its CPU from that loop).
+ */
 async function percentiles(perBlock: number, blocks: number) {
   const samples = samplesFor();
+  const cpu = samplesFor();
   for (let block = 0; block < blocks; block++) {
     for (const s of inOrder(block)) {
+      const cpuBefore = hostCpuUs(s === ours);
       for (let i = 0; i < perBlock; i++) {
         const start = now();
         await s.run(TINY, []);
         samples.get(s.name)!.push((now() - start) * 1000);
       }
+      cpu.get(s.name)!.push((hostCpuUs(s === ours) - cpuBefore) / perBlock);
     }
   }
   return Object.fromEntries(
-    [...samples].map(([name, xs]) => [name, { p50Us: percentile(xs, 0.5), p99Us: percentile(xs, 0.99), n: xs.length }]),
+    [...samples].map(([name, xs]) => [name, {
+      p50Us: percentile(xs, 0.5),
+      p99Us: percentile(xs, 0.99),
+      hostCpuPerJobUs: median(cpu.get(name)!),
+      n: xs.length,
+    }]),
   );
 }
 

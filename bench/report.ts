@@ -85,6 +85,10 @@ for (const run of runs) {
   if (run.busy) {
     row("8. spawn+wait p50, busy loop beside", peers.map((p) => run.busy.sequentialTiny[p].p50Us), "µs");
     row("8. spawn+wait p99, busy loop beside", peers.map((p) => run.busy.sequentialTiny[p].p99Us), "µs");
+    const cpu = peers.map((p) => run.busy.sequentialTiny[p].hostCpuPerJobUs);
+    if (cpu.every((us: number | undefined) => us !== undefined)) {
+      row("8. spawn+wait host CPU per job, busy loop beside", cpu, "µs");
+    }
   }
   const c = run.cBaseline;
   lines.push("");

@@ -13,6 +13,7 @@ import {
   openFds,
   procStat,
   readAll,
+  runFixture,
   runtimeArgv,
   sleep,
   test,
@@ -22,6 +23,8 @@ import {
 
 const BURST = Number(process.env.PH_BURST ?? 10_000);
 const STORM_SPAWNS = Number(process.env.PH_STORM ?? 5000);
+/** What Deno prints when it cannot start a thread of its own (seen under a signal storm). */
+const RUNTIME_THREAD_ABORT = "unable to create worker threads";
 
 function gc(): void {
   const g = (globalThis as { gc?: () => void }).gc;
@@ -104,38 +107,24 @@ nativeTest(
   "a signal storm at the host during thousands of spawns corrupts nothing",
   "killOnParentExit is refused on this backend (see tests/runtime_backend.test.ts)",
   async () => {
-    let received = 0;
-    const onSignal = () => received++;
-    // SIGUSR2, not SIGUSR1: Deno starts its inspector on SIGUSR1 ("Debugger listening on
-    // ws://127.0.0.1:9229"), and under a storm of them `deno test` died with "Deno could not
-    // start: unable to create worker threads", with the library's code of main too.
-    process.on("SIGUSR2", onSignal);
-    process.on("SIGWINCH", onSignal);
-    // killOnParentExit: if the host dies here, the storm must not go on (it signals a dead pid
-    // forever and floods the suite's stderr, seen once when Deno failed to start a thread).
-    const storm = spawnHandle("sh", ["-c", `while :; do kill -USR2 ${process.pid}; kill -WINCH ${process.pid}; done`], {
-      killOnParentExit: true,
-    });
-    try {
-      for (let done = 0; done < STORM_SPAWNS; done += 50) {
-        const batch = Array.from({ length: 50 }, (_, i) => spawnHandle("sh", ["-c", `exit ${(done + i) % 256}`]));
-        const statuses = await Promise.all(batch.map((c) => c.wait()));
-        statuses.forEach((s, i) => assert.equal(s.code, (done + i) % 256));
-      }
-    } finally {
-      storm.sendSignal("KILL");
-      await storm.wait();
-      await sleep(20);
-      process.off("SIGUSR2", onSignal);
-      process.off("SIGWINCH", onSignal);
+    // In a process of its own (tests/fixtures/signal_storm.ts): under the storm, Deno itself
+    // sometimes aborts with "Deno could not start: unable to create worker threads" when it
+    // starts a thread of its own, and inside the test runner that took the whole suite with it
+    // (3 of 6 runs of the suite on 2026-12-07, with this library and with 926f11e's). That
+    // abort alone, recognised by its message, is tried again, at most twice; anything else fails.
+    let result = await runFixture("signal_storm.ts", [String(STORM_SPAWNS)]);
+    for (let retry = 0; retry < 2 && result.stderr.includes(RUNTIME_THREAD_ABORT); retry++) {
+      console.error(`signal storm: the runtime could not start a thread; once more`);
+      result = await runFixture("signal_storm.ts", [String(STORM_SPAWNS)]);
     }
+    assert.equal(result.code, 0, `the storm's host exited ${result.code} ${result.signal}: ${result.stderr}`);
+    const { spawned, received } = JSON.parse(result.stdout);
+    assert.equal(spawned, STORM_SPAWNS);
     assert.ok(received > 0, "the storm never reached the host");
   },
   {
-    timeoutMs: 180_000,
-    // Deno's test runner, not the test, dies there: "unable to create worker threads" (decision 0013).
-    // V8 fails to start its worker threads under the storm; run alone, the test kills Deno with
-    // the reaper too (2 of 3), and in the whole suite rarely: kept off only where it was frequent.
+    timeoutMs: 300_000,
+    // V8 fails to start its worker threads under the storm with the glibc build (decision 0013).
     notPortable: isBun ? undefined : "under this storm Deno cannot start its worker threads with the glibc build",
   },
 );

@@ -152,6 +152,7 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
     if (reaper_rc < 0) return fail(request, .reaper, -reaper_rc);
     const slot_index = slot_alloc() orelse return fail(request, .slots, sys.E.AGAIN);
     g.slots_in_use += 1;
+    state_zig.slots_in_use_changed();
     const slot = &g.slots[slot_index];
     slot.state = SlotState.reserved;
     slot.listener = request.listener;

@@ -141,6 +141,8 @@ pub export fn ph_pty_resize(fd: i32, cols: u32, rows: u32) i32 {
 test {
     _ = @import("common/pid_table.zig");
     _ = @import("common/cgroup.zig");
+    _ = @import("common/spin.zig");
+    _ = @import("common/owner.zig");
     _ = @import("spawn_test.zig");
     _ = @import("contract_test.zig");
 }

@@ -208,6 +208,7 @@ pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
         release_pidfd(slot_index);
         slot_free(slot_index);
         g.slots_in_use -= 1;
+        state_zig.slots_in_use_changed();
         tail +%= 1;
     }
     @atomicStore(u32, &l.tail, tail, .release);
@@ -252,16 +253,27 @@ fn await_reaped(slot: *Slot) void {
         }
     }
 }
-/// The reap takes the reaper a few microseconds: yield to it a bounded number of times.
+/// The reap takes the reaper a few microseconds: yield to it a bounded number of times, when
+/// spinning can pay (`spin.worthwhile`).
 fn reaped_while_yielding(slot: *const Slot) bool {
-    if (!spin.worthwhile(0)) return @atomicLoad(u32, &slot.reap_pending, .seq_cst) == 0;
+    if (!spin.worthwhile(g.slots_in_use)) return @atomicLoad(u32, &slot.reap_pending, .seq_cst) == 0;
     var spins: u32 = 0;
     while (spins < reap_spins_max) : (spins += 1) {
-        if (@atomicLoad(u32, &slot.reap_pending, .seq_cst) == 0) return true;
-        if (spin.yield_gave_cpu_away()) break;
+        if (@atomicLoad(u32, &slot.reap_pending, .seq_cst) == 0) {
+            spin.won();
+            return true;
+        }
+        if (spin.yield_gave_cpu_away(Reaped{ .slot = slot })) break;
     }
     return @atomicLoad(u32, &slot.reap_pending, .seq_cst) == 0;
 }
+/// What `reaped_while_yielding` waits for: the reaper's reap of `slot`.
+const Reaped = struct {
+    slot: *const Slot,
+    pub fn arrived(self: Reaped) bool {
+        return @atomicLoad(u32, &self.slot.reap_pending, .seq_cst) == 0;
+    }
+};
 /// Measured and chosen in docs/decisions/0004-publish-before-reap.md.
 const reap_spins_max = 64;
 /// `Slot.reap_pending` bits: set by the reaper at publish; a host thread sleeps on the word;

@@ -86,6 +86,14 @@ var awaiting_exit = false;
 /// The owner's own children that have not exited yet (owner only).
 var children_running: u32 = 0;
 
+/// The jobs in flight, for `spin.worthwhile`: the owner's children still running, or the
+/// host's slots in use (spawned and not yet delivered) when more. In a pool whose host is the
+/// slower side, the children end before the host spawns the next: few run, but the host is busy
+/// and the next request comes without the owner polling for it.
+fn jobs_in_flight() u32 {
+    return @max(children_running, @atomicLoad(u32, &g.region.slots_in_use, .monotonic));
+}
+
 /// Called by the owner once a child runs.
 pub fn note_spawned() void {
     awaiting_exit = true;
@@ -182,11 +190,12 @@ fn owner_loop() noreturn {
                 if (published_unclean()) {
                     clean_up_published();
                     remove_released_cgroups();
-                } else if (!spin.worthwhile(children_running) or spin.yield_gave_cpu_away()) {
+                } else if (!spin.worthwhile(jobs_in_flight()) or spin.yield_gave_cpu_away(EventReady{})) {
                     busy_until_ns = window_over;
                 }
                 continue;
             }
+            if (sys.errno(rc) == 0 and now_ns < busy_until_ns) spin.won();
         } else {
             if (busy_until_ns != 0) window_expired();
             busy_until_ns = 0;
@@ -194,7 +203,7 @@ fn owner_loop() noreturn {
         }
         if (sys.errno(rc) != 0) continue;
         if (rc > 0) {
-            const worthwhile = spin.worthwhile(children_running);
+            const worthwhile = spin.worthwhile(jobs_in_flight());
             busy_until_ns = if (worthwhile) sys.clock_monotonic_ns() + poll_window_ns() else window_over;
         }
         // A burst: more than one exit at once. Then every status goes out before any reap.
@@ -224,6 +233,40 @@ fn owner_loop() noreturn {
         if (rc == 0) cgroup.trim_pool();
         if (!in_helper and g.host_pidfd < 0 and sys.getppid() != g.host_pid) host_exited();
     }
+}
+
+/// What the owner's poll window waits for: any event in its epoll set.
+const EventReady = struct {
+    pub fn arrived(_: EventReady) bool {
+        return events_ready(g.epoll_fd);
+    }
+};
+
+/// Whether an `epoll_wait` on `epoll_fd` would return at once. `poll` on the epoll fd only
+/// looks: children are watched with EPOLLONESHOT, which an `epoll_wait` would disarm.
+fn events_ready(epoll_fd: i32) bool {
+    var pollfd = [1]sys.PollFd{.{ .fd = epoll_fd, .events = sys.POLLIN, .revents = 0 }};
+    const rc = sys.poll(&pollfd, 1, 0);
+    return sys.errno(rc) == 0 and rc > 0;
+}
+
+test "looking for events leaves a one-shot event armed" {
+    const testing = std.testing;
+    const epoll_fd = sys.int(sys.epoll_create());
+    defer _ = sys.close(epoll_fd);
+    const event_fd = sys.int(sys.eventfd());
+    defer _ = sys.close(event_fd);
+    try testing.expectEqual(@as(usize, 0), sys.epoll_add(epoll_fd, event_fd, sys.EPOLLIN | sys.EPOLLONESHOT, 7));
+    try testing.expect(!events_ready(epoll_fd));
+    const one: u64 = 1;
+    try testing.expectEqual(@as(usize, 8), sys.write(event_fd, @ptrCast(&one), 8));
+    try testing.expect(events_ready(epoll_fd));
+    try testing.expect(events_ready(epoll_fd));
+    var events: [4]sys.EpollEvent = undefined;
+    try testing.expectEqual(@as(usize, 1), sys.epoll_wait(epoll_fd, &events, 0));
+    try testing.expectEqual(@as(u64, 7), events[0].data);
+    // Now disarmed, as the owner's loop expects.
+    try testing.expect(!events_ready(epoll_fd));
 }
 
 /// Orphans whose pidfd reported their exit and whose status is not known yet (reaper only).

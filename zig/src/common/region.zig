@@ -89,9 +89,14 @@ const Listener = extern struct {
 pub const Region = extern struct {
     /// See `signal_lock()`.
     signal_lock: u32,
+    /// The host's `slots_in_use`: its jobs in flight, for the owner's spin decisions.
+    slots_in_use: u32,
+    /// Until this monotonic time the host counts as running a pool (`spin.zig`).
+    crowded_until_ns: u64,
+    /// Spinning's credit, and until when nobody spins once it is spent (`spin.zig`).
+    spin_credit: u32,
     reserved: u32,
-    /// Until this monotonic time nobody spins (`spin.zig`).
-    contended_until_ns: u64,
+    spin_paused_until_ns: u64,
     listeners: [abi.listeners_max]Listener,
     cgroup: CgroupShared,
 };

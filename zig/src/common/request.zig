@@ -43,6 +43,7 @@ pub fn fail(request: *abi.Request, step: abi.Step, e: i32) i32 {
 pub fn release_slot(index: u32) void {
     slot_free(index);
     g.slots_in_use -= 1;
+    state_zig.slots_in_use_changed();
 }
 
 const PipeResult = struct { errno: i32 = 0, index: u32 = abi.none };

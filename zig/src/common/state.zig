@@ -11,6 +11,7 @@ const pipes_zig = @import("pipes.zig");
 const LargePipe = pipes_zig.LargePipe;
 const large_pipes_max = pipes_zig.large_pipes_max;
 const region_zig = @import("region.zig");
+const spin = @import("spin.zig");
 const Region = region_zig.Region;
 const Slot = region_zig.Slot;
 
@@ -168,6 +169,13 @@ const State = struct {
 };
 
 pub var g: State = .{};
+
+/// Tells the owner (the reaper, or the helper in its own process) how many jobs the host has
+/// in flight: its spinners ask `spin.worthwhile` with it. Called under `g.lock`.
+pub fn slots_in_use_changed() void {
+    @atomicStore(u32, &g.region.slots_in_use, g.slots_in_use, .monotonic);
+    if (g.slots_in_use > 1) spin.note_crowded(sys.clock_monotonic_ns());
+}
 
 pub const reaper_stack_len = 256 * 1024;
 pub const child_stack_len = 128 * 1024;

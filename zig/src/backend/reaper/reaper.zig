@@ -195,11 +195,17 @@ fn spin_until_done() void {
     const start_ns = sys.clock_monotonic_ns();
     var spins: u32 = 0;
     while (spins < spin_max) : (spins += 1) {
-        if (@atomicLoad(u32, &g.request_done, .acquire) != 0) return;
-        if (spin.yield_gave_cpu_away()) return;
+        if (@atomicLoad(u32, &g.request_done, .acquire) != 0) return spin.won();
+        if (spin.yield_gave_cpu_away(RequestDone{})) return;
         if (spins % 16 == 15 and sys.clock_monotonic_ns() - start_ns > spin_budget_ns) return;
     }
 }
+/// What `spin_until_done` waits for: the reaper's answer.
+const RequestDone = struct {
+    pub fn arrived(_: RequestDone) bool {
+        return @atomicLoad(u32, &g.request_done, .acquire) != 0;
+    }
+};
 /// Measured and chosen in docs/decisions/0005-bounded-spin-waits.md.
 const spin_max = 100_000;
 /// Measured and chosen in docs/decisions/0005-bounded-spin-waits.md.
