@@ -641,8 +641,17 @@ test "flag_cgroup: the child runs in a cgroup of its own; a tree SIGKILL takes a
     const base: [*:0]const u8 = @ptrCast(&cgroup.shared().path);
     const dir = try std.fmt.bufPrint(&dir_buffer, "{s}/{s}", .{ std.mem.span(base), name });
     // The child and the sleep its subshell left behind (its parent exited: not a descendant).
+    // Once the child has exec'd its own sleep, the subshell (which sh waited for) is gone;
+    // before that the cgroup also holds the subshell, so count only then.
+    var comm_buffer: [64]u8 = undefined;
+    const comm_path = try std.fmt.bufPrintZ(&comm_buffer, "/proc/{d}/comm", .{request.pid});
     var tries: u32 = 0;
-    while (tries < 200 and try cgroup_members(dir) < 2) : (tries += 1) std.Thread.sleep(10 * std.time.ns_per_ms);
+    while (tries < 200) : (tries += 1) {
+        var comm: [64]u8 = undefined;
+        const exec_done = if (cgroup.read_small(comm_path.ptr, &comm)) |text| std.mem.startsWith(u8, text, "sleep") else false;
+        if (exec_done and try cgroup_members(dir) == 2) break;
+        std.Thread.sleep(10 * std.time.ns_per_ms);
+    }
     try testing.expectEqual(@as(usize, 2), try cgroup_members(dir));
     try testing.expect(linux.signal_tree(request.slot, request.generation, sys.SIG.KILL) > 0);
     var record: abi.ExitRecord = undefined;
