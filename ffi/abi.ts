@@ -6,7 +6,7 @@
  * @module
  */
 
-export const ABI_VERSION = 15;
+export const ABI_VERSION = 16;
 export const NONE = 4294967295;
 export const SLOTS_MAX = 65536;
 export const LISTENERS_MAX = 64;
@@ -87,9 +87,9 @@ export const ExitRecord = {
   max_rss_kib: 40,
 } as const;
 
-/** `abi.Info`: 60 bytes. */
+/** `abi.Info`: 64 bytes. */
 export const Info = {
-  size: 60,
+  size: 64,
   abi_version: 0,
   slots_max: 4,
   reaper_pid: 8,
@@ -105,6 +105,7 @@ export const Info = {
   cgroup_step: 48,
   cgroup_errno: 52,
   private: 56,
+  build_id: 60,
 } as const;
 
 /** `abi.Pty`: 16 bytes. */
@@ -204,4 +205,5 @@ export const STEP_NAMES: readonly string[] = [
   "sched_setaffinity",
   "unshare",
   "ioctl",
+  "helper",
 ];

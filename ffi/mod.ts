@@ -30,6 +30,7 @@ export { LibraryError } from "./loader.ts";
 export type { LibraryErrorCode } from "./loader.ts";
 
 let loaded: Native | null = null;
+let loadedHelperPath = "";
 
 /** ENOSYS in the ABI's (Linux's) numbering: `ph_init` refuses a backend the build lacks (the reaper on macOS). */
 const ENOSYS = 38;
@@ -75,11 +76,17 @@ export function loadNative(): Native {
       );
     }
     loaded = native;
+    loadedHelperPath = helper ?? "";
   } catch (error) {
     if (isPermissionError(error)) throw permissionError(error);
     throw error;
   }
   return loaded;
+}
+
+/** The helper executable the loaded library starts when it needs one; "" if none. */
+export function helperPath(): string {
+  return loadedHelperPath;
 }
 
 /**

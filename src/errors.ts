@@ -31,9 +31,13 @@ const ERRNO_NAMES: Readonly<Record<number, [string, string]>> = {
   27: ["EFBIG", "File too large"],
   28: ["ENOSPC", "No space left on device"],
   30: ["EROFS", "Read-only file system"],
+  32: ["EPIPE", "Broken pipe"],
   36: ["ENAMETOOLONG", "File name too long"],
   38: ["ENOSYS", "Function not implemented"],
   40: ["ELOOP", "Too many levels of symbolic links"],
+  71: ["EPROTO", "Protocol error"],
+  104: ["ECONNRESET", "Connection reset by peer"],
+  110: ["ETIMEDOUT", "Connection timed out"],
   116: ["ESTALE", "Stale file handle"],
 };
 
@@ -66,13 +70,17 @@ export function errnoText(errno: number): string {
 export interface SpawnErrorDetails {
   /** The errno the failing step returned. */
   errno: number;
-  /** The setup step or syscall that failed: "execve", "chdir", "dup2", "open", "clone", … */
+  /**
+   * The setup step or syscall that failed: "execve", "chdir", "dup2", "open", "clone", …;
+   * "helper" when the helper executable would not start or answer (EPROTO: one from another
+   * build than the library, or not a helper; ETIMEDOUT: silent for 10 s).
+   */
   syscall: string;
   /** The command as given. */
   command: string;
   /** The arguments as given. */
   args: readonly string[];
-  /** The path involved, when the step had one (the program, the cwd, a redirected file). */
+  /** The path involved, when the step had one (the program, the cwd, a redirected file, the helper). */
   path?: string;
   /** The `PATH` searched for a command without a slash (the child's, or the default). */
   searchPath?: string;
@@ -121,7 +129,9 @@ export class SpawnError extends Error {
       searched
         ? `Failed to spawn ${JSON.stringify(details.command)}: ${code}: Executable not found in $PATH ` +
           `(${details.syscall}; PATH=${JSON.stringify(details.searchPath)})`
-        : `Failed to spawn ${JSON.stringify(details.command)}: ${code}: ${errnoText(details.errno)}${where}`,
+        : `Failed to spawn ${JSON.stringify(details.command)}: ${code}: ${errnoText(details.errno)}${where}${
+          helperHint(details)
+        }`,
     );
     this.name = "SpawnError";
     this.code = code;
@@ -132,6 +142,15 @@ export class SpawnError extends Error {
     this.path = details.path;
     this.searchPath = details.searchPath === undefined ? undefined : Object.freeze(details.searchPath.split(":"));
   }
+}
+
+/** What a failed start of the helper executable means. */
+function helperHint(details: SpawnErrorDetails): string {
+  if (details.syscall !== "helper") return "";
+  if (details.errno === 71) {
+    return ": not a helper of the library's build (build both with zig build, or unset PRIVATE_SPAWN_HELPER)";
+  }
+  return details.errno === 110 ? ": the helper did not answer" : "";
 }
 
 /**

@@ -130,6 +130,11 @@ export interface BackendInfo {
   started: number;
   /** The shared library in use; "" for `runtime` (no library is loaded). */
   libraryPath: string;
+  /**
+   * The library's build id, 8 hex digits: a hash of its sources. A helper must have the same
+   * one (it is checked when the helper starts). "" for `runtime`.
+   */
+  buildId: string;
   /** "deno" or "bun". */
   runtime: string;
 }
@@ -182,6 +187,7 @@ export function backendInfo(): BackendInfo {
       pid: 0,
       started: 0,
       libraryPath: "",
+      buildId: "",
       runtime: runtime.runtime,
     };
   }
@@ -199,6 +205,7 @@ export function backendInfo(): BackendInfo {
     pid: view.getInt32(Info.reaper_pid, true),
     started: view.getUint32(Info.reapers_started, true),
     libraryPath: native.libraryPath,
+    buildId: view.getUint32(Info.build_id, true).toString(16).padStart(8, "0"),
     runtime: native.runtime,
   };
   if (fallback !== 0) info.fallbackReason = `the reaper's clone failed: ${errnoName(fallback)}`;

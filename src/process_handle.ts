@@ -5,7 +5,7 @@
  */
 import { clearTimeout, setTimeout } from "node:timers";
 import { ExitKind, ExitRecord, FdAction, Request, SIGNAL_GROUP, STEP_NAMES } from "../ffi/abi.ts";
-import { type Native, type OpenedPty, openPty } from "../ffi/mod.ts";
+import { helperPath, type Native, type OpenedPty, openPty } from "../ffi/mod.ts";
 import {
   type BackendChild,
   BackendUnsupportedError,
@@ -1198,6 +1198,7 @@ function spawnError(plan: SpawnPlan, request: EncodedRequest, errno: number): Sp
   let path: string | undefined;
   if (syscall === "execve") path = plan.command;
   else if (syscall === "chdir") path = plan.cwd ?? undefined;
+  else if (syscall === "helper") path = helperPath();
   else if (syscall === "open" && index < plan.actions.length) path = plan.actions[index].path ?? "/dev/null";
   const searchPath = syscall === "execve" && plan.searchPath !== null ? plan.searchPath : undefined;
   return new SpawnError({ errno, syscall, command: plan.command, args: plan.args, path, searchPath });

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import process from "node:process";
+import { helperPath } from "../ffi/mod.ts";
 import { backendInfo, ReaperDiedError, reaperInfo, spawnHandle } from "../mod.ts";
 import {
   BACKEND,
@@ -180,6 +182,90 @@ test("helper: a killed helper's waiters get ReaperDiedError; the next spawn star
   // The lost child is not ours to reap; it still runs, reachable by its pid only now.
   process.kill(child.pid, "SIGKILL");
 }, { ignore: !HELPER, timeoutMs: 20_000 });
+
+/** Runs tests/fixtures/helper_handshake.ts with `helper` as the helper executable. */
+async function handshake(helper: string, spawns = 2): Promise<Record<string, unknown>[]> {
+  const env = {
+    PRIVATE_SPAWN_BACKEND: "helper",
+    PRIVATE_SPAWN_HELPER: helper,
+    PRIVATE_SPAWN_LIB: reaperInfo().libraryPath,
+  };
+  const result = await runFixture("helper_handshake.ts", [String(spawns)], env);
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout);
+}
+
+/** The pids of the processes running `path`. */
+function runningFrom(path: string): number[] {
+  return readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
+    try {
+      return readlinkSync(`/proc/${pid}/exe`) === path;
+    } catch {
+      return false;
+    }
+  });
+}
+
+test(
+  "helper: one from another build is refused at the hand-shake (EPROTO, step helper), twice, nothing hangs",
+  async () => {
+    await spawnHandle("true").wait();
+    const id = Number.parseInt(backendInfo().buildId, 16);
+    assert.match(backendInfo().buildId, /^[0-9a-f]{8}$/);
+    const dir = mkdtempSync(`${tmpdir()}/ph-helper-`);
+    try {
+      const bytes = readFileSync(helperPath());
+      const same = `${dir}/same-build`;
+      writeFileSync(same, bytes, { mode: 0o755 });
+      // The same helper with its build id changed: a helper built from other sources.
+      const word = new Uint8Array(new Uint32Array([id]).buffer);
+      let patched = 0;
+      for (let at = bytes.indexOf(word); at >= 0; at = bytes.indexOf(word, at + 4)) {
+        bytes[at] ^= 0xff;
+        patched++;
+      }
+      assert.ok(patched >= 1, "the build id is a word in the helper");
+      const other = `${dir}/other-build`;
+      writeFileSync(other, bytes, { mode: 0o755 });
+
+      assert.deepEqual((await handshake(same)).map((o) => o.exitCode), [0, 0]);
+      const refused = await handshake(other);
+      for (const outcome of refused) {
+        assert.equal(outcome.code, "EPROTO", String(outcome.message));
+        assert.equal(outcome.errno, 71);
+        assert.equal(outcome.syscall, "helper");
+        assert.equal(outcome.path, other);
+        assert.match(String(outcome.message), /not a helper of the library's build/);
+      }
+      assert.deepEqual(runningFrom(other), [], "a refusing helper exits");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+  { ignore: !HELPER, timeoutMs: 30_000 },
+);
+
+test("helper: a program that is not a helper: EPROTO when it exits, ETIMEDOUT after 10 s of silence", async () => {
+  const dir = mkdtempSync(`${tmpdir()}/ph-helper-`);
+  try {
+    const exits = `${dir}/exits`;
+    writeFileSync(exits, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    const [exited] = await handshake(exits, 1);
+    assert.equal(exited.code, "EPROTO", String(exited.message));
+    assert.equal(exited.syscall, "helper");
+    const silent = `${dir}/silent`;
+    writeFileSync(silent, `#!/bin/sh\necho $$ >> ${dir}/pid\nexec sleep 60 </dev/null >/dev/null 2>&1\n`, {
+      mode: 0o755,
+    });
+    const [timedOut] = await handshake(silent, 1);
+    for (const pid of readFileSync(`${dir}/pid`, "utf8").trim().split("\n")) process.kill(Number(pid), "SIGKILL");
+    assert.equal(timedOut.code, "ETIMEDOUT", String(timedOut.message));
+    assert.equal(timedOut.syscall, "helper");
+    assert.ok(Number(timedOut.ms) >= 9_900, `waited only ${timedOut.ms} ms`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, { ignore: !HELPER || PORTABLE || QEMU || FAULT !== "", timeoutMs: 60_000 });
 
 test("helper: exits when the host exits, after signalling the killOnParentExit children", async () => {
   const result = await runFixture("helper_host.ts");

@@ -34,6 +34,7 @@ runtimeTest("backendInfo() names it, says it is not private on POSIX, and loads 
     pid: 0,
     started: 0,
     libraryPath: "",
+    buildId: "",
     runtime,
   });
 });

@@ -20,6 +20,7 @@ windowsTest("backendInfo(): the runtime backend, private, no library loaded", as
     pid: 0,
     started: 0,
     libraryPath: "",
+    buildId: "",
     runtime: isBun ? "bun" : "deno",
   });
 });

@@ -6,7 +6,7 @@ const std = @import("std");
 
 /// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
 /// TypeScript loader refuses a library whose version differs.
-pub const abi_version: u32 = 15;
+pub const abi_version: u32 = 16;
 
 pub const slots_max: u32 = 1 << 16;
 pub const listeners_max: u32 = 64;
@@ -97,6 +97,10 @@ pub const Step = enum(u32) {
     unshare = 22,
     /// TIOCSCTTY on the child's stdin (`flag_controlling_tty`).
     controlling_tty = 23,
+    /// Starting the helper executable (the `helper` backend): its exec, or its hand-shake
+    /// (EPROTO: a helper from another build than the library, or a program that is not a
+    /// helper; ETIMEDOUT: no answer).
+    helper = 24,
 };
 
 /// The name errors report for each step: the system call that failed.
@@ -289,6 +293,8 @@ pub const Info = extern struct {
     /// 1 when the children are private: no SIGCHLD for them, never reaped by the host's
     /// waitpid(-1). 0 only for the `pdfork` backend's Linux stand-ins.
     private: u32,
+    /// The library's build id: a hash of its sources, the same in the helper it accepts.
+    build_id: u32,
 };
 
 comptime {
@@ -296,7 +302,7 @@ comptime {
     std.debug.assert(@sizeOf(Request) == 144);
     std.debug.assert(@sizeOf(RlimitEntry) == 24);
     std.debug.assert(@sizeOf(ExitRecord) == 48);
-    std.debug.assert(@sizeOf(Info) == 60);
+    std.debug.assert(@sizeOf(Info) == 64);
     std.debug.assert(@sizeOf(Pty) == 16);
     std.debug.assert(@offsetOf(Request, "ignore_mask") == 96);
     std.debug.assert(@offsetOf(Request, "environ_addr") == 104);

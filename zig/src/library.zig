@@ -149,7 +149,7 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
         return fail(request, .request, sys.E.BADF);
     }
     const reaper_rc = ensure_owner_locked();
-    if (reaper_rc < 0) return fail(request, .reaper, -reaper_rc);
+    if (reaper_rc < 0) return fail(request, if (choice.active == .helper) .helper else .reaper, -reaper_rc);
     const slot_index = slot_alloc() orelse return fail(request, .slots, sys.E.AGAIN);
     g.slots_in_use += 1;
     state_zig.slots_in_use_changed();
@@ -249,6 +249,7 @@ pub fn get_info(out: *abi.Info) void {
         .cgroup_step = .none,
         .cgroup_errno = 0,
         .private = @intFromBool(choice.active != .pdfork or builtin.os.tag != .linux),
+        .build_id = region_zig.build_id(),
     };
     if (g.pidfd_mode != .available or g.init_pid != sys.getpid()) return;
     out.tree = .descendants;

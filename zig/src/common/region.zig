@@ -6,6 +6,18 @@ const abi = @import("../abi.zig");
 
 const assert = std.debug.assert;
 
+/// This build's id (build.zig hashes the sources into the module "build_id"): the library and
+/// the helper share this region's layout and their messages' only if their ids agree, which
+/// the helper checks at the hand-shake. A variable read through a volatile pointer, so that it
+/// is one word in the binary's data on every architecture (a constant is folded into the code
+/// that compares it, split into instruction fields on aarch64), and a test can change it.
+var build_id_word: u32 = @import("build_id").value;
+
+pub fn build_id() u32 {
+    const word: *const volatile u32 = &build_id_word;
+    return word.*;
+}
+
 const exits_zig = @import("exits.zig");
 const signal_lock = exits_zig.signal_lock;
 const state_zig = @import("state.zig");

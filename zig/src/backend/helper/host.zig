@@ -91,6 +91,7 @@ pub fn start_helper_locked() i32 {
     msg.op = .init;
     msg.index = abi.abi_version;
     msg.pid = g.host_pid;
+    msg.build_id = protocol_zig.build_id();
     msg.rlimits = g.attributes.rlimits;
     rc = send_message(host_end, &msg, &.{g.region_fd});
     const launched = if (sys.errno(rc) != 0)
@@ -104,10 +105,10 @@ pub fn start_helper_locked() i32 {
         _ = sys.close(host_end);
         return launched;
     }
-    const hello = receive_reply(host_end, &msg, null);
-    if (hello < 0 or msg.op != .hello or msg.pid <= 0) {
+    const hello = receive_hello(host_end, &msg);
+    if (hello < 0) {
         _ = sys.close(host_end);
-        return if (hello < 0) hello else -sys.E.PROTO;
+        return hello;
     }
     g.helper_pid = msg.pid;
     @atomicStore(i32, &g.helper_sock, host_end, .monotonic);
@@ -116,6 +117,31 @@ pub fn start_helper_locked() i32 {
         if (l.in_use) helper_listener_message(.listener_open, @intCast(i), l.write_fd);
     }
     return 0;
+}
+
+/// The helper's hello: 0, or -EPROTO when it refused our build (its id differs: a helper
+/// built from other sources), exited without a word (a helper whose messages differ, or a
+/// program that is not a helper), or answered something else; -ETIMEDOUT after
+/// `hello_timeout_ms` of silence.
+fn receive_hello(sock: i32, msg: *HelperMessage) i32 {
+    const deadline_ns = sys.clock_monotonic_ns() + protocol_zig.hello_timeout_ms * std.time.ns_per_ms;
+    while (true) {
+        var poll_fds = [1]sys.PollFd{.{ .fd = sock, .events = sys.POLLIN, .revents = 0 }};
+        const now_ns = sys.clock_monotonic_ns();
+        if (now_ns >= deadline_ns) return -sys.E.TIMEDOUT;
+        const left_ms: i32 = @intCast(@divFloor(deadline_ns - now_ns, std.time.ns_per_ms) + 1);
+        const ready = sys.poll(&poll_fds, 1, left_ms);
+        if (sys.errno(ready) == sys.E.INTR or (sys.errno(ready) == 0 and ready == 0)) continue;
+        if (sys.errno(ready) != 0) return -sys.errno(ready);
+        const rc = receive_reply(sock, msg, null);
+        // ECHILD (EOF), ECONNRESET (it exited with our message unread), EPROTO (a size of
+        // message we do not know): it is not a helper of this build.
+        if (rc == -sys.E.CHILD or rc == -sys.E.CONNRESET or rc == -sys.E.PROTO) return -sys.E.PROTO;
+        if (rc < 0) return rc;
+        if (msg.op != .hello or msg.pid <= 0) return -sys.E.PROTO;
+        if (msg.err_errno != 0) return -msg.err_errno;
+        return 0;
+    }
 }
 
 /// Tells the helper about a listener's wake-up pipe; a dead helper learns them at its restart.

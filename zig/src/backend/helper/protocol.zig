@@ -54,7 +54,15 @@ pub const HelperMessage = extern struct {
     rlimits: [sys.rlimit_count]sys.Rlimit,
     affinity: sys.CpuMask,
     groups: [groups_max]u32,
+    /// init: the library's build id; a refusing hello: the helper's.
+    build_id: u32,
 };
+
+/// How long the library waits for the helper's hello: it maps the region and answers at
+/// once, so a longer silence is a program that is not a helper.
+pub const hello_timeout_ms = 10_000;
+
+pub const build_id = @import("../../common/region.zig").build_id;
 
 pub fn send_message(sock: i32, msg: *const HelperMessage, fds: []const i32) usize {
     return sys.send_with_fds(sock, std.mem.asBytes(msg), fds);

@@ -73,8 +73,20 @@ pub fn helper_attach() u8 {
     var fds: [sys.scm_max_fd]i32 = undefined;
     var count: usize = 0;
     const rc = sys.recv_with_fds(3, std.mem.asBytes(&msg), &fds, &count);
-    // A helper from another build than the library: the messages may differ, so refuse.
-    if (rc != @sizeOf(HelperMessage) or msg.op != .init or count != 1 or msg.index != abi.abi_version) return 2;
+    // A message of another size, or another build's: its region and messages may differ
+    // from ours, so refuse, saying why where the message could be read (the host reports
+    // EPROTO either way).
+    if (rc != @sizeOf(HelperMessage) or msg.op != .init or count != 1) return 2;
+    if (msg.index != abi.abi_version or msg.build_id != protocol_zig.build_id()) {
+        var refusal = std.mem.zeroes(HelperMessage);
+        refusal.op = .hello;
+        refusal.pid = sys.getpid();
+        refusal.err_errno = sys.E.PROTO;
+        refusal.build_id = protocol_zig.build_id();
+        // Nothing to do if it fails: exiting says the same.
+        _ = send_message(3, &refusal, &.{});
+        return 2;
+    }
     const addr = sys.mmap_shared(fds[0], region_len);
     if (sys.errno(addr) != 0) return 3;
     g.init_pid = sys.getpid();
