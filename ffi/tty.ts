@@ -27,12 +27,16 @@ const EAGAIN = 11;
 const EIO = 5;
 const POLLOUT = 4;
 /**
- * The most bytes one `ph_write` is given. A blocking master (Bun) that polled writable may
- * still have less room than a chunk, and then waits for the rest: the kernel's terminal
- * buffers grow by 256 bytes, so its chunks are that small. A non-blocking one takes what fits.
+ * The most bytes one `ph_write` is given. A blocking master (Bun) that polled writable has
+ * room for at least one byte and no more is known, so it is given one: a larger write that
+ * finds less room waits in the kernel for the rest, and if the child then exits without
+ * reading, Linux may never wake it (seen: a 256-byte write blocked for good after its
+ * child's exit). A non-blocking master takes what fits.
  */
-const WRITE_CHUNK_BLOCKING = 256;
+const WRITE_CHUNK_BLOCKING = 1;
 const WRITE_CHUNK_NONBLOCKING = 64 * 1024;
+/** After this many bytes written a byte at a time, the writer lets the event loop run. */
+const WRITE_YIELD_BYTES = 4096;
 /** Retries of a full terminal wait this long at first, then twice as long up to the maximum. */
 const WRITE_RETRY_MIN_MS = 1;
 const WRITE_RETRY_MAX_MS = 50;
@@ -65,9 +69,8 @@ function isEio(error: Error): boolean {
 /**
  * Writes the master with `ph_write`. A full terminal (a child in raw mode that reads nothing;
  * in canonical mode the kernel drops what does not fit a line) is waited for with timers: a
- * non-blocking master says EAGAIN; a blocking one (Bun) is polled for room first and given
- * small chunks, so a write blocks the thread only while the last chunk finds less room than
- * it needs (under 256 bytes) and the child reads nothing.
+ * non-blocking master says EAGAIN; a blocking one (Bun) is polled for room before each byte,
+ * so no write ever waits in the kernel, and the event loop runs every `WRITE_YIELD_BYTES`.
  */
 function ttyWriter(calls: LibraryCalls, fd: number, nonblocking: boolean): PipeWriter {
   let open = true;
@@ -90,6 +93,7 @@ function ttyWriter(calls: LibraryCalls, fd: number, nonblocking: boolean): PipeW
     async write(chunk) {
       let offset = 0;
       let delay = WRITE_RETRY_MIN_MS;
+      let sinceYield = 0;
       while (offset < chunk.length) {
         if (!open) throw closedError();
         const piece = chunk.subarray(offset, offset + chunkBytes);
@@ -102,6 +106,11 @@ function ttyWriter(calls: LibraryCalls, fd: number, nonblocking: boolean): PipeW
         if (rc < 0) throw writeError(-rc);
         offset += rc;
         delay = WRITE_RETRY_MIN_MS;
+        sinceYield += rc;
+        if (!nonblocking && sinceYield >= WRITE_YIELD_BYTES && offset < chunk.length) {
+          sinceYield = 0;
+          await new Promise((resolve) => setTimeout(resolve, 0));
+        }
       }
     },
     // A terminal has no end of input (that is ^D, a byte the child's line discipline reads):
