@@ -34,7 +34,7 @@ zig_suite() { # label, command prefix...
   local label=$1
   shift
   echo "[test] $label"
-  (cd zig && "$@" zig build test --summary all) >"$LOGS/zig.log" 2>&1 || status=1
+  (cd zig && limited "$@" zig build test --summary all) >"$LOGS/zig.log" 2>&1 || status=1
   cat "$LOGS/zig.log"
   local line
   line=$(grep -Eo '[0-9]+/[0-9]+ tests passed' "$LOGS/zig.log" | tail -1)
@@ -58,16 +58,33 @@ exited_badly() { # suite, exit status, log
   tail -n 15 "$3" | sed "s|^|[failed] $1 (exit status $2; its last lines): |" >>"$RECAP"
 }
 
+# Each runner has a time limit: a test that blocks its runtime's thread in a system call would
+# otherwise hold the whole run until CI's own limit. A suite takes 1-3 minutes here; the limit
+# leaves room for a loaded machine. `timeout` signals the runner's whole process group (the
+# runtime, its reaper or helper, its children), SIGKILL 30 s after SIGTERM.
+SUITE_LIMIT_S=${PH_SUITE_LIMIT_S:-600}
+limited() { # command...
+  timeout --kill-after=30 "$SUITE_LIMIT_S" "$@"
+}
+timed_out() { # exit status
+  [ "$1" -eq 124 ] || [ "$1" -eq 137 ]
+}
+
 # A runner that dies without printing its summary (the runtime crashed, or could not start a
 # thread under pid pressure) runs once more; the first run's last lines go to the recap as
-# "[rerun]", so a crash is never hidden, and the rerun's own results are what count.
+# "[rerun]", so a crash is never hidden, and the rerun's own results are what count. A runner
+# that ran out of time is not run again (it would most likely hang again): the suite fails.
 rerun_if_silent() { # label, log, summary regex, command...
   local label=$1 log=$2 summary=$3 rc=$4
   shift 4
   grep -qE "$summary" "$log" && return "$rc"
+  if timed_out "$rc"; then
+    echo "[test] $label: killed after its time limit of $SUITE_LIMIT_S s (PH_SUITE_LIMIT_S)" | tee -a "$log"
+    return "$rc"
+  fi
   tail -n 15 "$log" | sed "s|^|[rerun] $label (exit status $rc, no summary; its last lines): |" >>"$RECAP"
   echo "[test] $label: the runner ended without a summary (exit status $rc); running it once more"
-  "$@" 2>&1 | tee "$log"
+  limited "$@" 2>&1 | tee "$log"
   return "${PIPESTATUS[0]}"
 }
 
@@ -75,7 +92,7 @@ deno_suite() { # label, command prefix...
   local label=$1
   shift
   echo "[test] $label"
-  NO_COLOR=1 "$@" deno test -A --quiet --v8-flags=--expose-gc tests/ 2>&1 | tee "$LOGS/deno.log"
+  NO_COLOR=1 limited "$@" deno test -A --quiet --v8-flags=--expose-gc tests/ 2>&1 | tee "$LOGS/deno.log"
   local rc=${PIPESTATUS[0]} line summary='^(ok|FAILED) \| [0-9]+ passed'
   rerun_if_silent "$label" "$LOGS/deno.log" "$summary" "$rc" \
     env NO_COLOR=1 "$@" deno test -A --quiet --v8-flags=--expose-gc tests/
@@ -96,7 +113,7 @@ bun_suite() { # label, command prefix...
   local label=$1
   shift
   echo "[test] $label"
-  "$@" bun test --timeout 300000 tests/ 2>&1 | tee "$LOGS/bun.log"
+  limited "$@" bun test --timeout 300000 tests/ 2>&1 | tee "$LOGS/bun.log"
   local rc=${PIPESTATUS[0]} bp bf
   rerun_if_silent "$label" "$LOGS/bun.log" '^ *[0-9]+ pass$' "$rc" "$@" bun test --timeout 300000 tests/
   rc=$?
