@@ -84,6 +84,8 @@ export interface SpawnErrorDetails {
   path?: string;
   /** The `PATH` searched for a command without a slash (the child's, or the default). */
   searchPath?: string;
+  /** When a helper of another build refused the library (EPROTO, "helper"): both build ids. */
+  buildIds?: { library: string; helper: string };
 }
 
 /**
@@ -147,9 +149,12 @@ export class SpawnError extends Error {
 /** What a failed start of the helper executable means. */
 function helperHint(details: SpawnErrorDetails): string {
   if (details.syscall !== "helper") return "";
-  if (details.errno === 71) {
-    return ": not a helper of the library's build (build both with zig build, or unset PRIVATE_SPAWN_HELPER)";
+  const fix = "build both with zig build, or unset PRIVATE_SPAWN_HELPER";
+  if (details.errno === 71 && details.buildIds !== undefined) {
+    const { helper, library } = details.buildIds;
+    return `: a helper of another build (the helper's build id is ${helper}, the library's ${library}; ${fix})`;
   }
+  if (details.errno === 71) return `: not a helper of the library's build (${fix})`;
   return details.errno === 110 ? ": the helper did not answer" : "";
 }
 

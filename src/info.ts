@@ -205,7 +205,7 @@ export function backendInfo(): BackendInfo {
     pid: view.getInt32(Info.reaper_pid, true),
     started: view.getUint32(Info.reapers_started, true),
     libraryPath: native.libraryPath,
-    buildId: view.getUint32(Info.build_id, true).toString(16).padStart(8, "0"),
+    buildId: hexId(view.getUint32(Info.build_id, true)),
     runtime: native.runtime,
   };
   if (fallback !== 0) info.fallbackReason = `the reaper's clone failed: ${errnoName(fallback)}`;
@@ -236,6 +236,22 @@ function fdTableName(mode: number): ReaperInfo["fdTable"] {
 
 const clockBuffer = new Uint8Array(8);
 const clockView = new DataView(clockBuffer.buffer);
+
+/**
+ * The build ids of this library and of the last helper that refused it at the hand-shake
+ * (a helper built from other sources), 8 hex digits each; undefined when none refused it.
+ */
+export function refusedHelperBuild(): { library: string; helper: string } | undefined {
+  if (usesRuntimeBackend()) return undefined;
+  const out = new Uint8Array(Info.size);
+  getNative().info(out);
+  const view = new DataView(out.buffer);
+  const helper = view.getUint32(Info.helper_refused_build_id, true);
+  if (helper === 0) return undefined;
+  return { library: hexId(view.getUint32(Info.build_id, true)), helper: hexId(helper) };
+}
+
+const hexId = (id: number) => id.toString(16).padStart(8, "0");
 
 /**
  * `CLOCK_MONOTONIC` in nanoseconds: the clock a child can stamp with (neither runtime's

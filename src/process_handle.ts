@@ -29,6 +29,7 @@ import {
   typeError,
   valueError,
 } from "./options.ts";
+import { refusedHelperBuild } from "./info.ts";
 import { GENERATION, getRegistry, ListenerError, type Registry, SETTLE } from "./registry.ts";
 import { type EncodedRequest, encodeRequest } from "./request.ts";
 import { type Signal, signalNumber } from "./signals.ts";
@@ -1201,5 +1202,6 @@ function spawnError(plan: SpawnPlan, request: EncodedRequest, errno: number): Sp
   else if (syscall === "helper") path = helperPath();
   else if (syscall === "open" && index < plan.actions.length) path = plan.actions[index].path ?? "/dev/null";
   const searchPath = syscall === "execve" && plan.searchPath !== null ? plan.searchPath : undefined;
-  return new SpawnError({ errno, syscall, command: plan.command, args: plan.args, path, searchPath });
+  const buildIds = syscall === "helper" ? refusedHelperBuild() : undefined;
+  return new SpawnError({ errno, syscall, command: plan.command, args: plan.args, path, searchPath, buildIds });
 }

@@ -6,7 +6,7 @@ const std = @import("std");
 
 /// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
 /// TypeScript loader refuses a library whose version differs.
-pub const abi_version: u32 = 16;
+pub const abi_version: u32 = 17;
 
 pub const slots_max: u32 = 1 << 16;
 pub const listeners_max: u32 = 64;
@@ -295,6 +295,8 @@ pub const Info = extern struct {
     private: u32,
     /// The library's build id: a hash of its sources, the same in the helper it accepts.
     build_id: u32,
+    /// The build id of the last helper that refused the library (another build's), 0 if none.
+    helper_refused_build_id: u32,
 };
 
 comptime {
@@ -302,7 +304,7 @@ comptime {
     std.debug.assert(@sizeOf(Request) == 144);
     std.debug.assert(@sizeOf(RlimitEntry) == 24);
     std.debug.assert(@sizeOf(ExitRecord) == 48);
-    std.debug.assert(@sizeOf(Info) == 64);
+    std.debug.assert(@sizeOf(Info) == 68);
     std.debug.assert(@sizeOf(Pty) == 16);
     std.debug.assert(@offsetOf(Request, "ignore_mask") == 96);
     std.debug.assert(@offsetOf(Request, "environ_addr") == 104);

@@ -250,6 +250,7 @@ pub fn get_info(out: *abi.Info) void {
         .cgroup_errno = 0,
         .private = @intFromBool(choice.active != .pdfork or builtin.os.tag != .linux),
         .build_id = region_zig.build_id(),
+        .helper_refused_build_id = g.helper_refused_build_id,
     };
     if (g.pidfd_mode != .available or g.init_pid != sys.getpid()) return;
     out.tree = .descendants;

@@ -150,6 +150,8 @@ const State = struct {
     /// The helper backend: the host's end of the socket, and the helper's pid.
     helper_sock: i32 = -1,
     helper_pid: i32 = 0,
+    /// The build id of the last helper that refused this library (0: none, or it was welcomed).
+    helper_refused_build_id: u32 = 0,
     /// The owner's descriptor of the library's cgroup directory (`cgroup.zig`), or -1.
     cgroup_base_fd: i32 = -1,
     free_stack: [*]u32 = undefined,

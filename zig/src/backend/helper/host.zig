@@ -125,6 +125,7 @@ pub fn start_helper_locked() i32 {
 /// `hello_timeout_ms` of silence.
 fn receive_hello(sock: i32, msg: *HelperMessage) i32 {
     const deadline_ns = sys.clock_monotonic_ns() + protocol_zig.hello_timeout_ms * std.time.ns_per_ms;
+    g.helper_refused_build_id = 0;
     while (true) {
         var poll_fds = [1]sys.PollFd{.{ .fd = sock, .events = sys.POLLIN, .revents = 0 }};
         const now_ns = sys.clock_monotonic_ns();
@@ -133,12 +134,14 @@ fn receive_hello(sock: i32, msg: *HelperMessage) i32 {
         const ready = sys.poll(&poll_fds, 1, left_ms);
         if (sys.errno(ready) == sys.E.INTR or (sys.errno(ready) == 0 and ready == 0)) continue;
         if (sys.errno(ready) != 0) return -sys.errno(ready);
-        const rc = receive_reply(sock, msg, null);
+        const rc = receive_ready(sock, msg, null) orelse continue;
         // ECHILD (EOF), ECONNRESET (it exited with our message unread), EPROTO (a size of
         // message we do not know): it is not a helper of this build.
         if (rc == -sys.E.CHILD or rc == -sys.E.CONNRESET or rc == -sys.E.PROTO) return -sys.E.PROTO;
         if (rc < 0) return rc;
         if (msg.op != .hello or msg.pid <= 0) return -sys.E.PROTO;
+        // A refusal names the helper's build (`ph_info` reports it).
+        if (msg.err_errno != 0) g.helper_refused_build_id = msg.build_id;
         if (msg.err_errno != 0) return -msg.err_errno;
         return 0;
     }
@@ -157,28 +160,34 @@ pub fn helper_listener_message(op: HelperOp, index: u32, write_fd: i32) void {
 /// Waits for one message (and its descriptor, if `fd` is given), re-checking every
 /// `liveness_check_ms` that the helper lives. -ECHILD if it hung up first.
 fn receive_reply(sock: i32, msg: *HelperMessage, fd: ?*i32) i32 {
-    var fds: [sys.scm_max_fd]i32 = undefined;
-    var count: usize = 0;
     while (true) {
         var poll_fds = [1]sys.PollFd{.{ .fd = sock, .events = sys.POLLIN, .revents = 0 }};
         const ready = sys.poll(&poll_fds, 1, liveness_check_ms);
         if (sys.errno(ready) == sys.E.INTR or (sys.errno(ready) == 0 and ready == 0)) continue;
         if (sys.errno(ready) != 0) return -sys.errno(ready);
-        const rc = sys.recv_with_fds(sock, std.mem.asBytes(msg), &fds, &count);
-        if (sys.errno(rc) == sys.E.INTR) continue;
-        // Descriptors we did not ask for are closed: only the pidfd crosses back.
-        const wanted: usize = if (fd != null) 1 else 0;
-        for (fds[0..count], 0..) |received, i| {
-            if (i < wanted) fd.?.* = received else _ = sys.close(received);
-        }
-        if (fd) |out| {
-            if (count == 0) out.* = -1;
-        }
-        if (sys.errno(rc) != 0) return -sys.errno(rc);
-        if (rc == 0) return -sys.E.CHILD;
-        if (rc != @sizeOf(HelperMessage)) return -sys.E.PROTO;
-        return 0;
+        if (receive_ready(sock, msg, fd)) |rc| return rc;
     }
+}
+
+/// Reads the message `poll` found: 0, -errno, -ECHILD at EOF, -EPROTO for a message of
+/// another size; null when a signal interrupted the read (poll again).
+fn receive_ready(sock: i32, msg: *HelperMessage, fd: ?*i32) ?i32 {
+    var fds: [sys.scm_max_fd]i32 = undefined;
+    var count: usize = 0;
+    const rc = sys.recv_with_fds(sock, std.mem.asBytes(msg), &fds, &count);
+    if (sys.errno(rc) == sys.E.INTR) return null;
+    // Descriptors we did not ask for are closed: only the pidfd crosses back.
+    const wanted: usize = if (fd != null) 1 else 0;
+    for (fds[0..count], 0..) |received, i| {
+        if (i < wanted) fd.?.* = received else _ = sys.close(received);
+    }
+    if (fd) |out| {
+        if (count == 0) out.* = -1;
+    }
+    if (sys.errno(rc) != 0) return -sys.errno(rc);
+    if (rc == 0) return -sys.E.CHILD;
+    if (rc != @sizeOf(HelperMessage)) return -sys.E.PROTO;
+    return 0;
 }
 
 const Launch = struct {
