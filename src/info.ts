@@ -5,6 +5,7 @@
  */
 import { CgroupStep, Info, TreeMode } from "../ffi/abi.ts";
 import { loadRuntime } from "../ffi/runtime.ts";
+import type { Native } from "../ffi/mod.ts";
 import { usesRuntimeBackend } from "./backend.ts";
 import { getNative } from "./registry.ts";
 
@@ -68,9 +69,7 @@ export interface ReaperInfo {
  */
 export function reaperInfo(): ReaperInfo {
   const native = getNative();
-  const out = new Uint8Array(Info.size);
-  native.info(out);
-  const view = new DataView(out.buffer);
+  const view = readInfo(native);
   const mode = view.getUint32(Info.clone_mode, true);
   return {
     reaperPid: view.getInt32(Info.reaper_pid, true),
@@ -192,9 +191,7 @@ export function backendInfo(): BackendInfo {
     };
   }
   const native = getNative();
-  const out = new Uint8Array(Info.size);
-  native.info(out);
-  const view = new DataView(out.buffer);
+  const view = readInfo(native);
   const fallback = view.getInt32(Info.fallback_errno, true);
   const info: BackendInfo = {
     backend: BACKEND_NAMES[view.getUint32(Info.backend, true)] ?? "reaper",
@@ -243,15 +240,20 @@ const clockView = new DataView(clockBuffer.buffer);
  */
 export function refusedHelperBuild(): { library: string; helper: string } | undefined {
   if (usesRuntimeBackend()) return undefined;
-  const out = new Uint8Array(Info.size);
-  getNative().info(out);
-  const view = new DataView(out.buffer);
+  const view = readInfo(getNative());
   const helper = view.getUint32(Info.helper_refused_build_id, true);
   if (helper === 0) return undefined;
   return { library: hexId(view.getUint32(Info.build_id, true)), helper: hexId(helper) };
 }
 
 const hexId = (id: number) => id.toString(16).padStart(8, "0");
+
+/** The library's `ph_info`, fresh, as a view at `Info`'s offsets. */
+function readInfo(native: Native): DataView {
+  const out = new Uint8Array(Info.size);
+  native.info(out);
+  return new DataView(out.buffer);
+}
 
 /**
  * `CLOCK_MONOTONIC` in nanoseconds: the clock a child can stamp with (neither runtime's
