@@ -16,7 +16,13 @@
 import { ProcessHandle, spawnHandle } from "./src/process_handle.ts";
 import type { ProcessStatus } from "./src/status.ts";
 
-export { DEFAULT_MAX_BUFFER, HandleClosedError, ProcessHandle, spawnHandle } from "./src/process_handle.ts";
+export {
+  DEFAULT_MAX_BUFFER,
+  HandleClosedError,
+  ProcessHandle,
+  spawnHandle,
+  spawnHandleAsync,
+} from "./src/process_handle.ts";
 export type {
   OutputOptions,
   PipedStream,

@@ -12,7 +12,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import os, { tmpdir } from "node:os";
 import process from "node:process";
 import { isBun } from "../ffi/mod.ts";
-import { backendInfo, monotonicNs, spawnHandle } from "../mod.ts";
+import { backendInfo, monotonicNs, spawnHandle, spawnHandleAsync } from "../mod.ts";
 
 const OUT = process.argv[2] ?? "bench/results/bench.json";
 const QUICK = process.argv.includes("--quick");
@@ -62,6 +62,12 @@ const ours: Spawner = {
     await child.wait();
     return read;
   },
+};
+
+/** The pools' other form of ours: the JavaScript thread queues each spawn and goes on. */
+const oursAsync: Pick<Spawner, "name" | "job"> = {
+  name: "spawnHandleAsync",
+  job: async (script) => (await spawnHandleAsync("sh", ["-c", script], { stdout: "piped" })).text(),
 };
 
 const node: Spawner = {
@@ -395,13 +401,16 @@ function hostCpuUs(withReaper: boolean): number {
  * each round, each job's latency (spawn to captured output), and the host's CPU per job.
  */
 async function pool(width: number, jobsPerRound: number, rounds: number) {
-  const walls = samplesFor();
-  const jobs = samplesFor();
-  const cpu = samplesFor();
-  for (const s of spawners) for (let i = 0; i < 10; i++) await s.job("echo warm");
+  const poolSpawners = [ours, oursAsync, native, node];
+  const names = poolSpawners.map((s) => s.name);
+  const walls = samplesFor(names);
+  const jobs = samplesFor(names);
+  const cpu = samplesFor(names);
+  for (const s of poolSpawners) for (let i = 0; i < 10; i++) await s.job("echo warm");
   for (let round = 0; round < rounds; round++) {
-    for (const s of inOrder(round)) {
-      const cpuBefore = hostCpuUs(s === ours);
+    for (const s of round % 2 === 0 ? poolSpawners : [...poolSpawners].reverse()) {
+      const withReaper = s === ours || s === oursAsync;
+      const cpuBefore = hostCpuUs(withReaper);
       const start = now();
       let next = 0;
       const lane = async () => {
@@ -415,7 +424,7 @@ async function pool(width: number, jobsPerRound: number, rounds: number) {
       };
       await Promise.all(Array.from({ length: width }, lane));
       walls.get(s.name)!.push(now() - start);
-      cpu.get(s.name)!.push((hostCpuUs(s === ours) - cpuBefore) / jobsPerRound);
+      cpu.get(s.name)!.push((hostCpuUs(withReaper) - cpuBefore) / jobsPerRound);
     }
   }
   return Object.fromEntries(

@@ -1,6 +1,6 @@
 /**
- * Where a pool's time and CPU go. Each spawner (`spawnHandle` with the backend chosen by
- * `PRIVATE_SPAWN_BACKEND`, and the runtime's own spawner) runs a pool of jobs
+ * Where a pool's time and CPU go. Each spawner (`spawnHandle` and `spawnHandleAsync` with the
+ * backend chosen by `PRIVATE_SPAWN_BACKEND`, and the runtime's own spawner) runs a pool of jobs
  * (`sh -c 'echo job-N'`, stdout captured, WIDTH in flight, the next starting when one ends)
  * in a fresh child process of this one, in rotating rounds. Each child measures JOBS jobs
  * twice: as it starts (the JIT compiles the spawner's JavaScript meanwhile) and again after
@@ -19,7 +19,7 @@ import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import process from "node:process";
 import { isBun } from "../ffi/mod.ts";
-import { backendInfo, spawnHandle } from "../mod.ts";
+import { backendInfo, spawnHandle, spawnHandleAsync } from "../mod.ts";
 
 /** One measured pool: µs per job for times and CPU, switches per job. */
 type Sample = Record<string, number>;
@@ -34,6 +34,20 @@ function jobOurs(script: string): [number, Promise<string>] {
   const child = spawnHandle("sh", ["-c", script], { stdout: "piped" });
   return [performance.now() - start, child.text()];
 }
+
+/** The queued spawn: the "spawn call" is the time to queue it, not to its answer. */
+function jobOursAsync(script: string): [number, Promise<string>] {
+  const start = performance.now();
+  const child = spawnHandleAsync("sh", ["-c", script], { stdout: "piped" });
+  return [performance.now() - start, child.then((handle) => handle.text())];
+}
+
+/** The job function of each spawner. */
+const JOBS: Record<string, (script: string) => [number, Promise<string>]> = {
+  spawnHandle: jobOurs,
+  spawnHandleAsync: jobOursAsync,
+};
+const ours = (which: string) => which === "spawnHandle" || which === "spawnHandleAsync";
 
 function jobRuntime(script: string): [number, Promise<string>] {
   const start = performance.now();
@@ -83,7 +97,7 @@ function median(values: number[]): number {
 
 /** In a measuring child: `jobs` jobs, `width` at a time. */
 async function pool(which: string, jobs: number, width: number): Promise<Sample> {
-  const job = which === "spawnHandle" ? jobOurs : jobRuntime;
+  const job = JOBS[which] ?? jobRuntime;
   const spawnUs: number[] = [];
   let next = 0;
   const lane = async () => {
@@ -94,7 +108,7 @@ async function pool(which: string, jobs: number, width: number): Promise<Sample>
       if ((await text) !== `job-${i}\n`) throw new Error(`${which}: job ${i} printed ${JSON.stringify(await text)}`);
     }
   };
-  const owner = which === "spawnHandle" ? backendInfo().pid : 0;
+  const owner = ours(which) ? backendInfo().pid : 0;
   const before = counters(owner);
   const start = performance.now();
   await Promise.all(Array.from({ length: width }, lane));
@@ -120,11 +134,11 @@ async function pool(which: string, jobs: number, width: number): Promise<Sample>
 }
 
 async function measure(which: string, jobs: number, warm: number, width: number) {
-  for (let i = 0; i < 10; i++) await (which === "spawnHandle" ? jobOurs : jobRuntime)("echo warm")[1];
+  for (let i = 0; i < 10; i++) await (JOBS[which] ?? jobRuntime)("echo warm")[1];
   const fresh = await pool(which, jobs, width);
   await pool(which, warm, width);
   const warmed = await pool(which, jobs, width);
-  const backend = which === "spawnHandle" ? backendInfo().backend : "runtime";
+  const backend = ours(which) ? backendInfo().backend : "runtime";
   console.log(JSON.stringify({ backend, fresh, warmed }));
 }
 
@@ -143,7 +157,7 @@ if (process.argv[2] === "--measure") {
   const jobs = Number(process.argv[3] ?? 1200);
   const warm = Number(process.argv[4] ?? 3000);
   const width = Number(process.argv[5] ?? 8);
-  const spawners = ["spawnHandle", runtimeName];
+  const spawners = ["spawnHandle", "spawnHandleAsync", runtimeName];
   const script = new URL(import.meta.url).pathname;
   const runtimeArgs = isBun ? [script] : ["run", "-A", script];
   const samples: Record<string, Record<"fresh" | "warmed", Sample[]>> = {};
@@ -154,7 +168,7 @@ if (process.argv[2] === "--measure") {
       const result = spawnSync(process.execPath, args, { encoding: "utf8" });
       if (result.status !== 0) throw new Error(`${which}: ${result.stderr}`);
       const report = JSON.parse(result.stdout.trim().split("\n").at(-1)!);
-      if (which === "spawnHandle") backend = report.backend;
+      if (ours(which)) backend = report.backend;
       samples[which] ??= { fresh: [], warmed: [] };
       samples[which].fresh.push(report.fresh);
       samples[which].warmed.push(report.warmed);

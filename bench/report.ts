@@ -81,6 +81,12 @@ for (const run of runs) {
     row(`${label}: wall time`, peers.map((p) => pool[p].wallMs), "ms", 1);
     row(`${label}: job p99`, peers.map((p) => pool[p].jobP99Us / 1000), "ms", 1);
     row(`${label}: host CPU per job`, peers.map((p) => pool[p].hostCpuPerJobUs), "µs");
+    // spawnHandleAsync (the queued spawn) in the same rounds, against the same peers.
+    const queued = ["spawnHandleAsync", native, "node:child_process"];
+    if (!pool.spawnHandleAsync) continue;
+    row(`${label}: wall time, spawnHandleAsync`, queued.map((p) => pool[p].wallMs), "ms", 1);
+    row(`${label}: job p99, spawnHandleAsync`, queued.map((p) => pool[p].jobP99Us / 1000), "ms", 1);
+    row(`${label}: host CPU per job, spawnHandleAsync`, queued.map((p) => pool[p].hostCpuPerJobUs), "µs");
   }
   if (run.busy) {
     row("8. spawn+wait p50, busy loop beside", peers.map((p) => run.busy.sequentialTiny[p].p50Us), "µs");

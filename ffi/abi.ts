@@ -6,7 +6,7 @@
  * @module
  */
 
-export const ABI_VERSION = 17;
+export const ABI_VERSION = 18;
 export const NONE = 4294967295;
 export const SLOTS_MAX = 65536;
 export const LISTENERS_MAX = 64;
@@ -87,9 +87,9 @@ export const ExitRecord = {
   max_rss_kib: 40,
 } as const;
 
-/** `abi.Info`: 68 bytes. */
+/** `abi.Info`: 72 bytes. */
 export const Info = {
-  size: 68,
+  size: 72,
   abi_version: 0,
   slots_max: 4,
   reaper_pid: 8,
@@ -107,6 +107,7 @@ export const Info = {
   private: 56,
   build_id: 60,
   helper_refused_build_id: 64,
+  spawns_queued: 68,
 } as const;
 
 /** `abi.Pty`: 16 bytes. */

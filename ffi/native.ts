@@ -25,6 +25,10 @@ export interface LibraryCalls {
   listenerFd(listener: number): number;
   listenerClose(listener: number): number;
   spawn(request: Uint8Array, length: number): number;
+  /** 1: queued (keep `request` allocated: `spawnFinish` writes the answer into it), else as `spawn`. */
+  spawnStart(request: Uint8Array, length: number): number;
+  /** -EAGAIN until a queued spawn is answered, then as `spawn`. */
+  spawnFinish(request: Uint8Array): number;
   drain(listener: number, out: Uint8Array, max: number): number;
   peek(slot: number, generation: number, out: Uint8Array): number;
   waitSync(slot: number, generation: number, out: Uint8Array, timeoutMs: number): number;
@@ -149,6 +153,8 @@ export function bindCalls(s: Record<string, Fn>, usize: (n: number) => number | 
     listenerFd: (l) => s.ph_listener_fd(l),
     listenerClose: (l) => s.ph_listener_close(l),
     spawn: (request, length) => s.ph_spawn(request, usize(length)),
+    spawnStart: (request, length) => s.ph_spawn_start(request, usize(length)),
+    spawnFinish: (request) => s.ph_spawn_finish(request),
     drain: (l, out, max) => s.ph_drain(l, out, max),
     peek: (slot, gen, out) => s.ph_peek(slot, gen, out),
     waitSync: (slot, gen, out, ms) => s.ph_wait_sync(slot, gen, out, ms),

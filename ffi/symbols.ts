@@ -31,6 +31,10 @@ export const symbols = {
   ph_listener_close: { parameters: ["u32"], result: "i32" },
   /** int32_t ph_spawn(struct ph_request *, size_t) */
   ph_spawn: { parameters: ["buffer", "usize"], result: "i32" },
+  /** int32_t ph_spawn_start(struct ph_request *, size_t) */
+  ph_spawn_start: { parameters: ["buffer", "usize"], result: "i32" },
+  /** int32_t ph_spawn_finish(struct ph_request *) */
+  ph_spawn_finish: { parameters: ["buffer"], result: "i32" },
   /** int32_t ph_drain(uint32_t, struct ph_exit_record *, uint32_t) */
   ph_drain: { parameters: ["u32", "buffer", "u32"], result: "i32" },
   /** int32_t ph_peek(uint32_t, uint32_t, struct ph_exit_record *) */

@@ -134,6 +134,12 @@ export interface BackendInfo {
    * one (it is checked when the helper starts). "" for `runtime`.
    */
   buildId: string;
+  /**
+   * How many spawns the reaper answered asynchronously (`spawnHandleAsync`, `run`, `output`):
+   * queued by the JavaScript thread, which went on meanwhile. 0 on the other backends, whose
+   * spawns all complete in the call.
+   */
+  spawnsQueued: number;
   /** "deno" or "bun". */
   runtime: string;
 }
@@ -187,6 +193,7 @@ export function backendInfo(): BackendInfo {
       started: 0,
       libraryPath: "",
       buildId: "",
+      spawnsQueued: 0,
       runtime: runtime.runtime,
     };
   }
@@ -203,6 +210,7 @@ export function backendInfo(): BackendInfo {
     started: view.getUint32(Info.reapers_started, true),
     libraryPath: native.libraryPath,
     buildId: hexId(view.getUint32(Info.build_id, true)),
+    spawnsQueued: view.getUint32(Info.spawns_queued, true),
     runtime: native.runtime,
   };
   if (fallback !== 0) info.fallbackReason = `the reaper's clone failed: ${errnoName(fallback)}`;

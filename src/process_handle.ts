@@ -785,8 +785,12 @@ export class ProcessHandle<
       const onAbort = () => {
         if (kill()) this.#aborted = true;
       };
-      signal.addEventListener("abort", onAbort, { once: true });
-      (this.#cleanup ??= []).push(() => signal.removeEventListener("abort", onAbort));
+      // Aborted while an asynchronous spawn was in flight: the child is killed at once.
+      if (signal.aborted) onAbort();
+      else {
+        signal.addEventListener("abort", onAbort, { once: true });
+        (this.#cleanup ??= []).push(() => signal.removeEventListener("abort", onAbort));
+      }
     }
     if (plan.timeout !== null) {
       this.#timer(() => {
@@ -979,6 +983,38 @@ export function spawnHandle<
 }
 
 /**
+ * `spawnHandle` without blocking the thread while the child is created: resolves with the
+ * handle once the child runs, rejects with the `SpawnError` where `spawnHandle` would throw.
+ * With the reaper (Linux) the JavaScript thread queues the spawn and goes on; the reaper
+ * serves every queued spawn at its next wake-up and answers with the exits. A pool of jobs
+ * spends its time on other jobs' output meanwhile. The other backends (and a `pty`) spawn in
+ * the call, as `spawnHandle` does. `run()` spawns this way.
+ *
+ * @example
+ * ```ts
+ * import { spawnHandleAsync } from "@private-spawn/private-spawn";
+ * const children = await Promise.all(
+ *   ["a", "b", "c"].map((name) => spawnHandleAsync("echo", [name], { stdout: "piped" })),
+ * );
+ * for (const child of children) console.log((await child.stdout.text()).trim()); // "a", "b", "c"
+ * ```
+ */
+export async function spawnHandleAsync<
+  const In extends StdinOption = "inherit",
+  const Out extends Stdio = "inherit",
+  const Err extends StderrOption = "inherit",
+  const Pty extends boolean | PtySize = false,
+>(
+  command: string,
+  args?: readonly string[],
+  options?: SpawnOptions<In, Out, Err, Pty>,
+): Promise<SpawnedHandle<In, Out, Err, Pty>> {
+  const plan = planSpawn(command, args, options, hostEnvironment());
+  const { handle } = await spawnPlannedAsync(plan, { streams: true, ref: true });
+  return handle as SpawnedHandle<In, Out, Err, Pty>;
+}
+
+/**
  * The handle `spawnHandle` returns for options whose `stdin`, `stdout` and `stderr` have the
  * types `In`, `Out` and `Err`: each piped one typed as a stream, each other one as null. With
  * `pty` (`Pty` true or a size) stdin and stdout are the terminal's streams and stderr is null.
@@ -1017,18 +1053,12 @@ export function spawnPlanned(
   const registry = registryFor(plan);
   registry.drain();
   const native = registry.native;
-  let ignoreMask = 0n;
-  if (plan.keepIgnoredSignals) {
-    const out = new Uint8Array(8);
-    native.ignoredSignals(out);
-    ignoreMask = new DataView(out.buffer).getBigUint64(0, true);
-  }
   const terminal = plan.pty === null ? null : openTerminal(plan, native, how.streams);
   const planned = terminal === null ? plan : {
     ...plan,
     actions: plan.actions.map((action) => action.ptySlave ? { ...action, fd: terminal.slave } : action),
   };
-  const request = encodeRequest(planned, registry.listener, ignoreMask);
+  const request = encodeRequest(planned, registry.listener, ignoreMaskFor(plan, native));
   const rc = native.spawn(request.bytes, request.length);
   // The child has its own copies of the slave by now (or failed): the host keeps none.
   if (terminal !== null) native.close(terminal.slave);
@@ -1036,6 +1066,68 @@ export function spawnPlanned(
     if (terminal !== null) closeTerminal(terminal, native);
     throw spawnError(plan, request, -rc);
   }
+  return spawned(plan, how, registry, request, terminal);
+}
+
+/**
+ * @internal `spawnPlanned` without blocking the thread while the child is created: with the
+ * reaper the spawn is queued and the promise settles when the reaper has answered; with every
+ * other backend (and for a `pty`) it is `spawnPlanned`, settled at once.
+ */
+export function spawnPlannedAsync(
+  plan: SpawnPlan,
+  how: { streams: boolean; ref: boolean },
+): Promise<{ handle: ProcessHandle; pipes: RawPipes }> {
+  try {
+    if (plan.signal?.aborted) throw plan.signal.reason;
+    if (usesRuntimeBackend() || plan.pty !== null) return Promise.resolve(spawnPlanned(plan, how));
+    const registry = registryFor(plan);
+    registry.drain();
+    const native = registry.native;
+    const encoded = encodeRequest(plan, registry.listener, ignoreMaskFor(plan, native));
+    // Memory of its own, kept until the answer: an ArrayBuffer's contents never move.
+    const bytes = new Uint8Array(new ArrayBuffer(encoded.length));
+    bytes.set(encoded.bytes.subarray(0, encoded.length));
+    const request: EncodedRequest = { ...encoded, bytes, view: new DataView(bytes.buffer) };
+    const rc = native.spawnStart(bytes, request.length);
+    if (rc < 0) throw spawnError(plan, request, -rc);
+    if (rc === 0) return Promise.resolve(spawned(plan, how, registry, request, null));
+    return new Promise((resolve, reject) => {
+      registry.addPending(request.view.getUint32(Request.slot, true), {
+        request: bytes,
+        generation: request.view.getUint32(Request.generation, true),
+        complete(finished) {
+          try {
+            if (finished < 0) throw spawnError(plan, request, -finished);
+            resolve(spawned(plan, how, registry, request, null));
+          } catch (error) {
+            reject(error);
+          }
+        },
+      });
+    });
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** The signals the child starts with ignored: the host's, if the plan keeps them. */
+function ignoreMaskFor(plan: SpawnPlan, native: Native): bigint {
+  if (!plan.keepIgnoredSignals) return 0n;
+  const out = new Uint8Array(8);
+  native.ignoredSignals(out);
+  return new DataView(out.buffer).getBigUint64(0, true);
+}
+
+/** The handle of a child the library has spawned from `request`, with its streams. */
+function spawned(
+  plan: SpawnPlan,
+  how: { streams: boolean; ref: boolean },
+  registry: Registry,
+  request: EncodedRequest,
+  terminal: OpenedPty | null,
+): { handle: ProcessHandle; pipes: RawPipes } {
+  const native = registry.native;
   for (const action of plan.actions) action.handOver?.handOver();
   const view = request.view;
   const pipes: RawPipes = new Map();

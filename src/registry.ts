@@ -25,6 +25,22 @@ export interface Settleable {
   readonly [GENERATION]: number;
 }
 
+/**
+ * A spawn queued for the reaper (`ph_spawn_start`), waiting for its answer. Its request's
+ * memory must stay as it is until then: it is held here.
+ */
+export interface PendingSpawn {
+  /** The request, in memory of its own (an ArrayBuffer of its own: it never moves). */
+  readonly request: Uint8Array;
+  /** The slot generation of the child to be, matched against exit records. */
+  readonly generation: number;
+  /** Called once with `ph_spawn_finish`'s result: 0, or -errno. */
+  complete(rc: number): void;
+}
+
+/** `ph_spawn_finish` while the reaper has not answered. */
+const EAGAIN = 11;
+
 /** Records drained per library call. */
 const DRAIN_BATCH = 256;
 // Measured and chosen in docs/decisions/0007-reaper-liveness.md.
@@ -56,6 +72,7 @@ export class Registry {
   readonly native: Native;
   readonly listener: number;
   readonly #handles = new Map<number, Settleable>();
+  readonly #pending = new Map<number, PendingSpawn>();
   readonly #out = new Uint8Array(ExitRecord.size * DRAIN_BATCH);
   readonly #view = new DataView(this.#out.buffer);
   readonly #wake: WakeSource;
@@ -77,8 +94,26 @@ export class Registry {
     this.#handles.set(slot, handle);
   }
 
-  /** Delivers every published exit of this realm's children. */
+  /**
+   * Waits for the answer to a queued spawn of the child to be in `slot`: `spawn.complete` is
+   * called from a drain. The event loop is kept alive meanwhile.
+   */
+  addPending(slot: number, spawn: PendingSpawn): void {
+    this.#pending.set(slot, spawn);
+    this.hold();
+  }
+
+  /**
+   * Delivers every published exit of this realm's children, then the answers to its queued
+   * spawns (after the library has cleared the listener's wake-up, so a later answer wakes it
+   * again).
+   */
   drain(): void {
+    this.#drainExits();
+    if (this.#pending.size > 0) this.#finishSpawns();
+  }
+
+  #drainExits(): void {
     for (;;) {
       const count = this.native.drain(this.listener, this.#out, DRAIN_BATCH);
       if (count <= 0) return;
@@ -86,6 +121,9 @@ export class Registry {
         const offset = i * ExitRecord.size;
         const slot = this.#view.getUint32(offset + ExitRecord.slot, true);
         const generation = this.#view.getUint32(offset + ExitRecord.generation, true);
+        // A child that exited before its spawn's answer was collected: the answer came first.
+        const pending = this.#pending.get(slot);
+        if (pending !== undefined && pending.generation === generation) this.#finishSpawn(slot, pending);
         const handle = this.#handles.get(slot);
         if (handle === undefined || handle[GENERATION] !== generation) {
           // Nobody will own a lost child's pidfd: close it.
@@ -97,6 +135,22 @@ export class Registry {
         handle[SETTLE](this.#view, offset);
       }
       if (count < DRAIN_BATCH) return;
+    }
+  }
+
+  #finishSpawns(): void {
+    for (const [slot, pending] of this.#pending) this.#finishSpawn(slot, pending);
+  }
+
+  /** Collects the answer to a queued spawn, if the reaper has given it. */
+  #finishSpawn(slot: number, pending: PendingSpawn): void {
+    const rc = this.native.spawnFinish(pending.request);
+    if (rc === -EAGAIN) return;
+    this.#pending.delete(slot);
+    try {
+      pending.complete(rc);
+    } finally {
+      this.release();
     }
   }
 

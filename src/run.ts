@@ -14,7 +14,14 @@ import {
   typeError,
   valueError,
 } from "./options.ts";
-import { type ProcessHandle, type ProcessOutput, spawnHandle, spawnPlanned, WAIT_SYNC_FOR } from "./process_handle.ts";
+import {
+  type ProcessHandle,
+  type ProcessOutput,
+  spawnHandle,
+  spawnHandleAsync,
+  spawnPlanned,
+  WAIT_SYNC_FOR,
+} from "./process_handle.ts";
 import { type Native, pipeGrower } from "../ffi/mod.ts";
 import { hostEnvironment, outputSyncRuntime, usesRuntimeBackend } from "./backend.ts";
 import { getNative } from "./registry.ts";
@@ -108,7 +115,7 @@ function result(
  */
 export async function run(command: string, args: readonly string[] = [], options?: RunOptions): Promise<CommandResult> {
   const spawnOptions = helperOptions(options);
-  const handle = spawnHandle(command, args, spawnOptions);
+  const handle = await spawnHandleAsync(command, args, spawnOptions);
   const maxBuffer = checkMaxBuffer(spawnOptions.maxBuffer);
   let killed = false;
   const reading = new OutputReading(

@@ -35,6 +35,7 @@ runtimeTest("backendInfo() names it, says it is not private on POSIX, and loads 
     started: 0,
     libraryPath: "",
     buildId: "",
+    spawnsQueued: 0,
     runtime,
   });
 });

@@ -21,6 +21,7 @@ windowsTest("backendInfo(): the runtime backend, private, no library loaded", as
     started: 0,
     libraryPath: "",
     buildId: "",
+    spawnsQueued: 0,
     runtime: isBun ? "bun" : "deno",
   });
 });
@@ -34,6 +35,16 @@ windowsTest("spawnHandle: exit codes 0, 1, 42 and 255 of children running at onc
     codes.map((c) => [true, c, null, c === 0]),
   );
   assert.ok(statuses.every((s, i) => s.pid > 0 && s.pid !== statuses[(i + 1) % 4].pid));
+});
+
+windowsTest("spawnHandleAsync: settled in the call by the runtime's spawn; a missing program rejects", async () => {
+  const { spawnHandleAsync, SpawnError } = await import("../../mod.ts");
+  const children = await Promise.all([7, 9].map((code) => spawnHandleAsync(CHILD, ["exit", String(code)])));
+  assert.deepEqual((await Promise.all(children.map((child) => child.wait()))).map((s) => s.code), [7, 9]);
+  await assert.rejects(
+    spawnHandleAsync("C:\\ph-no-such-program.exe"),
+    (error) => error instanceof SpawnError && error.code === "ENOENT",
+  );
 });
 
 windowsTest("piped bytes both ways: 256 KiB through stdin and back; output() of 1 MiB on each stream", async () => {

@@ -6,7 +6,7 @@ const std = @import("std");
 
 /// Bumped whenever any layout below changes; `ph_abi_version` returns it and the
 /// TypeScript loader refuses a library whose version differs.
-pub const abi_version: u32 = 17;
+pub const abi_version: u32 = 18;
 
 pub const slots_max: u32 = 1 << 16;
 pub const listeners_max: u32 = 64;
@@ -297,6 +297,8 @@ pub const Info = extern struct {
     build_id: u32,
     /// The build id of the last helper that refused the library (another build's), 0 if none.
     helper_refused_build_id: u32,
+    /// Spawns answered through the reaper's queue (`ph_spawn_start`) since the library loaded.
+    spawns_queued: u32,
 };
 
 comptime {
@@ -304,7 +306,7 @@ comptime {
     std.debug.assert(@sizeOf(Request) == 144);
     std.debug.assert(@sizeOf(RlimitEntry) == 24);
     std.debug.assert(@sizeOf(ExitRecord) == 48);
-    std.debug.assert(@sizeOf(Info) == 68);
+    std.debug.assert(@sizeOf(Info) == 72);
     std.debug.assert(@sizeOf(Pty) == 16);
     std.debug.assert(@offsetOf(Request, "ignore_mask") == 96);
     std.debug.assert(@offsetOf(Request, "environ_addr") == 104);

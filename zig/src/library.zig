@@ -130,7 +130,47 @@ fn ensure_owner_locked() i32 {
     return helper.start_locked();
 }
 
+/// `ph_spawn`: spawns and returns once the child runs (0) or failed (-errno).
 pub fn spawn(request: *abi.Request, len: usize) i32 {
+    return spawn_with(request, len, false);
+}
+
+/// `ph_spawn_start`: like `spawn`, but with the reaper the spawn is queued (a copy of the
+/// request) and 1 returned at once; the caller's request must stay allocated, `spawn_finish`
+/// writes the answer into it. 0 (done) or -errno as `spawn` with every other backend, when the
+/// queue is full, or for a spawn made in the call (`reaper.enqueue_locked`).
+pub fn spawn_start(request: *abi.Request, len: usize) i32 {
+    return spawn_with(request, len, true);
+}
+
+/// `ph_spawn_finish`: the answer to a spawn `spawn_start` queued: -EAGAIN while the reaper has
+/// not answered (its listener's pipe is woken when it has), else 0 or -errno as `spawn`.
+/// -EINVAL for a request that is not queued.
+pub fn spawn_finish(request: *abi.Request) i32 {
+    if (comptime portable) return -sys.E.INVAL;
+    lock(&g.lock);
+    defer unlock(&g.lock);
+    ensure_process();
+    if (!g.private_ready) return -sys.E.INVAL;
+    const entry = reaper.queued_locked(request) orelse return -sys.E.INVAL;
+    if (@atomicLoad(u32, &entry.state, .acquire) != state_zig.QueuedState.answered) return -sys.E.AGAIN;
+    const copy = entry.plan.request;
+    if (entry.untaken) {
+        // The reaper died before it took the spawn: no child exists, spawn it now.
+        entry.untaken = false;
+        const reaper_rc = ensure_owner_locked();
+        if (reaper_rc < 0) {
+            _ = fail(copy, if (choice.active == .helper) .helper else .reaper, -reaper_rc);
+        } else call("submit_locked", .{&entry.plan});
+    }
+    close_pipes(entry.plan.actions, copy.err_errno != 0);
+    if (copy.err_errno != 0) release_slot(copy.slot);
+    reaper.copy_answer(entry);
+    @atomicStore(u32, &entry.state, state_zig.QueuedState.free, .release);
+    return -copy.err_errno;
+}
+
+fn spawn_with(request: *abi.Request, len: usize, queue_allowed: bool) i32 {
     request.pid = -1;
     request.pidfd = -1;
     request.group_pidfd = -1;
@@ -167,6 +207,7 @@ pub fn spawn(request: *abi.Request, len: usize) i32 {
         request.err_index = pipes_rc.index;
         return fail(request, .pipe, pipes_rc.errno);
     }
+    if (!portable and queue_allowed and choice.active == .reaper and reaper.enqueue_locked(&plan, request, len)) return 1;
     if (has_pdfork and choice.active == .pdfork) {
         // The child is forked from this thread: it has the host's attributes as they are
         // (`prepare_plan` left no change to apply), only those the request asks for.
@@ -251,6 +292,7 @@ pub fn get_info(out: *abi.Info) void {
         .private = @intFromBool(choice.active != .pdfork or builtin.os.tag != .linux),
         .build_id = region_zig.build_id(),
         .helper_refused_build_id = g.helper_refused_build_id,
+        .spawns_queued = g.spawns_queued,
     };
     if (g.pidfd_mode != .available or g.init_pid != sys.getpid()) return;
     out.tree = .descendants;

@@ -51,6 +51,18 @@ pub export fn ph_spawn(request: *abi.Request, len: usize) i32 {
     return backend_impl.spawn(request, len);
 }
 
+/// int32_t ph_spawn_start(struct ph_request *request, size_t len): 1 when the spawn is queued
+/// (the request must stay allocated: ph_spawn_finish writes the answer into it), else as ph_spawn.
+pub export fn ph_spawn_start(request: *abi.Request, len: usize) i32 {
+    return backend_impl.spawn_start(request, len);
+}
+
+/// int32_t ph_spawn_finish(struct ph_request *request): -EAGAIN until the queued spawn is
+/// answered (its listener is woken then), then 0 or -errno as ph_spawn.
+pub export fn ph_spawn_finish(request: *abi.Request) i32 {
+    return backend_impl.spawn_finish(request);
+}
+
 /// int32_t ph_drain(uint32_t listener, struct ph_exit *out, uint32_t max)
 pub export fn ph_drain(listener: u32, out: [*]abi.ExitRecord, max: u32) i32 {
     return backend_impl.drain(listener, out[0..max]);

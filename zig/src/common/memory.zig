@@ -35,7 +35,9 @@ pub fn setup_memory() i32 {
         const table = map(pid_table.Table.bytes) orelse return -sys.E.NOMEM;
         const reaper_top = map_stack(reaper_stack_len) orelse return -sys.E.NOMEM;
         const child_top = map_stack(child_stack_len) orelse return -sys.E.NOMEM;
+        const queue = map(state_zig.queue_bytes) orelse return -sys.E.NOMEM;
         g.free_stack = @ptrFromInt(free_stack);
+        g.queue = @ptrFromInt(queue);
         g.table = pid_table.Table.init(@ptrFromInt(table));
         g.reaper_stack = reaper_top;
         g.child_stack = child_top;
@@ -99,6 +101,7 @@ fn reset_after_fork() void {
     const table = g.table;
     const reaper_stack = g.reaper_stack;
     const child_stack = g.child_stack;
+    const queue = g.queue;
     // g.lock is zero again: the copy has one thread, nobody else can hold it.
     g.* = .{};
     if (private_ready) {
@@ -107,6 +110,9 @@ fn reset_after_fork() void {
         g.table.clear();
         g.reaper_stack = reaper_stack;
         g.child_stack = child_stack;
+        // The parent's queued spawns are not this copy's: every entry free.
+        for (queue) |*entry| entry.state = state_zig.QueuedState.free;
+        g.queue = queue;
         g.private_ready = true;
     }
 }

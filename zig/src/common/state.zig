@@ -87,6 +87,46 @@ pub const ChildPlan = struct {
     err_index: u32 = abi.none,
 };
 
+/// A spawn queued for the reaper (`ph_spawn_start`): the host copies its request here and
+/// returns; the reaper serves every queued spawn at each wake-up, in order, and answers in the
+/// copy and with a wake-up of its listener; the host copies the answer back to the caller's
+/// request (`ph_spawn_finish`). The reaper never reads the caller's memory, which a JavaScript
+/// realm that ends (a Worker terminated) would free.
+pub const Queued = struct {
+    /// The caller's request, to match `ph_spawn_finish` with; never read by the reaper.
+    caller: *abi.Request,
+    /// The order of the spawn's call among the queued ones.
+    sequence: u64,
+    plan: ChildPlan,
+    /// A `QueuedState`: free and answered are the host's to change, queued and taken the reaper's.
+    state: u32,
+    /// Set with `answered` when the reaper died before it took the spawn: no child exists, the
+    /// host spawns it again at `ph_spawn_finish`.
+    untaken: bool,
+    /// The plan's supplementary groups: `host_groups` is one buffer for the spawn in flight.
+    groups: [groups_max]u32,
+    /// The host's `environ` array at the call (`flag_host_environ`), null-terminated: libc may
+    /// reallocate it at a setenv before the reaper serves the spawn.
+    environ: [environ_copy_max]?[*:0]const u8,
+    /// The copy of the caller's request buffer the plan points into.
+    request: [request_copy_max]u8 align(8),
+};
+pub const QueuedState = struct {
+    pub const free: u32 = 0;
+    pub const queued: u32 = 1;
+    pub const taken: u32 = 2;
+    pub const answered: u32 = 3;
+};
+/// How many spawns may wait for the reaper; one more is spawned in the call (after the reaper
+/// has served the queue). A pool of 8 to 32 jobs starts at most that many at once; the reaper
+/// scans the whole table for the next one, a few nanoseconds per entry.
+pub const queue_max = 32;
+/// A host with more environment variables is spawned in the call.
+pub const environ_copy_max = 1024;
+/// A larger request (long arguments or environment) is spawned in the call.
+pub const request_copy_max = 32 * 1024;
+pub const queue_bytes = queue_max * @sizeOf(Queued);
+
 /// How children get their descriptor tables (`Info.fd_table`).
 pub const FdTable = enum(u32) {
     unknown = 0,
@@ -140,6 +180,15 @@ const State = struct {
     /// child could not unshare (ENOSYS, EPERM).
     fd_table_mode: FdTable = .unknown,
     plan: ?*ChildPlan = null,
+    /// Spawns queued for the reaper, in private memory (zeros: every entry free): the host
+    /// fills any free entry and numbers it (`Queued.sequence`), the reaper serves them in that
+    /// order. (A realm that ends with spawns in flight never frees their entries: a ring
+    /// would stop at the first of them; a table only has fewer entries.)
+    queue: *[queue_max]Queued = undefined,
+    /// The next `Queued.sequence`.
+    queue_sequence: u64 = 0,
+    /// Spawns answered through the queue since the library was loaded (`Info.spawns_queued`).
+    spawns_queued: u32 = 0,
     /// Children whose reaper died while they ran, held by pidfd until their status is known.
     orphans: u32 = 0,
     request_done: u32 = 0,

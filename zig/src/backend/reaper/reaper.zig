@@ -23,9 +23,12 @@ const region_zig = @import("../../common/region.zig");
 const SlotState = region_zig.SlotState;
 const request_zig = @import("../../common/request.zig");
 const host_attribute_changes = request_zig.host_attribute_changes;
+const prepare_plan = request_zig.prepare_plan;
 const snapshot_attributes = request_zig.snapshot_attributes;
 const state_zig = @import("../../common/state.zig");
 const ChildPlan = state_zig.ChildPlan;
+const Queued = state_zig.Queued;
+const QueuedState = state_zig.QueuedState;
 const g = &state_zig.g;
 const liveness_check_ms = state_zig.liveness_check_ms;
 
@@ -51,6 +54,7 @@ pub fn reaper_gone(pid: i32, flags: u32) bool {
 /// `lost` now. `check_reaper` starts the next reaper at once when there are orphans.
 fn reaper_died_locked() void {
     g.reaper_pid = 0;
+    answer_queue_locked();
     // The pidfds of exits it published but had not closed yet: nobody else refers to them.
     close_published_pidfds();
     var index: u32 = 0;
@@ -146,26 +150,160 @@ pub fn serve_request() void {
     clean_up_published();
     var counter: u64 = 0;
     _ = sys.read(g.request_efd, @ptrCast(&counter), 8);
+    serve_queue();
     const plan = g.plan orelse return;
     @atomicStore(u32, &plan.taken, 1, .release);
-    const request = plan.request;
-    spawn_child(plan);
-    if (request.err_errno == 0) {
-        const slot = &g.slots[request.slot];
-        slot.pid = request.pid;
-        slot.pidfd = request.pidfd;
-        slot.pgid = leads_group(request);
-        request.group_pidfd = group_pidfd(request, slot.pgid);
-        slot.watched = 0;
-        slot.spawned_ns = sys.clock_monotonic_ns();
-        owner_zig.note_spawned();
-        g.table.insert(request.pid, request.slot);
-        watch_child(request.slot);
-        @atomicStore(u32, &slot.state, SlotState.running, .release);
-    }
+    serve_plan(plan);
     g.plan = null;
     @atomicStore(u32, &g.request_done, 1, .release);
     _ = sys.futex_wake(&g.request_done, 1);
+}
+
+/// Serves every queued spawn in the order of the calls, then wakes the listeners their answers
+/// go to.
+fn serve_queue() void {
+    var woken = std.StaticBitSet(abi.listeners_max).initEmpty();
+    while (next_queued()) |entry| {
+        @atomicStore(u32, &entry.state, QueuedState.taken, .release);
+        entry.plan.taken = 1;
+        serve_plan(&entry.plan);
+        woken.set(entry.plan.request.listener);
+        g.spawns_queued +%= 1;
+        @atomicStore(u32, &entry.state, QueuedState.answered, .release);
+    }
+    var listeners_woken = woken.iterator(.{});
+    while (listeners_woken.next()) |listener| exits_zig.wake_reader(@intCast(listener));
+}
+
+/// The queued spawn called first, or null.
+fn next_queued() ?*Queued {
+    var first: ?*Queued = null;
+    for (g.queue) |*entry| {
+        if (@atomicLoad(u32, &entry.state, .acquire) != QueuedState.queued) continue;
+        if (first == null or entry.sequence < first.?.sequence) first = entry;
+    }
+    return first;
+}
+
+/// Spawns the plan's child and, if it runs, starts watching it.
+fn serve_plan(plan: *ChildPlan) void {
+    const request = plan.request;
+    spawn_child(plan);
+    if (request.err_errno != 0) return;
+    const slot = &g.slots[request.slot];
+    slot.pid = request.pid;
+    slot.pidfd = request.pidfd;
+    slot.pgid = leads_group(request);
+    request.group_pidfd = group_pidfd(request, slot.pgid);
+    slot.watched = 0;
+    slot.spawned_ns = sys.clock_monotonic_ns();
+    owner_zig.note_spawned();
+    g.table.insert(request.pid, request.slot);
+    watch_child(request.slot);
+    @atomicStore(u32, &slot.state, SlotState.running, .release);
+}
+
+/// Queues the spawn of `plan` (prepared from `request`, `len` bytes, its pipes open) for the
+/// reaper: the request copied into the entry and its plan made again over the copy, the host's
+/// attributes and environment read now. False when the queue is full or the spawn must be made
+/// in the call (`queueable`); the caller spawns synchronously then.
+pub fn enqueue_locked(plan: *ChildPlan, request: *abi.Request, len: usize) bool {
+    const entry = free_entry() orelse return false;
+    if (!queueable(plan) or len > entry.request.len) return false;
+    @memcpy(entry.request[0..len], @as([*]const u8, @ptrCast(request))[0..len]);
+    const copy: *abi.Request = @ptrCast(&entry.request);
+    // The same validation, over the same bytes: it cannot fail now.
+    if (prepare_plan(copy, len, &entry.plan)) |_| unreachable;
+    const queued = &entry.plan;
+    if (copy.flags & abi.flag_host_environ != 0) {
+        var count: usize = 0;
+        while (queued.envp[count] != null) : (count += 1) {
+            if (count + 1 >= entry.environ.len) return false;
+        }
+        @memcpy(entry.environ[0 .. count + 1], queued.envp[0 .. count + 1]);
+        queued.envp = &entry.environ;
+    }
+    host_attribute_changes(queued);
+    queued.attributes_ready = 1;
+    if (queued.set_groups) |groups| {
+        @memcpy(entry.groups[0..groups.len], groups);
+        queued.set_groups = entry.groups[0..groups.len];
+    }
+    entry.caller = request;
+    entry.sequence = g.queue_sequence;
+    g.queue_sequence += 1;
+    entry.untaken = false;
+    @atomicStore(u32, &entry.state, QueuedState.queued, .release);
+    const one: u64 = 1;
+    _ = sys.write(g.request_efd, @ptrCast(&one), 8);
+    return true;
+}
+
+fn free_entry() ?*Queued {
+    for (g.queue) |*entry| {
+        if (@atomicLoad(u32, &entry.state, .acquire) == QueuedState.free) return entry;
+    }
+    return null;
+}
+
+/// Copies the reaper's answer (pid, pidfds, the failed step, the pipes' host ends) from the
+/// entry's copy of the request to the caller's.
+pub fn copy_answer(entry: *const Queued) void {
+    const copy: *const abi.Request = @ptrCast(&entry.request);
+    const caller = entry.caller;
+    caller.pid = copy.pid;
+    caller.pidfd = copy.pidfd;
+    caller.group_pidfd = copy.group_pidfd;
+    caller.err_errno = copy.err_errno;
+    caller.err_step = copy.err_step;
+    caller.err_index = copy.err_index;
+    const caller_actions: [*]abi.FdAction = @ptrFromInt(@intFromPtr(caller) + @sizeOf(abi.Request));
+    for (entry.plan.actions, caller_actions) |action, *out| out.out_fd = action.out_fd;
+}
+
+/// Whether the plan can wait in the queue: not when it names host descriptors (`dup`, a handed
+/// over pipe end, `inheritFds`), which the caller may close or reuse once the call returns.
+/// Those spawns are made in the call, with the descriptors as they are then.
+fn queueable(plan: *const ChildPlan) bool {
+    if (plan.request.flags & abi.flag_inherit_fds != 0) return false;
+    for (plan.actions) |action| {
+        if (action.kind == .dup or action.kind == .handover) return false;
+    }
+    return true;
+}
+
+/// The queued spawn of the caller's `request`, or null if there is none.
+pub fn queued_locked(request: *const abi.Request) ?*Queued {
+    for (g.queue) |*entry| {
+        if (@atomicLoad(u32, &entry.state, .acquire) == QueuedState.free) continue;
+        if (entry.caller == request) return entry;
+    }
+    return null;
+}
+
+/// The reaper died: every spawn it had not answered is answered now. One it never took is
+/// marked `untaken` (no child exists: `ph_spawn_finish` spawns it again); one it was serving
+/// failed unless its child runs already (then the dead reaper's children are handled as such).
+fn answer_queue_locked() void {
+    if (!g.private_ready) return;
+    for (g.queue) |*entry| {
+        const state = @atomicLoad(u32, &entry.state, .acquire);
+        if (state != QueuedState.queued and state != QueuedState.taken) continue;
+        const request = entry.plan.request;
+        if (state == QueuedState.queued) {
+            entry.untaken = true;
+        } else if (request.err_errno == 0 and @atomicLoad(u32, &g.slots[request.slot].state, .acquire) != SlotState.running) {
+            // A child may exist, now the kernel's to re-parent: nothing of it is kept.
+            inline for (.{ &request.pidfd, &request.group_pidfd }) |fd| {
+                if (fd.* >= 0) _ = sys.close(fd.*);
+                fd.* = -1;
+            }
+            request.err_errno = sys.E.CHILD;
+            request.err_step = .reaper;
+        }
+        @atomicStore(u32, &entry.state, QueuedState.answered, .release);
+        exits_zig.wake_reader(request.listener);
+    }
 }
 
 /// Hands `plan` to the reaper and waits for its answer; false if the reaper died first.
