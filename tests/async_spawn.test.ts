@@ -7,6 +7,7 @@ import { backendInfo, type ProcessError, reaperInfo, run, SpawnError, spawnHandl
 import {
   BACKEND,
   LAUNCH_SIGCHLD,
+  nativeTest,
   NOT_PRIVATE,
   openFds,
   PDFORK,
@@ -114,24 +115,28 @@ test("spawnHandleAsync: an AbortSignal aborted while the spawn is in flight kill
   );
 });
 
-test("spawnHandleAsync: a host descriptor given to the child is the one open at the call, closed right after it", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "ph-async-"));
-  try {
-    const queuedBefore = backendInfo().spawnsQueued;
-    const path = join(dir, "out");
-    const fd = openSync(path, "w");
-    const spawning = spawnHandleAsync("sh", ["-c", "echo to-the-fd"], { stdout: fd });
-    // Closed (and its number free for reuse) before the spawn's promise is even awaited.
-    closeSync(fd);
-    const status = await (await spawning).wait();
-    assert.equal(status.code, 0);
-    assert.equal(readFileSync(path, "utf8"), "to-the-fd\n");
-    // Such a spawn is made in the call, not queued.
-    assert.equal(backendInfo().spawnsQueued, queuedBefore);
-  } finally {
-    rmSync(dir, { recursive: true });
-  }
-});
+nativeTest(
+  "spawnHandleAsync: a host descriptor given to the child is the one open at the call, closed right after it",
+  "the runtimes take no descriptor number for stdio",
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ph-async-"));
+    try {
+      const queuedBefore = backendInfo().spawnsQueued;
+      const path = join(dir, "out");
+      const fd = openSync(path, "w");
+      const spawning = spawnHandleAsync("sh", ["-c", "echo to-the-fd"], { stdout: fd });
+      // Closed (and its number free for reuse) before the spawn's promise is even awaited.
+      closeSync(fd);
+      const status = await (await spawning).wait();
+      assert.equal(status.code, 0);
+      assert.equal(readFileSync(path, "utf8"), "to-the-fd\n");
+      // Such a spawn is made in the call, not queued.
+      assert.equal(backendInfo().spawnsQueued, queuedBefore);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  },
+);
 
 test("spawnHandleAsync: the child gets the environment as it is at the call, whatever the host sets after it", async () => {
   process.env.PH_ASYNC_ENV = "at-the-call";
@@ -214,17 +219,16 @@ reaperTest(
   },
 );
 
-test(
+nativeTest(
   "a host with a SIGCHLD handler and a waitpid(-1) loop: 40 children spawned asynchronously stay private",
+  "its children are the host's own on POSIX, not private",
   async () => {
     const result = await runFixture("hostile_many.ts", ["--only-ours", "--async"]);
     assert.equal(result.code, 0, result.stderr);
     const report = JSON.parse(result.stdout);
-    if (BACKEND !== "runtime") {
-      assert.ok(report.sigchld <= LAUNCH_SIGCHLD, `${report.sigchld} SIGCHLD`);
-      assert.deepEqual(report.stolen, []);
-      assert.ok(report.echild > 0, "the host's waitpid(-1) must have seen no children");
-    }
+    assert.ok(report.sigchld <= LAUNCH_SIGCHLD, `${report.sigchld} SIGCHLD`);
+    assert.deepEqual(report.stolen, []);
+    assert.ok(report.echild > 0, "the host's waitpid(-1) must have seen no children");
     for (const o of report.ours) assert.equal(o.code, o.expected, `pid ${o.pid}`);
     if (QUEUES) assert.ok(report.queued > 0, `${report.queued} spawns queued`);
   },

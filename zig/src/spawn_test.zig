@@ -155,6 +155,52 @@ test "a malformed request is refused before anything is created" {
     try testing.expectEqual(abi.Step.request, request.err_step);
 }
 
+/// `spawn_finish` until the reaper has answered (10 s at most).
+fn finish_queued(request: *abi.Request) i32 {
+    var tries: u32 = 0;
+    while (tries < 10_000) : (tries += 1) {
+        const rc = linux.spawn_finish(request);
+        if (rc != -@as(i32, sys.E.AGAIN)) return rc;
+        std.Thread.sleep(std.time.ns_per_ms);
+    }
+    return -@as(i32, sys.E.AGAIN);
+}
+
+test "a queued spawn runs from the library's copy of the request: the caller's strings may change meanwhile" {
+    try open_listener();
+    var buffer: [4096]u8 align(8) = undefined;
+    const request = build(&buffer, &.{ "sh", "-c", "exit 5" }, &.{});
+    try testing.expectEqual(@as(i32, -sys.E.INVAL), linux.spawn_finish(request));
+    try testing.expectEqual(@as(i32, 1), linux.spawn_start(request, request.buffer_len));
+    // What a terminated Worker's freed memory could hold by now.
+    @memset(buffer[request.strings_off..request.buffer_len], 'x');
+    try testing.expectEqual(@as(i32, 0), finish_queued(request));
+    try testing.expect(request.pid > 0);
+    var record: abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
+    try testing.expectEqual(abi.ExitKind.exited, record.kind);
+    try testing.expectEqual(@as(i32, 5), record.value);
+    _ = drain_listener();
+    // Collected: the request is not queued any more.
+    try testing.expectEqual(@as(i32, -sys.E.INVAL), linux.spawn_finish(request));
+}
+
+test "a queued spawn that fails is answered with its step; one given a host descriptor is made in the call" {
+    try open_listener();
+    var buffer: [4096]u8 align(8) = undefined;
+    const missing = build(&buffer, &.{"no-such-program-here"}, &.{});
+    try testing.expectEqual(@as(i32, 1), linux.spawn_start(missing, missing.buffer_len));
+    try testing.expectEqual(@as(i32, -sys.E.NOENT), finish_queued(missing));
+    try testing.expectEqual(abi.Step.execve, missing.err_step);
+    var dup = action(1, .dup);
+    dup.fd = 2;
+    const named = build(&buffer, &.{"true"}, &.{dup});
+    try testing.expectEqual(@as(i32, 0), linux.spawn_start(named, named.buffer_len));
+    var record: abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(named.slot, named.generation, &record, 10_000));
+    _ = drain_listener();
+}
+
 /// Runs `argv` with stdin from /dev/null and stdout piped; returns what it wrote (one read).
 fn spawn_output(argv: []const []const u8, out: []u8) ![]u8 {
     try open_listener();
