@@ -26,8 +26,8 @@ export interface Settleable {
 }
 
 /**
- * A spawn queued for the reaper (`ph_spawn_start`), waiting for its answer. Its request's
- * memory must stay as it is until then: it is held here.
+ * A spawn queued for the reaper (`ph_spawn_start`), waiting for its answer. The library spawns
+ * from its own copy of the request and writes the answer into this one, which is held here.
  */
 export interface PendingSpawn {
   /** The request, in memory of its own (an ArrayBuffer of its own: it never moves). */

@@ -185,6 +185,30 @@ test "a queued spawn runs from the library's copy of the request: the caller's s
     try testing.expectEqual(@as(i32, -sys.E.INVAL), linux.spawn_finish(request));
 }
 
+test "two queued spawns from the same memory (a realm's freed, then reused): each answer goes to its own" {
+    try open_listener();
+    var buffer: [4096]u8 align(8) = undefined;
+    const first = build(&buffer, &.{ "sh", "-c", "exit 5" }, &.{});
+    try testing.expectEqual(@as(i32, 1), linux.spawn_start(first, first.buffer_len));
+    const first_slot = first.slot;
+    const first_generation = first.generation;
+    const second = build(&buffer, &.{ "sh", "-c", "exit 7" }, &.{});
+    try testing.expectEqual(@as(i32, 1), linux.spawn_start(second, second.buffer_len));
+    try testing.expectEqual(@as(i32, 0), finish_queued(second));
+    var record: abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(second.slot, second.generation, &record, 10_000));
+    try testing.expectEqual(second.pid, record.pid);
+    try testing.expectEqual(@as(i32, 7), record.value);
+    // The first is still there, under its own slot.
+    second.slot = first_slot;
+    second.generation = first_generation;
+    try testing.expectEqual(@as(i32, 0), finish_queued(second));
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(first_slot, first_generation, &record, 10_000));
+    try testing.expectEqual(second.pid, record.pid);
+    try testing.expectEqual(@as(i32, 5), record.value);
+    _ = drain_listener();
+}
+
 test "a queued spawn that fails is answered with its step; one given a host descriptor is made in the call" {
     try open_listener();
     var buffer: [4096]u8 align(8) = undefined;

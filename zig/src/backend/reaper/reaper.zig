@@ -272,11 +272,15 @@ fn queueable(plan: *const ChildPlan) bool {
     return true;
 }
 
-/// The queued spawn of the caller's `request`, or null if there is none.
+/// The queued spawn of the caller's `request`, or null if there is none. Matched by its slot
+/// and generation too: the memory of a realm that ended with a spawn in flight (whose entry
+/// stays) may hold another request since.
 pub fn queued_locked(request: *const abi.Request) ?*Queued {
     for (g.queue) |*entry| {
         if (@atomicLoad(u32, &entry.state, .acquire) == QueuedState.free) continue;
-        if (entry.caller == request) return entry;
+        const copy = entry.plan.request;
+        if (entry.caller != request or copy.slot != request.slot or copy.generation != request.generation) continue;
+        return entry;
     }
     return null;
 }
