@@ -181,7 +181,7 @@ test("a pending spawn keeps the event loop alive: a script that does not await i
   assert.deepEqual(result.stdout.trim().split("\n").sort(), ["child says hi", "spawned: true"]);
 });
 
-test("a Worker terminated with spawns in flight: the main thread spawns on, with the same reaper", async () => {
+test("Workers terminated with spawns in flight: the main thread spawns on, with the same reaper", async () => {
   const result = await runFixture("worker_async_terminated.ts");
   assert.equal(result.code, 0, result.stderr);
   const report = JSON.parse(result.stdout);
@@ -190,9 +190,22 @@ test("a Worker terminated with spawns in flight: the main thread spawns on, with
     assert.equal(report.reaperAfter, report.reaperBefore);
     assert.equal(report.started, 1);
   }
-  // The dead realm's entries stay taken; the others still queue.
-  if (QUEUES) assert.ok(report.queued > 0, `${report.queued} spawns queued after the Worker ended`);
+  if (QUEUES) assert.ok(report.queued > 0, `${report.queued} spawns queued after the Workers ended`);
 }, { timeoutMs: 60_000 });
+
+reaperTest(
+  "a terminated Worker's answered spawns are let go: the whole queue serves the main thread again",
+  "the helper's spawns are not queued",
+  async () => {
+    const result = await runFixture("worker_queue_released.ts");
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout);
+    assert.deepEqual(report.codes, Array.from({ length: 13 }, (_, i) => i));
+    // 32 entries: 20 kept for the ended realm would leave room for 12.
+    assert.equal(report.queued, 13);
+  },
+  { timeoutMs: 60_000 },
+);
 
 reaperTest(
   "the reaper killed with spawns in its queue: they are spawned by the next reaper, none hangs",

@@ -8,10 +8,13 @@ import {
   EXPECT_PIDFD,
   nativeTest,
   NO_OWNER,
+  PDFORK,
   procStat,
   reaperTest,
   runFixture,
+  RUNTIME,
   sleep,
+  test,
   TINY,
 } from "./harness.ts";
 
@@ -59,6 +62,22 @@ nativeTest(
     assert.equal(report.mainReaper, report.workerReaper);
     assert.equal(report.reapersStarted, 1);
   },
+);
+
+test(
+  "70 Workers one after another, more than the 64 listeners: each ended realm's listener is taken over",
+  async () => {
+    const result = await runFixture("workers_many.ts", ["70"]);
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout);
+    assert.deepEqual(report.outputs, Array.from({ length: 70 }, () => "hi\n"));
+    assert.equal(report.main, "main\n");
+    // A listener is a pipe: 70 of them would be 140 descriptors more.
+    const pipes: number[] = report.pipesAfter;
+    assert.ok(Math.max(...pipes) <= pipes[0] + 6, `the host's pipes after each Worker: ${pipes.join(" ")}`);
+    if (!RUNTIME && !PDFORK) assert.equal(report.started, 1);
+  },
+  { timeoutMs: 120_000 },
 );
 
 reaperTest(

@@ -96,6 +96,12 @@ pub fn listener_closed(index: u32) void {
     call("listener_closed", .{index});
 }
 
+/// Releases the queued spawns of realms that have ended (`reaper.release_ended_locked`), but
+/// none of `live_listener`'s (the caller's own, or `abi.none`). Under `g.lock`.
+pub fn release_ended_spawns(live_listener: u32) void {
+    if (comptime !portable) reaper.release_ended_locked(live_listener);
+}
+
 /// 1 if the owner had died (its children were reported lost or handed to a new reaper), else 0.
 pub fn check_reaper() i32 {
     lock(&g.lock);

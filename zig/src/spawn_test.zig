@@ -225,6 +225,136 @@ test "a queued spawn that fails is answered with its step; one given a host desc
     _ = drain_listener();
 }
 
+/// A realm whose thread ends with the queue full of its spawns, never finished (a Worker
+/// terminated): its requests lived on its stack. With `await_answers` it ends once the reaper
+/// has answered them all.
+const EndedRealm = struct {
+    await_answers: bool,
+    listener: i32 = -1,
+    read_fd: i32 = -1,
+    thread: u64 = 0,
+    queued: u32 = 0,
+
+    fn run(self: *EndedRealm) void {
+        self.thread = sys.thread_id();
+        self.listener = linux.listener_open(false);
+        if (self.listener < 0) return;
+        const index: u32 = @intCast(self.listener);
+        self.read_fd = linux.listener_fd(index);
+        var info: abi.Info = undefined;
+        linux.get_info(&info);
+        const answered_before = info.spawns_queued;
+        var buffers: [queue_max][1024]u8 align(8) = undefined;
+        for (&buffers) |*buffer| {
+            const actions = [_]abi.FdAction{action(1, .pipe_from_child)};
+            const request = build_request(buffer, &.{ "sh", "-c", "exit 3" }, &actions, index);
+            if (linux.spawn_start(request, request.buffer_len) == 1) self.queued += 1;
+        }
+        var waited_ms: u32 = 0;
+        while (self.await_answers and waited_ms < 10_000) : (waited_ms += 1) {
+            linux.get_info(&info);
+            if (info.spawns_queued -% answered_before >= self.queued) break;
+            std.Thread.sleep(std.time.ns_per_ms);
+        }
+    }
+
+    /// Runs the realm on a thread of its own until that thread is gone.
+    fn end(self: *EndedRealm) !void {
+        const thread = try std.Thread.spawn(.{}, EndedRealm.run, .{self});
+        thread.join();
+        try testing.expect(self.listener >= 0);
+        try testing.expectEqual(@as(u32, queue_max), self.queued);
+        var waited_ms: u32 = 0;
+        while (!sys.thread_gone(self.thread) and waited_ms < 2000) : (waited_ms += 1) std.Thread.sleep(std.time.ns_per_ms);
+    }
+};
+const queue_max = @import("common/state.zig").queue_max;
+
+/// Queues a spawn from this file's realm: possible only once the ended realm's entries went.
+fn spawn_queued_exit_4() !void {
+    var buffer: [4096]u8 align(8) = undefined;
+    const request = build(&buffer, &.{ "sh", "-c", "exit 4" }, &.{});
+    try testing.expectEqual(@as(i32, 1), linux.spawn_start(request, request.buffer_len));
+    try testing.expectEqual(@as(i32, 0), finish_queued(request));
+    var record: abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
+    try testing.expectEqual(@as(i32, 4), record.value);
+    _ = drain_listener();
+}
+
+/// Drains `index` until `expected` exits of the ended realm's children came, or `wait_ms` passed.
+fn drain_ended(index: u32, expected: u32, wait_ms: u32) !u32 {
+    var exits: u32 = 0;
+    var waited_ms: u32 = 0;
+    while (exits < expected and waited_ms < wait_ms) {
+        var drained: [16]abi.ExitRecord = undefined;
+        const count = linux.drain(index, &drained);
+        try testing.expect(count >= 0);
+        for (drained[0..@intCast(count)]) |exit| {
+            try testing.expectEqual(@as(i32, 3), exit.value);
+            exits += 1;
+        }
+        if (count == 0) {
+            std.Thread.sleep(std.time.ns_per_ms);
+            waited_ms += 1;
+        }
+    }
+    return exits;
+}
+
+test "a realm whose thread ended with the queue full of answers: they are let go, the next realm takes its listener over" {
+    try open_listener();
+    var info: abi.Info = undefined;
+    linux.get_info(&info);
+    const slots_before = info.slots_in_use;
+    var realm = EndedRealm{ .await_answers = true };
+    try realm.end();
+    try spawn_queued_exit_4();
+    // A new realm gets the ended one's listener, pipe and all, and the exits of its children.
+    const opened = linux.listener_open(false);
+    try testing.expectEqual(realm.listener, opened);
+    const index: u32 = @intCast(opened);
+    try testing.expectEqual(realm.read_fd, linux.listener_fd(index));
+    try testing.expectEqual(@as(u32, queue_max), try drain_ended(index, queue_max, 5000));
+    linux.get_info(&info);
+    try testing.expectEqual(slots_before, info.slots_in_use);
+    try testing.expectEqual(@as(i32, 0), linux.listener_close(index));
+}
+
+fn resume_after_1s(pid: i32) void {
+    std.Thread.sleep(std.time.ns_per_s);
+    _ = sys.kill(pid, std.posix.SIG.CONT);
+}
+
+test "a realm whose thread ended with its spawns still queued (the reaper stopped): none of them runs" {
+    try open_listener();
+    var info: abi.Info = undefined;
+    linux.get_info(&info);
+    const slots_before = info.slots_in_use;
+    const reaper_pid = info.reaper_pid;
+    try testing.expect(reaper_pid > 0);
+    try testing.expectEqual(@as(i32, 0), sys.errno(sys.kill(reaper_pid, std.posix.SIG.STOP)));
+    // Resumed after a second whatever happens: a spawn made in the call would wait for it.
+    const resumer = try std.Thread.spawn(.{}, resume_after_1s, .{reaper_pid});
+    defer resumer.join();
+    var realm = EndedRealm{ .await_answers = false };
+    try realm.end();
+    var buffer: [4096]u8 align(8) = undefined;
+    const request = build(&buffer, &.{ "sh", "-c", "exit 4" }, &.{});
+    try testing.expectEqual(@as(i32, 1), linux.spawn_start(request, request.buffer_len));
+    try testing.expectEqual(@as(i32, 0), finish_queued(request));
+    var record: abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
+    _ = drain_listener();
+    const opened = linux.listener_open(false);
+    try testing.expectEqual(realm.listener, opened);
+    const index: u32 = @intCast(opened);
+    try testing.expectEqual(@as(u32, 0), try drain_ended(index, 1, 300));
+    linux.get_info(&info);
+    try testing.expectEqual(slots_before, info.slots_in_use);
+    try testing.expectEqual(@as(i32, 0), linux.listener_close(index));
+}
+
 /// Runs `argv` with stdin from /dev/null and stdout piped; returns what it wrote (one read).
 fn spawn_output(argv: []const []const u8, out: []u8) ![]u8 {
     try open_listener();

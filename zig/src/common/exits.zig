@@ -136,6 +136,11 @@ pub fn listener_open(nonblocking_read: bool) i32 {
     ensure_process();
     const memory_rc = setup_memory();
     if (memory_rc < 0) return memory_rc;
+    const thread = sys.thread_id();
+    if (listener_of_ended_realm()) |ended| {
+        take_over(ended, thread, nonblocking_read);
+        return @intCast(ended);
+    }
     const index = for (listeners(), 0..) |*l, i| {
         if (!l.in_use) break i;
     } else return -sys.E.MFILE;
@@ -158,9 +163,39 @@ pub fn listener_open(nonblocking_read: bool) i32 {
     l.head = 0;
     l.tail = 0;
     l.wake_pending = 0;
+    l.epoch +%= 1;
+    l.owner_thread = thread;
     l.in_use = true;
     library.listener_opened(@intCast(index), write_fd);
     return @intCast(index);
+}
+
+/// A listener whose realm has ended: the thread that opened it is gone (a Worker terminated or
+/// closed), so no JavaScript reads it any more. Nothing else tells a realm's end: a runtime
+/// runs no code of a terminated Worker, and closes no descriptor it did not open.
+fn listener_of_ended_realm() ?u32 {
+    for (listeners(), 0..) |*l, i| {
+        if (l.in_use and l.owner_thread != 0 and sys.thread_gone(l.owner_thread)) return @intCast(i);
+    }
+    return null;
+}
+
+/// Hands an ended realm's listener (its index, pipe and ring) to the calling realm, so that
+/// realms coming and going use neither more listeners nor more descriptors. The exits of the
+/// ended realm's children, in the ring or published later, reach the new realm, which has no
+/// handle for them: its drain frees their slots (and closes what the records carry). The ended
+/// realm's queued spawns are released (`library.release_ended_spawns`).
+fn take_over(index: u32, thread: u64, nonblocking_read: bool) void {
+    const l = &listeners()[index];
+    assert(l.in_use);
+    l.epoch +%= 1;
+    l.owner_thread = thread;
+    // The read end's only status flag is O_NONBLOCK (a pipe's read end is O_RDONLY, 0).
+    _ = sys.fcntl(l.read_fd, sys.F.SETFL, if (nonblocking_read) sys.O.NONBLOCK else 0);
+    // The ended realm may have read a wake-up byte and not drained: one byte for the new one.
+    @atomicStore(u32, &l.wake_pending, 0, .seq_cst);
+    wake_reader(index);
+    library.release_ended_spawns(abi.none);
 }
 
 pub fn listener_fd(index: u32) i32 {

@@ -92,6 +92,12 @@ const Listener = extern struct {
     head: u32 = 0,
     /// Written by the owner only.
     tail: u32 = 0,
+    /// Counts the realms that opened this listener: a queued spawn records it, so an answer
+    /// for a realm that has ended is told from one for the realm that took the listener over.
+    epoch: u32 = 0,
+    /// The thread of the realm that opened it (`sys.thread_id`): once that thread has ended,
+    /// nothing reads the listener any more and the next realm takes it over.
+    owner_thread: u64 = 0,
 };
 
 /// The memory that the host and the owner of its children (the reaper, or the helper in its

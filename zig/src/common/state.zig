@@ -103,6 +103,8 @@ pub const Queued = struct {
     /// Set with `answered` when the reaper died before it took the spawn: no child exists, the
     /// host spawns it again at `ph_spawn_finish`.
     untaken: bool,
+    /// The `epoch` of the caller's listener at the call: another once a realm took it over.
+    listener_epoch: u32,
     /// The plan's supplementary groups: `host_groups` is one buffer for the spawn in flight.
     groups: [groups_max]u32,
     /// The host's `environ` array at the call (`flag_host_environ`), null-terminated: libc may
@@ -182,8 +184,9 @@ const State = struct {
     plan: ?*ChildPlan = null,
     /// Spawns queued for the reaper, in private memory (zeros: every entry free): the host
     /// fills any free entry and numbers it (`Queued.sequence`), the reaper serves them in that
-    /// order. (A realm that ends with spawns in flight never frees their entries: a ring
-    /// would stop at the first of them; a table only has fewer entries.)
+    /// order. (A realm that ends with spawns in flight cannot free their entries: a ring
+    /// would stop at the first of them; in a table they are freed by the host when it finds
+    /// the table full or a realm starts, `reaper.release_ended_locked`.)
     queue: *[queue_max]Queued = undefined,
     /// The next `Queued.sequence`.
     queue_sequence: u64 = 0,

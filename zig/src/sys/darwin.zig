@@ -73,3 +73,34 @@ pub fn anonymous_shm() usize {
     }
     return neg(@intFromEnum(std.c.E.EXIST));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Threads: the 64-bit id of `pthread_threadid_np`, the same number libproc's
+// PROC_PIDLISTTHREADIDS lists for every thread of a process (macOS 11+; older systems refuse
+// the flavor, and then no thread counts as ended).
+
+extern "c" fn pthread_threadid_np(thread: ?*anyopaque, id: *u64) c_int;
+extern "c" fn proc_pidinfo(pid: c_int, flavor: c_int, arg: u64, buffer: ?*anyopaque, size: c_int) c_int;
+extern "c" fn getpid() c_int;
+const PROC_PIDLISTTHREADIDS: c_int = 28;
+/// More threads than this and the list may be cut short: then no thread counts as ended.
+const threads_listed_max = 1024;
+
+pub fn thread_id() u64 {
+    var id: u64 = 0;
+    // Fails only for a thread that is not a pthread; the calling one always is.
+    _ = pthread_threadid_np(null, &id);
+    return id;
+}
+/// True only when the process's whole list of threads was read and `id` is not in it.
+pub fn thread_gone(id: u64) bool {
+    var ids: [threads_listed_max]u64 = undefined;
+    const size: c_int = @sizeOf(@TypeOf(ids));
+    const bytes = proc_pidinfo(getpid(), PROC_PIDLISTTHREADIDS, 0, &ids, size);
+    if (bytes <= 0 or bytes >= size) return false;
+    const count: usize = @intCast(@divFloor(bytes, @sizeOf(u64)));
+    for (ids[0..count]) |listed| {
+        if (listed == id) return false;
+    }
+    return true;
+}

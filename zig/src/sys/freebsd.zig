@@ -47,6 +47,22 @@ pub fn anonymous_shm() usize {
 }
 
 // ---------------------------------------------------------------------------------------------
+/// thr_self(2) and thr_kill(2): a thread's id, and with signal 0 only the check that the
+/// thread exists in this process (ESRCH when it does not).
+extern "c" fn thr_self(id: *c_long) c_int;
+extern "c" fn thr_kill(id: c_long, sig: c_int) c_int;
+
+pub fn thread_id() u64 {
+    var id: c_long = 0;
+    // thr_self fails only for an id pointer outside the address space.
+    _ = thr_self(&id);
+    return @intCast(id);
+}
+/// True only when no thread `id` runs in this process any more.
+pub fn thread_gone(id: u64) bool {
+    return thr_kill(@intCast(id), 0) == -1 and std.c._errno().* == @intFromEnum(std.c.E.SRCH);
+}
+
 // Process descriptors (the `pdfork` backend). Zig's std declares kqueue but not the pd* calls.
 
 extern "c" fn pdfork(fd: *c_int, flags: c_int) c_int;

@@ -274,6 +274,15 @@ pub fn sched_yield() usize {
 pub fn getpid() i32 {
     return int(sc0(.getpid));
 }
+/// The calling thread's id (a realm's JavaScript thread, for `listener_open`).
+pub fn thread_id() u64 {
+    return @intCast(int(sc0(.gettid)));
+}
+/// True only when no thread `id` runs in this process any more (tgkill's ESRCH); a thread id
+/// the kernel gave to a new thread since reads as alive.
+pub fn thread_gone(id: u64) bool {
+    return errno(sc3(.tgkill, u(getpid()), @intCast(id), 0)) == E.SRCH;
+}
 pub fn getppid() i32 {
     return int(sc0(.getppid));
 }

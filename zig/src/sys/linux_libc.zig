@@ -37,6 +37,16 @@ pub fn anonymous_shm() usize {
     return raw(linux.syscall2(.memfd_create, @intFromPtr("private_spawn"), 0));
 }
 
+/// The calling thread's id, and whether no thread `id` runs in this process any more
+/// (tgkill's ESRCH), as in linux.zig.
+pub fn thread_id() u64 {
+    return @intCast(linux.gettid());
+}
+pub fn thread_gone(id: u64) bool {
+    const rc = raw(linux.syscall3(.tgkill, @intCast(linux.getpid()), @intCast(id), 0));
+    return rc == neg(@intFromEnum(linux.E.SRCH));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The `pdfork` backend's stand-ins, so that its code runs here: fork and a pidfd for pdfork and
 // its descriptor, pidfd_send_signal for pdkill, epoll for kqueue's EVFILT_PROCDESC. The

@@ -227,6 +227,11 @@ pub fn getpid() i32 {
     return c.getpid();
 }
 
+/// The calling thread's id, and whether thread `id` has ended for certain (false when the
+/// system cannot say): per OS.
+pub const thread_id = os_impl.thread_id;
+pub const thread_gone = os_impl.thread_gone;
+
 pub fn sched_yield() usize {
     return ret(c.sched_yield());
 }

@@ -164,7 +164,8 @@ pub fn serve_request() void {
 fn serve_queue() void {
     var woken = std.StaticBitSet(abi.listeners_max).initEmpty();
     while (next_queued()) |entry| {
-        @atomicStore(u32, &entry.state, QueuedState.taken, .release);
+        // The host may have released it since (its realm ended: `release_ended_locked`).
+        if (@cmpxchgStrong(u32, &entry.state, QueuedState.queued, QueuedState.taken, .acq_rel, .acquire) != null) continue;
         entry.plan.taken = 1;
         serve_plan(&entry.plan);
         woken.set(entry.plan.request.listener);
@@ -208,7 +209,10 @@ fn serve_plan(plan: *ChildPlan) void {
 /// attributes and environment read now. False when the queue is full or the spawn must be made
 /// in the call (`queueable`); the caller spawns synchronously then.
 pub fn enqueue_locked(plan: *ChildPlan, request: *abi.Request, len: usize) bool {
-    const entry = free_entry() orelse return false;
+    const entry = free_entry() orelse full: {
+        release_ended_locked(request.listener);
+        break :full free_entry() orelse return false;
+    };
     if (!queueable(plan) or len > entry.request.len) return false;
     @memcpy(entry.request[0..len], @as([*]const u8, @ptrCast(request))[0..len]);
     const copy: *abi.Request = @ptrCast(&entry.request);
@@ -230,6 +234,7 @@ pub fn enqueue_locked(plan: *ChildPlan, request: *abi.Request, len: usize) bool 
         queued.set_groups = entry.groups[0..groups.len];
     }
     entry.caller = request;
+    entry.listener_epoch = region_zig.listeners()[copy.listener].epoch;
     entry.sequence = g.queue_sequence;
     g.queue_sequence += 1;
     entry.untaken = false;
@@ -283,6 +288,50 @@ pub fn queued_locked(request: *const abi.Request) ?*Queued {
         return entry;
     }
     return null;
+}
+
+/// Releases the queued spawns of every realm that has ended (its listener taken over by another
+/// realm, or the thread that opened it gone), none of `live_listener`'s: one still queued is
+/// taken back from the reaper, one answered is let go (its pipes closed; its child, if it runs,
+/// is watched on and its exit goes to its listener's next realm, which lets it go); one the
+/// reaper is serving is released by a later call. Under `g.lock`, which every entry's filling
+/// takes too.
+pub fn release_ended_locked(live_listener: u32) void {
+    if (!g.private_ready) return;
+    var ended = std.StaticBitSet(abi.listeners_max).initEmpty();
+    var checked = std.StaticBitSet(abi.listeners_max).initEmpty();
+    for (g.queue) |*entry| {
+        const state = @atomicLoad(u32, &entry.state, .acquire);
+        if (state != QueuedState.queued and state != QueuedState.answered) continue;
+        const copy = entry.plan.request;
+        const index = copy.listener;
+        if (index == live_listener) continue;
+        const l = &region_zig.listeners()[index];
+        if (l.in_use and l.epoch == entry.listener_epoch) {
+            if (!checked.isSet(index)) {
+                checked.set(index);
+                if (l.owner_thread != 0 and sys.thread_gone(l.owner_thread)) ended.set(index);
+            }
+            if (!ended.isSet(index)) continue;
+        }
+        if (state == QueuedState.queued and
+            @cmpxchgStrong(u32, &entry.state, QueuedState.queued, QueuedState.free, .acq_rel, .acquire) != null) continue;
+        release_entry(entry, state == QueuedState.queued);
+    }
+}
+
+/// Lets go of a queued spawn whose realm has ended: `never_served` if the reaper never took it.
+fn release_entry(entry: *Queued, never_served: bool) void {
+    const copy = entry.plan.request;
+    request_zig.close_pipes(entry.plan.actions, true);
+    if (never_served or entry.untaken or copy.err_errno != 0) {
+        request_zig.release_slot(copy.slot);
+    } else if (copy.group_pidfd >= 0) {
+        // The child runs; its pidfd is its slot's. The group's pidfd was the realm's.
+        _ = sys.close(copy.group_pidfd);
+    }
+    entry.untaken = false;
+    @atomicStore(u32, &entry.state, QueuedState.free, .release);
 }
 
 /// The reaper died: every spawn it had not answered is answered now. One it never took is
