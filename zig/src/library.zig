@@ -42,7 +42,6 @@ const Contract = struct {
     current_pid: fn () i32,
     submit_locked: fn (*ChildPlan) void,
     listener_opened: fn (u32, i32) void,
-    listener_closed: fn (u32) void,
 };
 
 fn check_contract(comptime Backend: type, comptime expected: abi.Backend) void {
@@ -90,10 +89,6 @@ pub fn owner_alive_locked() bool {
 
 pub fn listener_opened(index: u32, write_fd: i32) void {
     call("listener_opened", .{ index, write_fd });
-}
-
-pub fn listener_closed(index: u32) void {
-    call("listener_closed", .{index});
 }
 
 /// Releases the queued spawns of realms that have ended (`reaper.release_ended_locked`), but

@@ -318,7 +318,12 @@ test "a realm whose thread ended with the queue full of answers: they are let go
     try testing.expectEqual(@as(u32, queue_max), try drain_ended(index, queue_max, 5000));
     linux.get_info(&info);
     try testing.expectEqual(slots_before, info.slots_in_use);
+    // Released: not the caller's any more; the next realm takes it over (the next test's).
     try testing.expectEqual(@as(i32, 0), linux.listener_close(index));
+    try testing.expectEqual(@as(i32, -sys.E.BADF), linux.listener_close(index));
+    try testing.expectEqual(@as(i32, -sys.E.BADF), linux.listener_fd(index));
+    var drained: [1]abi.ExitRecord = undefined;
+    try testing.expectEqual(@as(i32, -sys.E.BADF), linux.drain(index, &drained));
 }
 
 fn resume_after_1s(pid: i32) void {
@@ -347,6 +352,7 @@ test "a realm whose thread ended with its spawns still queued (the reaper stoppe
     try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
     _ = drain_listener();
     const opened = linux.listener_open(false);
+    // The realm took over the listener the test before released, and this one the realm's.
     try testing.expectEqual(realm.listener, opened);
     const index: u32 = @intCast(opened);
     try testing.expectEqual(@as(u32, 0), try drain_ended(index, 1, 300));

@@ -175,7 +175,8 @@ pub fn listener_open(nonblocking_read: bool) i32 {
 /// runs no code of a terminated Worker, and closes no descriptor it did not open.
 fn listener_of_ended_realm() ?u32 {
     for (listeners(), 0..) |*l, i| {
-        if (l.in_use and l.owner_thread != 0 and sys.thread_gone(l.owner_thread)) return @intCast(i);
+        if (!l.in_use or l.owner_thread == 0) continue;
+        if (l.owner_thread == released_thread or sys.thread_gone(l.owner_thread)) return @intCast(i);
     }
     return null;
 }
@@ -198,28 +199,34 @@ fn take_over(index: u32, thread: u64, nonblocking_read: bool) void {
     library.release_ended_spawns(abi.none);
 }
 
+/// Whether `index` names a listener a realm holds (opened, and not released since).
+fn listener_held(index: u32) bool {
+    if (index >= abi.listeners_max or !g.memory_ready) return false;
+    const l = &listeners()[index];
+    return l.in_use and l.owner_thread != released_thread;
+}
+
 pub fn listener_fd(index: u32) i32 {
-    if (index >= abi.listeners_max or !g.memory_ready or !listeners()[index].in_use) return -sys.E.BADF;
+    if (!listener_held(index)) return -sys.E.BADF;
     return listeners()[index].read_fd;
 }
 
+/// Releases the caller's listener: the next realm takes it over, pipe and all, as it does an
+/// ended realm's. Its pipe is never closed: the reaper, which shares the descriptor table, may be
+/// writing a wake-up byte to it at this moment, and would write to whatever reused the number.
 pub fn listener_close(index: u32) i32 {
     lock(&g.lock);
     defer unlock(&g.lock);
-    if (index >= abi.listeners_max or !g.memory_ready or !listeners()[index].in_use) return -sys.E.BADF;
-    const l = &listeners()[index];
-    l.in_use = false;
-    library.listener_closed(index);
-    _ = sys.close(l.read_fd);
-    _ = sys.close(l.write_fd);
-    l.read_fd = -1;
-    l.write_fd = -1;
+    if (!listener_held(index)) return -sys.E.BADF;
+    listeners()[index].owner_thread = released_thread;
     return 0;
 }
+/// `Listener.owner_thread` of a released listener.
+const released_thread: u64 = std.math.maxInt(u64);
 
 /// Copies up to `out.len` exits of this listener's children and frees their slots.
 pub fn drain(index: u32, out: []abi.ExitRecord) i32 {
-    if (index >= abi.listeners_max or !g.memory_ready or !listeners()[index].in_use) return -sys.E.BADF;
+    if (!listener_held(index)) return -sys.E.BADF;
     const l = &listeners()[index];
     // Cleared before reading the ring: an exit published after this point writes a new byte.
     @atomicStore(u32, &l.wake_pending, 0, .seq_cst);

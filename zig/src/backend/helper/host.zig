@@ -488,7 +488,3 @@ pub fn current_pid() i32 {
 pub fn listener_opened(index: u32, write_fd: i32) void {
     helper_listener_message(.listener_open, index, write_fd);
 }
-
-pub fn listener_closed(index: u32) void {
-    helper_listener_message(.listener_close, index, -1);
-}

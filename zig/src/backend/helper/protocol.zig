@@ -11,7 +11,6 @@ const PidfdMode = @import("../../common/state.zig").PidfdMode;
 const FdTable = @import("../../common/state.zig").FdTable;
 
 const exits_zig = @import("../../common/exits.zig");
-const listener_close = exits_zig.listener_close;
 const listener_open = exits_zig.listener_open;
 const state_zig = @import("../../common/state.zig");
 const groups_max = state_zig.groups_max;
@@ -19,12 +18,14 @@ const library_zig = @import("../../library.zig");
 const init = library_zig.init;
 const spawn = library_zig.spawn;
 
+/// What a message asks or answers. (4 was `listener_close`: a listener is never closed, its
+/// pipe passes to the next realm.)
+pub const HelperOp = enum(u32) { init = 1, hello = 2, listener_open = 3, spawn = 5, spawned = 6, _ };
 /// One message on the helper's socket, either way. Requests carry the host's attribute
 /// changes here, and their buffer in the region's request area.
-pub const HelperOp = enum(u32) { init = 1, hello = 2, listener_open = 3, listener_close = 4, spawn = 5, spawned = 6, _ };
 pub const HelperMessage = extern struct {
     op: HelperOp,
-    /// The listener (listener_open, listener_close) or slot (spawn).
+    /// The listener (listener_open) or slot (spawn).
     index: u32,
     /// init: the host's pid; hello: the helper's; spawned: the child's.
     pid: i32,

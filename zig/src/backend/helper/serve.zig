@@ -135,12 +135,6 @@ pub fn helper_serve() void {
             if (helper_wake_fds[msg.index] >= 0) _ = sys.close(helper_wake_fds[msg.index]);
             helper_wake_fds[msg.index] = received[0];
         },
-        .listener_close => {
-            close_all(received);
-            if (msg.index >= abi.listeners_max) return;
-            if (helper_wake_fds[msg.index] >= 0) _ = sys.close(helper_wake_fds[msg.index]);
-            helper_wake_fds[msg.index] = -1;
-        },
         .spawn => if (os_zig.portable) portable.helper_spawn(&msg, received) else helper_spawn(&msg, received),
         else => close_all(received),
     }

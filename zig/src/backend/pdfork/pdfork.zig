@@ -182,10 +182,6 @@ pub fn listener_opened(index: u32, write_fd: i32) void {
     _ = .{ index, write_fd };
 }
 
-pub fn listener_closed(index: u32) void {
-    _ = index;
-}
-
 // ---------------------------------------------------------------------------------------------
 // The backend contract (checked in library.zig).
 

@@ -442,7 +442,3 @@ pub fn listener_opened(index: u32, write_fd: i32) void {
     _ = index;
     _ = write_fd;
 }
-
-pub fn listener_closed(index: u32) void {
-    _ = index;
-}
