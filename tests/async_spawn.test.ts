@@ -6,11 +6,9 @@ import process from "node:process";
 import { backendInfo, type ProcessError, reaperInfo, run, SpawnError, spawnHandleAsync } from "../mod.ts";
 import {
   BACKEND,
-  LAUNCH_SIGCHLD,
   nativeTest,
-  NOT_PRIVATE,
   openFds,
-  PDFORK,
+  QUEUES,
   reaperTest,
   runFixture,
   sleep,
@@ -18,9 +16,6 @@ import {
   within,
   zombiesOf,
 } from "./harness.ts";
-
-/** Only the reaper queues spawns; every other backend spawns in the call. */
-const QUEUES = BACKEND === "reaper" && !PDFORK;
 
 /**
  * Fails on a descriptor open now that was not open `before` (or was another file then).
@@ -230,20 +225,4 @@ reaperTest(
     assert.equal(after.reapersStarted, reapersStarted + 1);
     assert.equal(after.slotsInUse, 0);
   },
-);
-
-nativeTest(
-  "a host with a SIGCHLD handler and a waitpid(-1) loop: 40 children spawned asynchronously stay private",
-  "its children are the host's own on POSIX, not private",
-  async () => {
-    const result = await runFixture("hostile_many.ts", ["--only-ours", "--async"]);
-    assert.equal(result.code, 0, result.stderr);
-    const report = JSON.parse(result.stdout);
-    assert.ok(report.sigchld <= LAUNCH_SIGCHLD, `${report.sigchld} SIGCHLD`);
-    assert.deepEqual(report.stolen, []);
-    assert.ok(report.echild > 0, "the host's waitpid(-1) must have seen no children");
-    for (const o of report.ours) assert.equal(o.code, o.expected, `pid ${o.pid}`);
-    if (QUEUES) assert.ok(report.queued > 0, `${report.queued} spawns queued`);
-  },
-  { notPdfork: NOT_PRIVATE },
 );

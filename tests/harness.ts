@@ -88,6 +88,8 @@ export const LAUNCH_SIGCHLD: number = FORKS || PORTABLE ? 1 : 0;
 export const PDFORK: boolean = BACKEND === "pdfork";
 /** Whether the `runtime` backend runs (`PRIVATE_SPAWN_BACKEND=runtime`): no library, no privacy on POSIX. */
 export const RUNTIME: boolean = BACKEND === "runtime";
+/** Whether spawns are queued (`spawnHandleAsync`): only the reaper queues; every other backend spawns in the call. */
+export const QUEUES: boolean = BACKEND === "reaper" && !PDFORK;
 /** Whether children are expected to be held by pidfds in this run. */
 export const EXPECT_PIDFD = FAULT !== "no-pidfd" && !PORTABLE;
 /** How children are expected to be created in this run (`reaperInfo().cloneMode`). */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { FAULT, isBun, LAUNCH_SIGCHLD, nativeTest, NOT_PRIVATE, runFixture } from "./harness.ts";
+import { FAULT, isBun, LAUNCH_SIGCHLD, nativeTest, NOT_PRIVATE, QUEUES, runFixture } from "./harness.ts";
 
 // Bun without pidfds (forced by the seccomp launcher) no longer passes SIGCHLD to JavaScript
 // listeners at all, even for its own children; there the listener cannot serve as a control.
@@ -40,17 +40,36 @@ nativeTest(
   { notPdfork: NOT_PRIVATE },
 );
 
+/**
+ * Runs `hostile_many.ts --only-ours` (a host with a SIGCHLD handler and a waitpid(-1) loop, 40
+ * children of ours) with `args`, and checks that they stayed private; returns its report.
+ */
+async function privateUnderReapingHost(args: string[]): Promise<{ queued: number }> {
+  const result = await runFixture("hostile_many.ts", ["--only-ours", ...args]);
+  assert.equal(result.code, 0, result.stderr);
+  const report = JSON.parse(result.stdout);
+  assert.ok(report.sigchld <= LAUNCH_SIGCHLD, `${report.sigchld} SIGCHLD`);
+  assert.deepEqual(report.stolen, []);
+  assert.ok(report.echild > 0, "the host's waitpid(-1) must have seen no children");
+  for (const o of report.ours) assert.equal(o.code, o.expected, `pid ${o.pid}`);
+  return report;
+}
+
 nativeTest(
   "40 private children under a reaping host: no SIGCHLD, none reaped, every code right",
   "its children are the host's own on POSIX, not private",
   async () => {
-    const result = await runFixture("hostile_many.ts", ["--only-ours"]);
-    assert.equal(result.code, 0, result.stderr);
-    const report = JSON.parse(result.stdout);
-    assert.ok(report.sigchld <= LAUNCH_SIGCHLD, `${report.sigchld} SIGCHLD`);
-    assert.deepEqual(report.stolen, []);
-    assert.ok(report.echild > 0, "the host's waitpid(-1) must have seen no children");
-    for (const o of report.ours) assert.equal(o.code, o.expected, `pid ${o.pid}`);
+    await privateUnderReapingHost([]);
+  },
+  { notPdfork: NOT_PRIVATE },
+);
+
+nativeTest(
+  "40 children spawned asynchronously under a reaping host stay private as well",
+  "its children are the host's own on POSIX, not private",
+  async () => {
+    const report = await privateUnderReapingHost(["--async"]);
+    if (QUEUES) assert.ok(report.queued > 0, `${report.queued} spawns queued`);
   },
   { notPdfork: NOT_PRIVATE },
 );
