@@ -119,6 +119,11 @@ export class SpawnError extends Error {
    * split at ":"; an empty entry is the current directory); undefined for a path.
    */
   readonly searchPath: readonly string[] | undefined;
+  /**
+   * When a helper of another build refused the library (`EPROTO`, syscall "helper"): the
+   * helper's and the library's build ids (8 hex digits each); undefined otherwise.
+   */
+  readonly buildIds: Readonly<{ library: string; helper: string }> | undefined;
 
   /** An error from what the library reported about the failed spawn. */
   constructor(details: SpawnErrorDetails) {
@@ -143,6 +148,7 @@ export class SpawnError extends Error {
     this.args = details.args;
     this.path = details.path;
     this.searchPath = details.searchPath === undefined ? undefined : Object.freeze(details.searchPath.split(":"));
+    this.buildIds = details.buildIds === undefined ? undefined : Object.freeze({ ...details.buildIds });
   }
 }
 

@@ -242,6 +242,7 @@ test(
           ),
           String(outcome.message),
         );
+        assert.deepEqual(outcome.buildIds, { helper: helperId, library: backendInfo().buildId });
       }
       assert.deepEqual(runningFrom(other), [], "a refusing helper exits");
     } finally {
