@@ -344,13 +344,7 @@ test "a realm whose thread ended with its spawns still queued (the reaper stoppe
     defer resumer.join();
     var realm = EndedRealm{ .await_answers = false };
     try realm.end();
-    var buffer: [4096]u8 align(8) = undefined;
-    const request = build(&buffer, &.{ "sh", "-c", "exit 4" }, &.{});
-    try testing.expectEqual(@as(i32, 1), linux.spawn_start(request, request.buffer_len));
-    try testing.expectEqual(@as(i32, 0), finish_queued(request));
-    var record: abi.ExitRecord = undefined;
-    try testing.expectEqual(@as(i32, 1), linux.wait_sync(request.slot, request.generation, &record, 10_000));
-    _ = drain_listener();
+    try spawn_queued_exit_4();
     const opened = linux.listener_open(false);
     // The realm took over the listener the test before released, and this one the realm's.
     try testing.expectEqual(realm.listener, opened);
